@@ -1,0 +1,1 @@
+//! persys cluster PKI.

@@ -1,0 +1,60 @@
+//! persys domain model and wire types.
+//!
+//! Everything the scheduler, agent, gateway and CLI exchange is defined here once.
+//! JSON is camelCase and compatible with the original persys (Go) payloads; see
+//! `shared/spec/api.md`. This crate does no I/O.
+
+pub mod node;
+pub mod status;
+pub mod validate;
+pub mod wire;
+pub mod workload;
+
+pub use node::{Node, NodeStatus};
+pub use status::{DesiredState, WorkloadStatus};
+pub use validate::ValidationError;
+pub use wire::*;
+pub use workload::{
+    Command, RestartPolicy, Resources, Workload, WorkloadRequest, WorkloadSpec, WorkloadType,
+};
+
+/// Labels every persys container carries (see "Agent API" in the contract).
+pub mod labels {
+    /// Workload id the container runs.
+    pub const WORKLOAD_ID: &str = "persys.workloadId";
+    /// Human name of the workload.
+    pub const DISPLAY_NAME: &str = "persys.displayName";
+    /// Placement generation; a container with an older generation than the record is stale.
+    pub const GENERATION: &str = "persys.generation";
+    /// Node (agent) that owns the container; agents sharing one engine never touch others'.
+    pub const NODE_ID: &str = "persys.nodeId";
+    /// Marks a container as managed by persys.
+    pub const MANAGED: &str = "persys.managed";
+}
+
+/// etcd key layout (original keys kept).
+pub mod keys {
+    /// Prefix of workload records.
+    pub const WORKLOADS: &str = "/workloads/";
+    /// Prefix of node records.
+    pub const NODES: &str = "/nodes/";
+    /// Prefix of CoreDNS (skydns) records.
+    pub const SKYDNS: &str = "/skydns/";
+    /// Prefix of token metadata (hash only).
+    pub const TOKENS: &str = "/persys/tokens/";
+    /// Leader election key for scheduler replicas.
+    pub const LEADER: &str = "/persys/leader";
+
+    /// Key of one workload record.
+    pub fn workload(id: &str) -> String {
+        format!("{WORKLOADS}{id}")
+    }
+    /// Key of one node record.
+    pub fn node(id: &str) -> String {
+        format!("{NODES}{id}")
+    }
+    /// Key of a token record by the hex sha256 of its secret.
+    pub fn token(hash_hex: &str) -> String {
+        format!("{TOKENS}{hash_hex}")
+    }
+}

@@ -1,0 +1,348 @@
+//! Validation of client requests into specs. Every error names the field.
+
+use crate::workload::{
+    Command, ResourcesRequest, Resources, RestartPolicy, WorkloadRequest, WorkloadSpec,
+    WorkloadType,
+};
+use std::fmt;
+
+/// A request field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationError {
+    /// JSON path of the field, e.g. `resources.cpu`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+    ValidationError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Longest accepted workload name (a DNS label).
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Whether `s` is an RFC 1123 DNS label (lower-case letters, digits, '-').
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl WorkloadRequest {
+    /// Validate into a spec. An absent name is derived from the image.
+    pub fn validate(self) -> Result<WorkloadSpec, ValidationError> {
+        let kind = match self.kind.as_deref() {
+            None | Some("") | Some("docker-container") => WorkloadType::DockerContainer,
+            Some(t @ ("docker-compose" | "git-compose")) => {
+                return Err(err(
+                    "type",
+                    format!("workload type {t:?} is not supported yet; use \"docker-container\""),
+                ))
+            }
+            Some(t) => {
+                return Err(err(
+                    "type",
+                    format!("unknown workload type {t:?}; expected \"docker-container\""),
+                ))
+            }
+        };
+        let image = self.image.trim().to_string();
+        if image.is_empty() {
+            return Err(err("image", "is required"));
+        }
+        if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(err("image", format!("{image:?} is not a valid image reference")));
+        }
+        let name = if self.name.trim().is_empty() {
+            name_from_image(&image)
+        } else {
+            self.name.trim().to_string()
+        };
+        if !is_valid_name(&name) {
+            return Err(err(
+                "name",
+                format!("{name:?} must be 1-63 characters of letters, digits, '-', '_' or '.', starting with a letter or digit"),
+            ));
+        }
+        let command = match self.command {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
+            Some(serde_json::Value::String(s)) => Some(Command::Shell(s)),
+            Some(serde_json::Value::Array(items)) => {
+                let mut argv = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    match item {
+                        serde_json::Value::String(s) => argv.push(s),
+                        _ => return Err(err(format!("command[{i}]"), "must be a string")),
+                    }
+                }
+                if argv.is_empty() {
+                    None
+                } else {
+                    Some(Command::Exec(argv))
+                }
+            }
+            Some(_) => return Err(err("command", "must be a string or an array of strings")),
+        };
+        for key in self.env_vars.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(err(
+                    format!("envVars.{key}"),
+                    "name must be non-empty without '=' or NUL",
+                ));
+            }
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            validate_port(p).map_err(|m| err(format!("ports[{i}]"), m))?;
+        }
+        for (i, v) in self.volumes.iter().enumerate() {
+            validate_volume(v).map_err(|m| err(format!("volumes[{i}]"), m))?;
+        }
+        let network = self.network.filter(|n| !n.trim().is_empty());
+        let restart_policy = match self.restart_policy.as_deref() {
+            None => RestartPolicy::No,
+            Some(p) => RestartPolicy::parse(p).ok_or_else(|| {
+                err(
+                    "restartPolicy",
+                    format!("{p:?} is not one of no, on-failure, always, unless-stopped"),
+                )
+            })?,
+        };
+        let resources = validate_resources(self.resources.unwrap_or_default())?;
+        for (field, map) in [("labels", &self.labels), ("nodeSelector", &self.node_selector)] {
+            for key in map.keys() {
+                if key.is_empty() || key.len() > 253 {
+                    return Err(err(field, "label keys must be 1-253 characters"));
+                }
+            }
+        }
+        Ok(WorkloadSpec {
+            name,
+            kind,
+            image,
+            command,
+            env_vars: self.env_vars,
+            ports: self.ports,
+            volumes: self.volumes,
+            network,
+            restart_policy,
+            resources,
+            labels: self.labels,
+            node_selector: self.node_selector,
+        })
+    }
+}
+
+fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_NAME_LEN
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A name derived from an image reference: `docker.io/library/nginx:1.27` → `nginx`.
+pub fn name_from_image(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let base = last.split(['@', ':']).next().unwrap_or(last);
+    let cleaned: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let trimmed = cleaned.trim_matches('-');
+    if trimmed.is_empty() {
+        "workload".to_string()
+    } else {
+        trimmed.chars().take(MAX_NAME_LEN).collect()
+    }
+}
+
+fn validate_resources(r: ResourcesRequest) -> Result<Resources, ValidationError> {
+    fn field(v: &serde_json::Value, name: &str) -> Result<u64, ValidationError> {
+        match v {
+            serde_json::Value::Null => Ok(0),
+            serde_json::Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    Ok(u)
+                } else if n.as_i64().is_some() {
+                    Err(err(name, "must not be negative"))
+                } else {
+                    Err(err(name, "must be a whole number"))
+                }
+            }
+            _ => Err(err(name, "must be an integer")),
+        }
+    }
+    Ok(Resources {
+        cpu: field(&r.cpu, "resources.cpu")?,
+        memory: field(&r.memory, "resources.memory")?,
+    })
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{s:?} is not a port number (1-65535)")),
+    }
+}
+
+/// `[ip:]host:container[/tcp|udp]` or `container[/proto]`.
+fn validate_port(p: &str) -> Result<(), String> {
+    let (ports, proto) = match p.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (p, None),
+    };
+    if let Some(proto) = proto {
+        if !matches!(proto, "tcp" | "udp" | "sctp") {
+            return Err(format!("protocol {proto:?} must be tcp, udp or sctp"));
+        }
+    }
+    let parts: Vec<&str> = ports.split(':').collect();
+    match parts.as_slice() {
+        [c] => parse_port(c).map(|_| ()),
+        [h, c] => {
+            parse_port(h)?;
+            parse_port(c).map(|_| ())
+        }
+        [ip, h, c] => {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(format!("{ip:?} is not an IP address"));
+            }
+            if !h.is_empty() {
+                parse_port(h)?;
+            }
+            parse_port(c).map(|_| ())
+        }
+        _ => Err(format!("{p:?} is not host:container[/proto]")),
+    }
+}
+
+/// `host:container[:ro|rw]` with absolute container path, or a named volume.
+fn validate_volume(v: &str) -> Result<(), String> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, mode) = match parts.as_slice() {
+        [s, d] => (*s, *d, None),
+        [s, d, m] => (*s, *d, Some(*m)),
+        _ => return Err(format!("{v:?} is not source:target[:ro|rw]")),
+    };
+    if src.is_empty() {
+        return Err("source must not be empty".into());
+    }
+    if !dst.starts_with('/') {
+        return Err(format!("target {dst:?} must be an absolute path"));
+    }
+    if let Some(m) = mode {
+        if !m.split(',').all(|o| matches!(o, "ro" | "rw" | "z" | "Z")) {
+            return Err(format!("mode {m:?} must be ro or rw"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: &str) -> WorkloadRequest {
+        serde_json::from_str(json).expect("request parses")
+    }
+
+    #[test]
+    fn missing_image_names_the_field() {
+        let e = req(r#"{"name":"x","type":"docker-container"}"#).validate().unwrap_err();
+        assert_eq!(e.field, "image");
+    }
+
+    #[test]
+    fn unknown_type_is_refused_with_its_name() {
+        let e = req(r#"{"image":"a","type":"vm"}"#).validate().unwrap_err();
+        assert_eq!(e.field, "type");
+        assert!(e.message.contains("vm"));
+    }
+
+    #[test]
+    fn compose_types_are_refused_as_not_yet_supported() {
+        let e = req(r#"{"image":"a","type":"docker-compose"}"#).validate().unwrap_err();
+        assert!(e.message.contains("not supported yet"));
+    }
+
+    #[test]
+    fn original_cli_server_owned_keys_are_ignored() {
+        let spec = req(r#"{"id":"x","name":"web","type":"docker-container","image":"nginx:latest","gitBranch":"main","restartPolicy":"no","resources":{"cpu":0,"memory":0},"status":"","createdAt":"0001-01-01T00:00:00Z"}"#)
+            .validate()
+            .expect("valid");
+        assert_eq!(spec.name, "web");
+        assert_eq!(spec.restart_policy, RestartPolicy::No);
+        assert_eq!(spec.resources, Resources::default());
+    }
+
+    #[test]
+    fn string_command_is_shell_form_and_array_is_exec_form() {
+        let s = req(r#"{"image":"a","command":"echo hi"}"#).validate().expect("valid");
+        assert_eq!(s.command, Some(Command::Shell("echo hi".into())));
+        assert_eq!(
+            s.command.as_ref().map(Command::to_argv),
+            Some(vec!["/bin/sh".to_string(), "-c".into(), "echo hi".into()])
+        );
+        let e = req(r#"{"image":"a","command":["sleep","1"]}"#).validate().expect("valid");
+        assert_eq!(e.command, Some(Command::Exec(vec!["sleep".into(), "1".into()])));
+    }
+
+    #[test]
+    fn negative_resources_name_the_field() {
+        let e = req(r#"{"image":"a","resources":{"cpu":-1}}"#).validate().unwrap_err();
+        assert_eq!(e.field, "resources.cpu");
+        let e = req(r#"{"image":"a","resources":{"memory":1.5}}"#).validate().unwrap_err();
+        assert_eq!(e.field, "resources.memory");
+    }
+
+    #[test]
+    fn bad_restart_policy_and_ports_and_volumes_name_the_field() {
+        let e = req(r#"{"image":"a","restartPolicy":"sometimes"}"#).validate().unwrap_err();
+        assert_eq!(e.field, "restartPolicy");
+        let e = req(r#"{"image":"a","ports":["80:80","x:1"]}"#).validate().unwrap_err();
+        assert_eq!(e.field, "ports[1]");
+        let e = req(r#"{"image":"a","volumes":["/a:relative"]}"#).validate().unwrap_err();
+        assert_eq!(e.field, "volumes[0]");
+    }
+
+    #[test]
+    fn name_defaults_from_image() {
+        let s = req(r#"{"image":"docker.io/library/nginx:1.27"}"#).validate().expect("valid");
+        assert_eq!(s.name, "nginx");
+        assert_eq!(name_from_image("busybox:local"), "busybox");
+    }
+
+    #[test]
+    fn valid_ports_and_volumes_are_accepted() {
+        for p in ["80", "8080:80", "8443:443/tcp", "127.0.0.1:53:53/udp"] {
+            assert!(validate_port(p).is_ok(), "{p}");
+        }
+        for v in ["/srv:/srv", "data:/data:ro"] {
+            assert!(validate_volume(v).is_ok(), "{v}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn derived_names_are_always_valid(image in "[ -~]{0,80}") {
+            let name = name_from_image(&image);
+            proptest::prop_assert!(is_valid_name(&name), "{name:?}");
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Request and response bodies exchanged over HTTP.
+
+use crate::node::Node;
+use crate::status::WorkloadStatus;
+use crate::workload::{Command, Resources, RestartPolicy, Workload};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Every non-2xx answer: `{"error": "...", "code": "...", "requestId": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiError {
+    /// Human message (lower case, names what failed).
+    pub error: String,
+    /// Machine-readable code, e.g. `not_found`, `invalid`, `unavailable`.
+    pub code: String,
+    /// Request id (`X-Request-Id`).
+    #[serde(default)]
+    pub request_id: String,
+}
+
+/// Machine-readable error codes.
+pub mod codes {
+    /// 400: a field failed validation.
+    pub const INVALID: &str = "invalid";
+    /// 400: the body is not JSON of the expected shape.
+    pub const BAD_JSON: &str = "bad_json";
+    /// 401.
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    /// 403.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// 404.
+    pub const NOT_FOUND: &str = "not_found";
+    /// 409: a concurrent change won.
+    pub const CONFLICT: &str = "conflict";
+    /// 413.
+    pub const TOO_LARGE: &str = "too_large";
+    /// 415.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    /// 502: a node's agent failed.
+    pub const AGENT_ERROR: &str = "agent_error";
+    /// 503: etcd or a dependency is unavailable.
+    pub const UNAVAILABLE: &str = "unavailable";
+    /// 500.
+    pub const INTERNAL: &str = "internal";
+}
+
+/// Answer of `POST /workloads/schedule` (the original route). `node_id` is what the
+/// original server sent; the other keys are what the original client reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleResponse {
+    /// Workload id.
+    pub id: String,
+    /// Workload id (what the original client reads).
+    pub workload_id: String,
+    /// Node id, `""` while `Pending`.
+    pub node_id: String,
+    /// Node id, original server spelling.
+    #[serde(rename = "node_id")]
+    pub node_id_snake: String,
+    /// Status after placement (`Scheduled` or `Pending`).
+    pub status: WorkloadStatus,
+}
+
+impl From<&Workload> for ScheduleResponse {
+    fn from(w: &Workload) -> Self {
+        let node = w.node_id.clone().unwrap_or_default();
+        Self {
+            id: w.id.clone(),
+            workload_id: w.id.clone(),
+            node_id: node.clone(),
+            node_id_snake: node,
+            status: w.status,
+        }
+    }
+}
+
+/// Answer of `GET /nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeList {
+    /// Nodes.
+    pub nodes: Vec<Node>,
+}
+
+/// `POST /nodes/register` on the bootstrap port (with `Authorization: Bearer <join token>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    /// Requested node id (stable across restarts); the scheduler may assign one if absent.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// PEM CSR made from a key that never leaves the node.
+    pub csr: String,
+    /// Host name.
+    pub hostname: String,
+    /// Address the scheduler reaches the agent at.
+    pub ip_address: String,
+    /// Agent mTLS API port.
+    pub agent_port: u16,
+    /// OS name.
+    #[serde(default)]
+    pub os_name: String,
+    /// Kernel version.
+    #[serde(default)]
+    pub kernel_version: String,
+    /// CPU cores.
+    pub total_cpu: f64,
+    /// Memory in MB.
+    pub total_memory: u64,
+    /// Node labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Answer of `POST /nodes/register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterResponse {
+    /// Assigned node id (certificate common name).
+    pub node_id: String,
+    /// PEM certificate signed by the cluster CA (client + server usage).
+    pub certificate: String,
+    /// PEM cluster CA certificate.
+    pub ca_certificate: String,
+    /// DNS name of the node.
+    pub domain_name: String,
+    /// How often to heartbeat.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// `POST /nodes/heartbeat`: identity comes from the client certificate, not the body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeHeartbeat {
+    /// Free CPU in cores.
+    pub available_cpu: f64,
+    /// Free memory in MB.
+    pub available_memory: u64,
+    /// Number of persys containers the agent runs.
+    #[serde(default)]
+    pub running_containers: u32,
+}
+
+/// Answer of a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatResponse {
+    /// The scheduler does not know this node (e.g. its record was removed): re-register.
+    #[serde(default)]
+    pub reregister: bool,
+}
+
+/// One container's observed state, as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerState {
+    /// Workload id (the container's name and label).
+    pub workload_id: String,
+    /// Generation label of the container.
+    pub generation: u64,
+    /// Docker container id, if one exists.
+    #[serde(default)]
+    pub container_id: Option<String>,
+    /// Status in workload terms.
+    pub status: WorkloadStatus,
+    /// Exit code when exited.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    /// Why (engine message, e.g. the pull error).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Engine restart count.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// When the agent observed this state.
+    pub observed_at: DateTime<Utc>,
+}
+
+/// `POST /nodes/{id}/status`: state changes pushed by an agent. With `full`, the list
+/// is everything the agent runs (a resync), so workloads of this node missing from it
+/// are `Missing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    /// Container states.
+    pub containers: Vec<ContainerState>,
+    /// Whether this is the agent's complete list.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// `POST /docker/run` on the agent (original shape plus `generation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRequest {
+    /// Workload id; the container is named after it.
+    pub workload_id: String,
+    /// Image reference.
+    pub image: String,
+    /// Container name (the workload id).
+    pub name: String,
+    /// Human name (label `persys.displayName`).
+    pub display_name: String,
+    /// Command, if any.
+    #[serde(default)]
+    pub command: Option<Command>,
+    /// Environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Port mappings.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// Bind mounts.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// Docker network.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Restart policy (applied by the engine).
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// Placement generation (label `persys.generation`).
+    pub generation: u64,
+    /// CPU/memory limits.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Workload labels, copied onto the container.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl RunRequest {
+    /// The run request for a placed workload.
+    pub fn for_workload(w: &Workload) -> Self {
+        Self {
+            workload_id: w.id.clone(),
+            image: w.spec.image.clone(),
+            name: w.id.clone(),
+            display_name: w.spec.name.clone(),
+            command: w.spec.command.clone(),
+            env: w.spec.env_vars.clone(),
+            ports: w.spec.ports.clone(),
+            volumes: w.spec.volumes.clone(),
+            network: w.spec.network.clone(),
+            restart_policy: w.spec.restart_policy,
+            generation: w.generation,
+            resources: w.spec.resources,
+            labels: w.spec.labels.clone(),
+        }
+    }
+}
+
+/// Answer of `POST /docker/run`, `/docker/stop/{id}`, `/docker/remove/{id}`: the state
+/// after the action.
+pub type RunResponse = ContainerState;
+
+/// Query of `GET .../logs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct LogsQuery {
+    /// Last N lines only.
+    pub tail: Option<u64>,
+    /// Keep streaming new lines.
+    pub follow: bool,
+    /// Prefix each line with its RFC 3339 timestamp.
+    pub timestamps: bool,
+}
+
+/// Agent health (`GET /api/v1/health`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentHealth {
+    /// `ok` when the Docker engine answers.
+    pub status: String,
+    /// Node id.
+    pub node_id: String,
+    /// Docker API version negotiated.
+    pub docker_api_version: String,
+}
+
+/// A change in the cluster, as sent on `GET /events` (server-sent events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum ClusterEvent {
+    /// A workload record was written.
+    Workload {
+        /// The record after the change.
+        workload: Box<Workload>,
+    },
+    /// A workload record was removed.
+    WorkloadDeleted {
+        /// Its id.
+        id: String,
+    },
+    /// A node record was written.
+    Node {
+        /// The record after the change.
+        node: Box<Node>,
+    },
+}
+
+/// Answer of `GET /cluster/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterMetrics {
+    /// Nodes, as `GET /nodes`.
+    pub nodes: Vec<Node>,
+    /// Workload counts by status name.
+    pub workloads_by_status: BTreeMap<String, u64>,
+    /// Total workloads.
+    pub total_workloads: u64,
+    /// Sum of node CPU, millicores.
+    pub total_cpu_millis: u64,
+    /// Sum of node memory, MB.
+    pub total_memory_mb: u64,
+    /// Sum of allocated CPU, millicores.
+    pub allocated_cpu_millis: u64,
+    /// Sum of allocated memory, MB.
+    pub allocated_memory_mb: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{WorkloadRequest, WorkloadSpec};
+
+    fn sample() -> Workload {
+        let spec: WorkloadSpec = serde_json::from_str::<WorkloadRequest>(
+            r#"{"name":"web","image":"busybox:local","command":"echo hi","resources":{"cpu":250,"memory":64},"labels":{"team":"web"}}"#,
+        )
+        .expect("parses")
+        .validate()
+        .expect("valid");
+        Workload::new("id-1".into(), spec, Utc::now())
+    }
+
+    #[test]
+    fn workload_record_is_camel_case_with_original_shapes() {
+        let v = serde_json::to_value(sample()).expect("serializes");
+        assert_eq!(v["type"], "docker-container");
+        assert_eq!(v["command"], "echo hi");
+        assert_eq!(v["resources"]["cpu"], 250);
+        assert_eq!(v["envVars"], serde_json::json!({}));
+        assert_eq!(v["ports"], serde_json::json!([]));
+        assert_eq!(v["nodeId"], serde_json::Value::Null);
+        assert_eq!(v["desiredState"], "Running");
+        assert_eq!(v["status"], "Pending");
+        assert!(v["createdAt"].as_str().is_some_and(|s| s.ends_with('Z')));
+        let back: Workload = serde_json::from_value(v).expect("round trips");
+        assert_eq!(back, sample_with_times(&back));
+    }
+
+    fn sample_with_times(w: &Workload) -> Workload {
+        let mut s = sample();
+        s.created_at = w.created_at;
+        s.updated_at = w.updated_at;
+        s
+    }
+
+    #[test]
+    fn schedule_response_has_every_key_the_original_reads() {
+        let mut w = sample();
+        w.node_id = Some("node-1".into());
+        w.status = WorkloadStatus::Scheduled;
+        let v = serde_json::to_value(ScheduleResponse::from(&w)).expect("serializes");
+        for k in ["id", "workloadId", "nodeId", "node_id", "status"] {
+            assert!(v[k].is_string(), "{k}");
+        }
+    }
+
+    #[test]
+    fn cluster_event_is_tagged_by_kind() {
+        let v = serde_json::to_value(ClusterEvent::WorkloadDeleted { id: "x".into() })
+            .expect("serializes");
+        assert_eq!(v["kind"], "workloadDeleted");
+    }
+}

@@ -1,0 +1,261 @@
+//! Workloads: what a user asks for (`WorkloadRequest`), what validation accepts
+//! (`WorkloadSpec`) and what the scheduler stores (`Workload`).
+
+use crate::status::{DesiredState, WorkloadStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The kind of workload. Only `docker-container` runs today; the original persys'
+/// compose types are recognised so they can be refused with a clear message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum WorkloadType {
+    /// A single container run through the Docker API.
+    #[default]
+    #[serde(rename = "docker-container")]
+    DockerContainer,
+}
+
+impl WorkloadType {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DockerContainer => "docker-container",
+        }
+    }
+}
+
+/// A container command: a string is the container's own shell form (`/bin/sh -c`,
+/// as a Dockerfile's shell form), an array the exec form. Never run by a host shell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    /// Shell form: run as `/bin/sh -c <string>` inside the container.
+    Shell(String),
+    /// Exec form: argv, no shell.
+    Exec(Vec<String>),
+}
+
+impl Command {
+    /// The argv handed to the container runtime.
+    pub fn to_argv(&self) -> Vec<String> {
+        match self {
+            Self::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            Self::Exec(v) => v.clone(),
+        }
+    }
+
+    /// Whether the command carries nothing to run.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Shell(s) => s.trim().is_empty(),
+            Self::Exec(v) => v.is_empty(),
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Shell(s) => f.write_str(s),
+            Self::Exec(v) => f.write_str(&v.join(" ")),
+        }
+    }
+}
+
+/// When the engine restarts a container that exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum RestartPolicy {
+    /// Never restart.
+    #[default]
+    #[serde(rename = "no")]
+    No,
+    /// Restart when the exit code is non-zero.
+    #[serde(rename = "on-failure")]
+    OnFailure,
+    /// Always restart.
+    #[serde(rename = "always")]
+    Always,
+    /// Restart unless stopped on request.
+    #[serde(rename = "unless-stopped")]
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Wire name, as Docker spells it too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::No => "no",
+            Self::OnFailure => "on-failure",
+            Self::Always => "always",
+            Self::UnlessStopped => "unless-stopped",
+        }
+    }
+
+    /// Parse a wire name; empty means `no`, as in the original.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" | "no" => Some(Self::No),
+            "on-failure" => Some(Self::OnFailure),
+            "always" => Some(Self::Always),
+            "unless-stopped" => Some(Self::UnlessStopped),
+            _ => None,
+        }
+    }
+
+    /// Whether a workload with this policy is moved to another node when its node is lost.
+    pub fn reschedules_on_node_loss(self) -> bool {
+        !matches!(self, Self::No)
+    }
+}
+
+/// Requested resources: `cpu` in millicores, `memory` in MB. `0` means no request and
+/// no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Resources {
+    /// Millicores (1000 = one core).
+    #[serde(default)]
+    pub cpu: u64,
+    /// Megabytes.
+    #[serde(default)]
+    pub memory: u64,
+}
+
+/// A workload as a client sends it. Lenient on purpose: the original CLI sends
+/// server-owned keys (`id`, `status`, `createdAt`) and unknown keys, which are ignored.
+/// Types are loose here so that validation can name the offending field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WorkloadRequest {
+    /// Human name (DNS label).
+    pub name: String,
+    /// Workload type; `docker-container` when absent.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Image reference.
+    pub image: String,
+    /// Shell-form string or exec-form array.
+    pub command: Option<serde_json::Value>,
+    /// Environment variables.
+    pub env_vars: BTreeMap<String, String>,
+    /// Port mappings `host:container[/proto]`.
+    pub ports: Vec<String>,
+    /// Bind mounts `host:container[:ro|rw]`.
+    pub volumes: Vec<String>,
+    /// Docker network name.
+    pub network: Option<String>,
+    /// `no` | `on-failure` | `always` | `unless-stopped`.
+    pub restart_policy: Option<String>,
+    /// Requested resources (integers; negative values are refused by validation).
+    pub resources: Option<ResourcesRequest>,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+    /// Node labels the workload requires.
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// Resources as sent, before validation (loose so validation can name the field).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourcesRequest {
+    /// Millicores.
+    pub cpu: serde_json::Value,
+    /// Megabytes.
+    pub memory: serde_json::Value,
+}
+
+/// A validated workload: what the user owns in a stored record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSpec {
+    /// Human name.
+    pub name: String,
+    /// Workload type.
+    #[serde(rename = "type")]
+    pub kind: WorkloadType,
+    /// Image reference.
+    pub image: String,
+    /// Command, if any (otherwise the image's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env_vars: BTreeMap<String, String>,
+    /// Port mappings.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// Bind mounts.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// Docker network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// Requested resources.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Required node labels.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// A stored workload record: the spec plus what the server owns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    /// UUID v4 assigned by the scheduler.
+    pub id: String,
+    /// What the user asked for.
+    #[serde(flatten)]
+    pub spec: WorkloadSpec,
+    /// Node the workload is placed on; `null` while `Pending`.
+    pub node_id: Option<String>,
+    /// Observed status.
+    pub status: WorkloadStatus,
+    /// What the user wants.
+    pub desired_state: DesiredState,
+    /// Creation time (RFC 3339).
+    pub created_at: DateTime<Utc>,
+    /// Last change (RFC 3339).
+    pub updated_at: DateTime<Utc>,
+    /// Bumped on every placement; containers of older generations are stale (fencing).
+    pub generation: u64,
+    /// Why the workload is in its status (e.g. why it is `Pending`).
+    #[serde(default)]
+    pub status_reason: Option<String>,
+    /// Exit code of the last container exit.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    /// How many times the container was restarted.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Docker container id on the node.
+    #[serde(default)]
+    pub container_id: Option<String>,
+}
+
+impl Workload {
+    /// A new record for a validated spec, not yet placed.
+    pub fn new(id: String, spec: WorkloadSpec, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            spec,
+            node_id: None,
+            status: WorkloadStatus::Pending,
+            desired_state: DesiredState::Running,
+            created_at: now,
+            updated_at: now,
+            generation: 0,
+            status_reason: None,
+            exit_code: None,
+            restart_count: 0,
+            container_id: None,
+        }
+    }
+}
