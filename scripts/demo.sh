@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One command from a fresh machine to a working cluster: installs what is missing,
+# builds persys, starts a local cluster (`persys dev`: etcd, scheduler, agent), runs a
+# container, shows it Running with its logs, and keeps the cluster up until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+cargo build --release --bins
+bash scripts/test-image.sh busybox:local
+bin="$PWD/target/release"
+dir="${PERSYS_DEV_DIR:-$PWD/.persys-dev}"
+mkdir -p "$dir"
+"$bin/persys" dev --data-dir "$dir" --agents "${AGENTS:-1}" > "$dir/dev.log" 2>&1 &
+dev=$!
+trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null' EXIT INT TERM
+export PERSYS_CONFIG="$dir/config.yaml"
+for _ in $(seq 1 300); do
+  if [ -f "$PERSYS_CONFIG" ] && "$bin/persys" node list 2>/dev/null | grep -q Active; then break; fi
+  kill -0 $dev 2>/dev/null || { cat "$dir/dev.log"; exit 1; }
+  sleep 0.1
+done
+"$bin/persys" node list
+id=$("$bin/persys" run --name hello --wait busybox:local -- sh -c 'echo hello from persys; while true; do date; sleep 5; done' | tail -n1)
+"$bin/persys" workload list
+echo "--- logs of $id"
+sleep 0.5
+"$bin/persys" logs --tail 5 "$id"
+cat <<MSG
+
+The cluster is running (logs in $dir/logs). In another shell:
+  export PERSYS_CONFIG=$PERSYS_CONFIG
+  $bin/persys workload list
+  $bin/persys logs -f $id
+Press Ctrl-C to stop it.
+MSG
+wait $dev

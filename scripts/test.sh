@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: dependencies, test image, fmt, clippy, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+bash scripts/install-deps.sh
+bash scripts/test-image.sh busybox:local
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --bins --locked
+# Unit and crate-level tests.
+cargo test --workspace --locked --exclude persys-tests
+# End-to-end tests: real processes, etcd, Docker and TLS. Two at a time on this
+# 2-core machine keeps heartbeat timing honest.
+cargo test -p persys-tests --locked -- --test-threads=2
+echo "test suite finished in $(( $(date +%s) - start )) s"

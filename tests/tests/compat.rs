@@ -1,0 +1,91 @@
+//! The original persys CLI's bodies and list shapes.
+
+use persys_tests::{AgentOptions, Cluster, ClusterOptions};
+
+const FIXTURES: [&str; 3] = [
+    "schedule-minimal.json",
+    "schedule-flags-all.json",
+    "schedule-full.json",
+];
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = format!("{}/fixtures/compat/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("read {p}: {e}"))
+}
+
+#[tokio::test]
+async fn original_cli_bodies_are_accepted_stored_and_listed_in_original_shapes() {
+    // schedule-full.json carries labels env=prod, region=us-west, which the original
+    // treats as a placement constraint: give the node those labels.
+    let c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions {
+            cpu: Some(2.0),
+            memory_mb: Some(2048),
+            ..Default::default()
+        }
+        .label("env", "prod")
+        .label("region", "us-west")],
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    let api = c.api().expect("api");
+    let node = c.agents[0].node_id.clone();
+    let mut etcd = c.etcd.client().await.expect("etcd");
+
+    for f in FIXTURES {
+        let (status, v) = api
+            .post_raw("/workloads/schedule", fixture(f), "application/json")
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{f}: {v}");
+        for key in ["workloadId", "nodeId", "status"] {
+            assert!(v[key].is_string(), "{f}: {key} is a string in {v}");
+        }
+        assert_eq!(v["nodeId"], node.as_str(), "{f} placed");
+        assert_eq!(v["node_id"], node.as_str(), "{f}: original server key");
+        let id = v["workloadId"].as_str().expect("id");
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "server-assigned id, not the client's");
+        let got = etcd.get(format!("/workloads/{id}"), None).await.expect("etcd get");
+        assert_eq!(got.kvs().len(), 1, "{f} stored in etcd");
+    }
+
+    let list = api.get_json("/workloads").await.expect("list");
+    let arr = list.as_array().expect("GET /workloads is a bare array");
+    assert_eq!(arr.len(), 3);
+    for w in arr {
+        assert!(w["id"].is_string() && w["name"].is_string() && w["image"].is_string());
+        assert!(w["createdAt"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()));
+        assert!(w["resources"]["cpu"].is_u64() && w["resources"]["memory"].is_u64());
+        assert!(w["envVars"].is_object() && w["labels"].is_object());
+        assert!(w["ports"].is_array() && w["volumes"].is_array());
+        if !w["command"].is_null() {
+            assert!(w["command"].is_string(), "original commands stay strings");
+        }
+    }
+    let full = arr.iter().find(|w| w["name"] == "web-full").expect("full fixture stored");
+    assert_eq!(full["resources"]["cpu"], 500);
+    assert_eq!(full["envVars"]["TEST"], "value");
+    assert_eq!(full["ports"][1], "8443:443");
+    let flags = arr.iter().find(|w| w["name"] == "api").expect("flags fixture stored");
+    assert_eq!(flags["envVars"]["URL"], "http://x/?a=1&b=2");
+    assert_eq!(flags["restartPolicy"], "always");
+
+    let nodes = api.get_json("/nodes").await.expect("nodes");
+    let list = nodes["nodes"].as_array().expect("{\"nodes\": [...]}");
+    let n = list.iter().find(|n| n["nodeId"] == node.as_str()).expect("our node");
+    assert!(n["ipAddress"].is_string() && n["labels"].is_object());
+    assert_eq!(n["status"], "Active");
+    assert!(n["lastHeartbeat"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()));
+    assert!(n["totalCpu"].is_number() && n["totalMemory"].is_number());
+
+    let (status, metrics) = api.get("/cluster/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.is_object());
+
+    // The original CLI's filter shapes: status and node.
+    let filtered = api.get_json(&format!("/workloads?node={node}")).await.expect("filter");
+    assert_eq!(filtered.as_array().map(Vec::len), Some(3));
+    let none = api.get_json("/workloads?status=Stopped").await.expect("filter");
+    assert_eq!(none, serde_json::json!([]));
+}
