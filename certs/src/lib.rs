@@ -1,1 +1,27 @@
 //! persys cluster PKI.
+//!
+//! - [`ca`]: the cluster certificate authority (generate, load, persist).
+//! - [`issue`]: server, client and dual-use leaf certificates signed by the CA.
+//! - [`csr`]: certificate signing requests (agents keep their keys; the CA signs).
+//! - [`token`]: join tokens `PERSYS1.<ca-hash>.<secret>`.
+//! - [`tls`]: rustls client and server configurations (ring provider, no global state).
+//! - [`serve`]: serving an axum `Router` over TLS with the peer's identity.
+//! - [`pem`]: PEM/DER helpers, fingerprints, private file writes.
+
+pub mod ca;
+pub mod csr;
+pub mod error;
+pub mod issue;
+pub mod pem;
+pub mod serve;
+pub mod tls;
+pub mod token;
+
+pub use ca::CertificateAuthority;
+pub use csr::generate_csr;
+pub use error::CertError;
+pub use issue::IssuedCert;
+pub use pem::{common_name, fingerprint_der, fingerprint_pem, write_private};
+pub use serve::{serve_tls, PeerIdentity};
+pub use tls::{client_config, client_config_pinned, server_config, server_config_mtls};
+pub use token::{constant_time_eq, hash_secret, JoinToken};
