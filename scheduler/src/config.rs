@@ -1,0 +1,124 @@
+//! Command-line flags and their `PERSYS_*` environment twins (see `docs/interfaces.md`).
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default scheduler API address (mTLS).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8085";
+/// Default bootstrap address (TLS, server certificate only).
+pub const DEFAULT_BOOTSTRAP_LISTEN: &str = "0.0.0.0:8084";
+
+/// Configuration of `persys-scheduler`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "persys-scheduler", version, about = "persys scheduler: API, placement, dispatch, liveness")]
+pub struct Config {
+    /// etcd endpoints, comma separated.
+    #[arg(long, env = "PERSYS_ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Address of the mTLS API.
+    #[arg(long, env = "PERSYS_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Address of the bootstrap port (register, healthz, readyz, metrics).
+    #[arg(long, env = "PERSYS_BOOTSTRAP_LISTEN", default_value = DEFAULT_BOOTSTRAP_LISTEN)]
+    pub bootstrap_listen: SocketAddr,
+
+    /// Directory holding the CA, the scheduler's and admin's certificates and the join token.
+    #[arg(long, env = "PERSYS_DATA_DIR", default_value = "/var/lib/persys/scheduler")]
+    pub data_dir: PathBuf,
+
+    /// Join token to accept (default: generated at first start into `<data-dir>/join-token`).
+    #[arg(long, env = "PERSYS_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+
+    /// Extra subject alternative names for the server certificate.
+    #[arg(long = "tls-san", env = "PERSYS_TLS_SANS", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+
+    /// A node without a heartbeat for this long becomes Inactive.
+    #[arg(long, env = "PERSYS_NODE_TIMEOUT_MS", default_value_t = 5000)]
+    pub node_timeout_ms: u64,
+
+    /// Heartbeat interval told to agents at registration.
+    #[arg(long, env = "PERSYS_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
+    pub heartbeat_interval_ms: u64,
+
+    /// Interval of the backstop reconcile (full container list of every node).
+    #[arg(long, env = "PERSYS_MONITOR_INTERVAL_MS", default_value_t = 30000)]
+    pub monitor_interval_ms: u64,
+
+    /// Placement strategy: `spread` or `binpack`.
+    #[arg(long, env = "PERSYS_PLACEMENT", default_value = "spread")]
+    pub placement: String,
+
+    /// Cluster DNS domain (node names are `<node id>.<domain>`).
+    #[arg(long, env = "PERSYS_CLUSTER_DOMAIN", default_value = "cluster.local.dev")]
+    pub cluster_domain: String,
+
+    /// Largest accepted request body.
+    #[arg(long, env = "PERSYS_MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// Node timeout as a duration.
+    pub fn node_timeout(&self) -> Duration {
+        Duration::from_millis(self.node_timeout_ms)
+    }
+
+    /// Backstop reconcile interval as a duration.
+    pub fn monitor_interval(&self) -> Duration {
+        Duration::from_millis(self.monitor_interval_ms.max(100))
+    }
+
+    /// A configuration for tests: ports 0 on loopback, the given etcd and data dir.
+    pub fn for_test(etcd: &str, data_dir: PathBuf) -> Self {
+        Self {
+            etcd_endpoints: vec![etcd.to_string()],
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            bootstrap_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            join_token: None,
+            tls_sans: Vec::new(),
+            node_timeout_ms: 5000,
+            heartbeat_interval_ms: 1000,
+            monitor_interval_ms: 30000,
+            placement: "spread".into(),
+            cluster_domain: "cluster.local.dev".into(),
+            max_body_bytes: 1_048_576,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_interfaces_doc() {
+        let c = Config::try_parse_from(["persys-scheduler"]).expect("parses");
+        assert_eq!(c.listen.port(), 8085);
+        assert_eq!(c.bootstrap_listen.port(), 8084);
+        assert_eq!(c.etcd_endpoints, vec!["http://127.0.0.1:2379".to_string()]);
+        assert_eq!(c.node_timeout_ms, 5000);
+        assert_eq!(c.placement, "spread");
+        assert_eq!(c.max_body_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn endpoints_and_sans_are_comma_separated() {
+        let c = Config::try_parse_from([
+            "persys-scheduler",
+            "--etcd-endpoints",
+            "http://a:1,http://b:2",
+            "--tls-san",
+            "x.example,10.0.0.1",
+        ])
+        .expect("parses");
+        assert_eq!(c.etcd_endpoints.len(), 2);
+        assert_eq!(c.tls_sans, vec!["x.example".to_string(), "10.0.0.1".to_string()]);
+    }
+}

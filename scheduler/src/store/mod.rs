@@ -1,0 +1,233 @@
+//! etcd access: typed get/list/put/CAS/delete and a typed watch. The only etcd code.
+
+mod error;
+mod watch;
+
+pub use error::StoreError;
+pub use watch::{StoreEvent, StoreWatch};
+
+use error::{CONNECT_TIMEOUT, KEEPALIVE_INTERVAL, REQUEST_TIMEOUT};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// How often a CAS update re-reads and retries before reporting a conflict.
+const CAS_ATTEMPTS: usize = 16;
+
+/// A value with the etcd revision it was last modified at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// The decoded value.
+    pub value: T,
+    /// etcd `mod_revision` of the key.
+    pub mod_revision: i64,
+}
+
+/// Outcome of a compare-and-swap update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Updated<T> {
+    /// The new value was written at this revision.
+    Written(Versioned<T>),
+    /// The closure asked for no change; the current value.
+    Unchanged(Versioned<T>),
+    /// The key does not exist.
+    Missing,
+}
+
+/// Typed access to etcd. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        key: key.to_string(),
+        source,
+    })
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Encode {
+        key: key.to_string(),
+        source,
+    })
+}
+
+impl Store {
+    /// A client for `endpoints`. The connection is made lazily; use [`Store::ping`]
+    /// to find out whether etcd answers.
+    pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(REQUEST_TIMEOUT)
+            // HTTP/2 pings notice a dead etcd under an idle watch stream.
+            .with_keep_alive(KEEPALIVE_INTERVAL, REQUEST_TIMEOUT);
+        let client = Client::connect(endpoints, Some(options)).await?;
+        Ok(Self { client })
+    }
+
+    /// Whether etcd answers a read; returns its current revision.
+    pub async fn ping(&self) -> Result<i64> {
+        let resp = self
+            .client
+            .kv_client()
+            .get(persys_proto::keys::LEADER, Some(GetOptions::new().with_count_only()))
+            .await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    /// One value, if present.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>> {
+        let resp = self.client.kv_client().get(key, None).await?;
+        match resp.kvs().first() {
+            None => Ok(None),
+            Some(kv) => Ok(Some(Versioned {
+                value: decode(key, kv.value())?,
+                mod_revision: kv.mod_revision(),
+            })),
+        }
+    }
+
+    /// Every value under `prefix` (keyed by the rest of the key after the prefix), and the
+    /// store revision the list was read at (start a watch at `revision + 1`).
+    /// Values that do not decode are skipped with a warning rather than failing the list,
+    /// so one bad record cannot stop the scheduler.
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<(String, Versioned<T>)>, i64)> {
+        let resp = self
+            .client
+            .kv_client()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let mut out = Vec::with_capacity(resp.kvs().len());
+        for kv in resp.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            match decode::<T>(&key, kv.value()) {
+                Ok(value) => out.push((
+                    key[prefix.len().min(key.len())..].to_string(),
+                    Versioned {
+                        value,
+                        mod_revision: kv.mod_revision(),
+                    },
+                )),
+                Err(e) => tracing::warn!(%key, error = %e, "skipping undecodable record"),
+            }
+        }
+        Ok((out, revision))
+    }
+
+    /// Create `key` only if it does not exist. `Ok(None)` when it already exists.
+    pub async fn put_if_absent<T: Serialize>(&self, key: &str, value: &T) -> Result<Option<i64>> {
+        let bytes = encode(key, value)?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, bytes, None)]);
+        let resp = self.client.kv_client().txn(txn).await?;
+        if resp.succeeded() {
+            Ok(Some(resp.header().map(|h| h.revision()).unwrap_or_default()))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Write `key` only if it is still at `mod_revision` (0: only if absent).
+    /// `Ok(None)` when someone else changed it first.
+    pub async fn put_at<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        mod_revision: i64,
+    ) -> Result<Option<i64>> {
+        let bytes = encode(key, value)?;
+        let cmp = if mod_revision == 0 {
+            Compare::create_revision(key, CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(key, CompareOp::Equal, mod_revision)
+        };
+        let txn = Txn::new().when([cmp]).and_then([TxnOp::put(key, bytes, None)]);
+        let resp = self.client.kv_client().txn(txn).await?;
+        Ok(resp
+            .succeeded()
+            .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+    }
+
+    /// Write `key` unless it already holds exactly this value (no revision is spent on
+    /// an unchanged value). Returns whether it wrote. For records with one writer
+    /// (DNS records, token metadata).
+    pub async fn put_if_changed<T: Serialize>(&self, key: &str, value: &T) -> Result<bool> {
+        let bytes = encode(key, value)?;
+        let txn = Txn::new()
+            .when([Compare::value(key, CompareOp::Equal, bytes.clone())])
+            .or_else([TxnOp::put(key, bytes, None)]);
+        let resp = self.client.kv_client().txn(txn).await?;
+        Ok(!resp.succeeded())
+    }
+
+    /// Read-modify-write with compare-and-swap on the mod revision, re-reading and
+    /// retrying when another writer won. `f` returns `None` for "no change" (nothing is
+    /// written, so unchanged data never spends an etcd revision).
+    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<Updated<T>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(&T) -> Option<T>,
+    {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(current) = self.get::<T>(key).await? else {
+                return Ok(Updated::Missing);
+            };
+            let Some(next) = f(&current.value) else {
+                return Ok(Updated::Unchanged(current));
+            };
+            if let Some(rev) = self.put_at(key, &next, current.mod_revision).await? {
+                return Ok(Updated::Written(Versioned {
+                    value: next,
+                    mod_revision: rev,
+                }));
+            }
+            tracing::debug!(%key, "compare-and-swap lost, re-reading");
+        }
+        Err(StoreError::Conflict {
+            key: key.to_string(),
+        })
+    }
+
+    /// Delete `key` only if it is still at `mod_revision`. Returns the store revision of
+    /// the delete, or `None` when it changed (or vanished) meanwhile.
+    pub async fn delete_at(&self, key: &str, mod_revision: i64) -> Result<Option<i64>> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+            .and_then([TxnOp::delete(key, None)]);
+        let resp = self.client.kv_client().txn(txn).await?;
+        Ok(resp
+            .succeeded()
+            .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+    }
+
+    /// Delete `key` unconditionally; whether it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let resp = self.client.kv_client().delete(key, None).await?;
+        Ok(resp.deleted() > 0)
+    }
+
+    /// Watch workload and node records from `start_revision` (inclusive).
+    pub async fn watch(&self, start_revision: i64) -> Result<StoreWatch> {
+        StoreWatch::start(self.client.watch_client(), start_revision).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
