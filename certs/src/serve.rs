@@ -64,6 +64,7 @@ pub async fn serve_tls(
             acceptor.clone(),
             router.clone(),
             graceful.watcher(),
+            shutdown.clone(),
         ));
     }
     drop(listener);
@@ -84,8 +85,15 @@ async fn serve_connection(
     acceptor: TlsAcceptor,
     router: Router,
     watcher: Watcher,
+    shutdown: CancellationToken,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    // A connection still in its handshake has no request in flight: on shutdown it
+    // is dropped at once rather than holding the drain for the handshake timeout.
+    let handshake = tokio::select! {
+        () = shutdown.cancelled() => return,
+        handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => handshake,
+    };
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             tracing::debug!(%remote, %error, "tls handshake failed");
