@@ -1,1 +1,6 @@
-//! persys agent.
+//! persys node agent.
+
+pub mod report;
+pub mod runtime;
+pub mod state;
+pub mod supervisor;

@@ -1,0 +1,413 @@
+//! `ContainerRuntime` over the Docker Engine API (bollard).
+
+use super::{
+    ContainerRuntime, ContainerSpec, EngineStatus, EventAction, EventStream, Listed, LogOptions,
+    LogStream, Observed, RuntimeError, RuntimeEvent,
+};
+use bollard::container::{
+    Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use bollard::errors::Error as BollardError;
+use bollard::image::CreateImageOptions;
+use bollard::models::{
+    ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, PortBinding,
+    RestartPolicy as DockerRestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::system::EventsOptions;
+use bollard::Docker;
+use futures::{StreamExt, TryStreamExt};
+use persys_proto::{labels, RestartPolicy};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Seconds bollard waits for an answer's headers (not for streamed bodies).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// Docker through its API socket. Cloning shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl DockerRuntime {
+    /// Connect to `docker_host` (`unix://…`, `tcp://…`, `http://…`), or the local socket
+    /// (honouring `DOCKER_HOST`) when `None`, and negotiate the API version with the
+    /// engine (it may be older than bollard's default, e.g. 1.41).
+    pub async fn connect(docker_host: Option<&str>) -> Result<Self, RuntimeError> {
+        let version = bollard::API_DEFAULT_VERSION;
+        let docker = match docker_host.map(str::trim).filter(|h| !h.is_empty()) {
+            None => Docker::connect_with_local_defaults(),
+            Some(h) if h.starts_with("unix://") || h.starts_with('/') => {
+                Docker::connect_with_unix(h, REQUEST_TIMEOUT_SECS, version)
+            }
+            Some(h) if h.starts_with("tcp://") || h.starts_with("http://") => {
+                Docker::connect_with_http(h, REQUEST_TIMEOUT_SECS, version)
+            }
+            Some(h) => {
+                return Err(RuntimeError::Unavailable(format!(
+                    "unsupported docker host {h:?} (expected unix://, tcp:// or http://)"
+                )))
+            }
+        }
+        .map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+        Ok(Self { docker })
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+/// Map a bollard error; `subject` names the container or image for `NotFound`.
+fn map_err(e: BollardError, subject: &str) -> RuntimeError {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code: 404, ..
+        } => RuntimeError::NotFound(subject.to_string()),
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => RuntimeError::Engine(message),
+        BollardError::DockerResponseServerError { message, .. } => RuntimeError::Engine(message),
+        BollardError::DockerStreamError { error } => RuntimeError::Engine(error),
+        e @ (BollardError::IOError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::RequestTimeoutError
+        | BollardError::SocketNotFoundError(_)) => RuntimeError::Unavailable(e.to_string()),
+        e => RuntimeError::Engine(e.to_string()),
+    }
+}
+
+fn restart_policy(p: RestartPolicy) -> DockerRestartPolicy {
+    let name = match p {
+        RestartPolicy::No => RestartPolicyNameEnum::NO,
+        RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+        RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
+        RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+    };
+    DockerRestartPolicy {
+        name: Some(name),
+        maximum_retry_count: None,
+    }
+}
+
+/// The engine's create body for a spec.
+fn create_config(spec: &ContainerSpec) -> Config<String> {
+    let mut exposed: HashMap<String, HashMap<(), ()>> = HashMap::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        exposed.insert(p.key(), HashMap::new());
+        let binding = PortBinding {
+            host_ip: p.host_ip.clone(),
+            host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
+        };
+        bindings
+            .entry(p.key())
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+    let host_config = HostConfig {
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+        network_mode: spec.network.clone(),
+        restart_policy: Some(restart_policy(spec.restart_policy)),
+        nano_cpus: (spec.nano_cpus > 0).then_some(spec.nano_cpus),
+        memory: (spec.memory_bytes > 0).then_some(spec.memory_bytes),
+        ..Default::default()
+    };
+    Config {
+        image: Some(spec.image.clone()),
+        cmd: spec.cmd.clone(),
+        env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+        labels: Some(spec.labels.clone()),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+fn engine_status(s: Option<ContainerStateStatusEnum>) -> EngineStatus {
+    match s {
+        Some(ContainerStateStatusEnum::RUNNING) => EngineStatus::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => EngineStatus::Paused,
+        Some(ContainerStateStatusEnum::RESTARTING) => EngineStatus::Restarting,
+        Some(ContainerStateStatusEnum::REMOVING) => EngineStatus::Removing,
+        Some(ContainerStateStatusEnum::EXITED) => EngineStatus::Exited,
+        Some(ContainerStateStatusEnum::DEAD) => EngineStatus::Dead,
+        Some(ContainerStateStatusEnum::CREATED | ContainerStateStatusEnum::EMPTY) | None => {
+            EngineStatus::Created
+        }
+    }
+}
+
+fn observed(r: ContainerInspectResponse) -> Observed {
+    let state = r.state.unwrap_or_default();
+    let config = r.config.unwrap_or_default();
+    let host = r.host_config.unwrap_or_default();
+    Observed {
+        id: r.id.unwrap_or_default(),
+        name: r
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        image: config.image.unwrap_or_default(),
+        labels: config.labels.unwrap_or_default(),
+        status: engine_status(state.status),
+        exit_code: state.exit_code,
+        oom_killed: state.oom_killed.unwrap_or(false),
+        error: state.error.filter(|e| !e.is_empty()),
+        restart_count: r
+            .restart_count
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(0),
+        nano_cpus: host.nano_cpus.unwrap_or(0),
+        memory_bytes: host.memory.unwrap_or(0),
+    }
+}
+
+impl ContainerRuntime for DockerRuntime {
+    async fn run(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let options = CreateContainerOptions {
+            name: spec.name.clone(),
+            platform: None,
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), create_config(spec))
+            .await
+            .map_err(|e| match e {
+                BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                } => RuntimeError::ImageNotFound(spec.image.clone()),
+                BollardError::DockerResponseServerError {
+                    status_code: 409, ..
+                } => RuntimeError::NameConflict(spec.name.clone()),
+                e => map_err(e, &spec.name),
+            })?;
+        match self.start(&created.id).await {
+            Ok(()) => Ok(created.id),
+            Err(RuntimeError::Engine(message)) => Err(RuntimeError::StartFailed {
+                id: created.id,
+                message,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.docker
+            .start_container(id, None::<StartContainerOptions<String>>)
+            .await
+            .map_err(|e| map_err(e, id))
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        let options = CreateImageOptions {
+            from_image: image.to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .create_image(Some(options), None, None)
+            .try_for_each(|_| async { Ok(()) })
+            .await
+            .map_err(|e| RuntimeError::Pull {
+                image: image.to_string(),
+                message: match e {
+                    BollardError::DockerResponseServerError { message, .. } => message,
+                    BollardError::DockerStreamError { error } => error,
+                    e => e.to_string(),
+                },
+            })
+    }
+
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let t = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+        match self
+            .docker
+            .stop_container(id, Some(StopContainerOptions { t }))
+            .await
+        {
+            // 304: already stopped.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            r => r.map_err(|e| map_err(e, id)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        self.docker
+            .remove_container(id, Some(options))
+            .await
+            .map_err(|e| map_err(e, id))
+    }
+
+    async fn inspect(&self, name_or_id: &str) -> Result<Observed, RuntimeError> {
+        self.docker
+            .inspect_container(name_or_id, None::<InspectContainerOptions>)
+            .await
+            .map(observed)
+            .map_err(|e| map_err(e, name_or_id))
+    }
+
+    async fn list(&self, node_id: &str) -> Result<Vec<Listed>, RuntimeError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}={node_id}", labels::NODE_ID)],
+        )]);
+        let options = ListContainersOptions {
+            all: true,
+            filters,
+            ..Default::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| map_err(e, node_id))?;
+        Ok(summaries
+            .into_iter()
+            .map(|s| Listed {
+                id: s.id.unwrap_or_default(),
+                name: s
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                labels: s.labels.unwrap_or_default(),
+                running: s.state.as_deref() == Some("running"),
+            })
+            .collect())
+    }
+
+    fn logs(&self, id: &str, options: LogOptions) -> LogStream {
+        let options = LogsOptions::<String> {
+            follow: options.follow,
+            stdout: true,
+            stderr: true,
+            timestamps: options.timestamps,
+            tail: options
+                .tail
+                .map_or_else(|| "all".to_string(), |n| n.to_string()),
+            ..Default::default()
+        };
+        let id = id.to_string();
+        self.docker
+            .logs(&id, Some(options))
+            .map(move |item| {
+                item.map(|out| out.into_bytes())
+                    .map_err(|e| map_err(e, &id))
+            })
+            .boxed()
+    }
+
+    fn events(&self, node_id: &str) -> EventStream {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{}={node_id}", labels::NODE_ID)],
+            ),
+            (
+                "event".to_string(),
+                EventAction::DOCKER_NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+        ]);
+        let options = EventsOptions::<String> {
+            since: None,
+            until: None,
+            filters,
+        };
+        let node = node_id.to_string();
+        self.docker
+            .events(Some(options))
+            .filter_map(move |item| {
+                let node = node.clone();
+                async move {
+                    let msg = match item {
+                        Ok(m) => m,
+                        Err(e) => return Some(Err(map_err(e, "events"))),
+                    };
+                    let action = EventAction::parse(msg.action.as_deref()?)?;
+                    let actor = msg.actor?;
+                    let attributes = actor.attributes.unwrap_or_default();
+                    // The engine filters already; this guards against a filter it ignored.
+                    if attributes.get(labels::NODE_ID) != Some(&node) {
+                        return None;
+                    }
+                    let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok());
+                    Some(Ok(RuntimeEvent {
+                        container_id: actor.id.unwrap_or_default(),
+                        action,
+                        labels: attributes,
+                        exit_code,
+                    }))
+                }
+            })
+            .boxed()
+    }
+
+    async fn version(&self) -> Result<String, RuntimeError> {
+        self.docker.ping().await.map_err(|e| map_err(e, "ping"))?;
+        Ok(self.docker.client_version().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::PortMapping;
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            name: "w".into(),
+            image: "busybox:local".into(),
+            cmd: None,
+            env: vec![],
+            labels: HashMap::new(),
+            ports: vec![
+                PortMapping::parse("8080:80").expect("valid"),
+                PortMapping::parse("8081:80").expect("valid"),
+            ],
+            binds: vec![],
+            network: None,
+            restart_policy: RestartPolicy::UnlessStopped,
+            nano_cpus: 0,
+            memory_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn ports_bind_every_host_port_of_one_container_port() {
+        let c = create_config(&spec());
+        let hc = c.host_config.expect("host config");
+        let b = hc.port_bindings.expect("bindings");
+        assert_eq!(b["80/tcp"].as_ref().map(Vec::len), Some(2));
+        assert!(c.exposed_ports.expect("exposed").contains_key("80/tcp"));
+    }
+
+    #[test]
+    fn zero_limits_are_left_unset_and_restart_policy_is_docker_spelled() {
+        let hc = create_config(&spec()).host_config.expect("host config");
+        assert_eq!((hc.nano_cpus, hc.memory), (None, None));
+        let name = hc.restart_policy.and_then(|p| p.name).expect("policy");
+        assert_eq!(name.to_string(), RestartPolicy::UnlessStopped.as_str());
+    }
+}

@@ -1,0 +1,215 @@
+//! What the agent asks the engine to create, derived from a `RunRequest`. Pure.
+
+use persys_proto::{labels, RestartPolicy, RunRequest};
+use std::collections::HashMap;
+
+/// One published port: `[ip:][host:]container[/proto]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    /// Host IP to bind (all when `None`).
+    pub host_ip: Option<String>,
+    /// Host port (engine-assigned when `None`).
+    pub host_port: Option<u16>,
+    /// Container port.
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+}
+
+impl PortMapping {
+    /// Parse `[ip:][host:]container[/proto]`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (ports, protocol) = match s.split_once('/') {
+            Some((p, proto @ ("tcp" | "udp" | "sctp"))) => (p, proto.to_string()),
+            Some((_, proto)) => return Err(format!("port {s:?}: unknown protocol {proto:?}")),
+            None => (s, "tcp".to_string()),
+        };
+        let port = |p: &str| -> Result<u16, String> {
+            p.parse::<u16>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("port {s:?}: {p:?} is not a port number"))
+        };
+        // An IPv6 host IP would contain ':' too; only plain IPv4/host forms are split.
+        let parts: Vec<&str> = ports.split(':').collect();
+        let (host_ip, host_port, container) = match parts.as_slice() {
+            [c] => (None, None, port(c)?),
+            [h, c] => (None, Some(port(h)?), port(c)?),
+            [ip, h, c] => {
+                let host_port = if h.is_empty() { None } else { Some(port(h)?) };
+                (Some(ip.to_string()), host_port, port(c)?)
+            }
+            _ => return Err(format!("port {s:?} is not [ip:][host:]container[/proto]")),
+        };
+        Ok(Self {
+            host_ip,
+            host_port,
+            container_port: container,
+            protocol,
+        })
+    }
+
+    /// Docker's exposed-port key, e.g. `8080/tcp`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.container_port, self.protocol)
+    }
+}
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// Container name (the workload id).
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Cmd (the image's own when `None`).
+    pub cmd: Option<Vec<String>>,
+    /// `K=V` environment entries.
+    pub env: Vec<String>,
+    /// Labels, including the persys ones.
+    pub labels: HashMap<String, String>,
+    /// Published ports.
+    pub ports: Vec<PortMapping>,
+    /// Bind mounts `src:dst[:mode]`.
+    pub binds: Vec<String>,
+    /// Network mode.
+    pub network: Option<String>,
+    /// Engine restart policy.
+    pub restart_policy: RestartPolicy,
+    /// CPU limit in nano CPUs (0 = none).
+    pub nano_cpus: i64,
+    /// Memory limit in bytes (0 = none).
+    pub memory_bytes: i64,
+}
+
+impl ContainerSpec {
+    /// The spec for a run request on node `node_id`. Fails on a malformed port.
+    pub fn from_request(req: &RunRequest, node_id: &str) -> Result<Self, String> {
+        // Workload labels first so that no workload can forge the persys ones.
+        let mut l: HashMap<String, String> = req
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        l.insert(labels::WORKLOAD_ID.into(), req.workload_id.clone());
+        l.insert(labels::DISPLAY_NAME.into(), req.display_name.clone());
+        l.insert(labels::GENERATION.into(), req.generation.to_string());
+        l.insert(labels::NODE_ID.into(), node_id.to_string());
+        l.insert(labels::MANAGED.into(), "true".into());
+        let ports = req
+            .ports
+            .iter()
+            .map(|p| PortMapping::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cpu = i64::try_from(req.resources.cpu).unwrap_or(i64::MAX / 1_000_000);
+        let mem = i64::try_from(req.resources.memory).unwrap_or(i64::MAX / (1 << 20));
+        Ok(Self {
+            name: req.workload_id.clone(),
+            image: req.image.clone(),
+            cmd: req
+                .command
+                .as_ref()
+                .filter(|c| !c.is_empty())
+                .map(|c| c.to_argv()),
+            env: req.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            labels: l,
+            ports,
+            binds: req.volumes.clone(),
+            network: req.network.clone().filter(|n| !n.trim().is_empty()),
+            restart_policy: req.restart_policy,
+            nano_cpus: cpu.saturating_mul(1_000_000),
+            memory_bytes: mem.saturating_mul(1 << 20),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use persys_proto::{Command, Resources};
+
+    fn request() -> RunRequest {
+        RunRequest {
+            workload_id: "w1".into(),
+            image: "busybox:local".into(),
+            name: "w1".into(),
+            display_name: "web".into(),
+            command: Some(Command::Shell("echo hi && sleep 5".into())),
+            env: [("MODE".to_string(), "prod".to_string())].into(),
+            ports: vec!["8080:80".into(), "127.0.0.1::53/udp".into()],
+            volumes: vec!["/data:/data:ro".into()],
+            network: Some("bridge".into()),
+            restart_policy: RestartPolicy::OnFailure,
+            generation: 7,
+            resources: Resources {
+                cpu: 250,
+                memory: 64,
+            },
+            labels: [
+                (labels::NODE_ID.to_string(), "forged".to_string()),
+                ("team".into(), "web".into()),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn shell_command_runs_in_the_containers_own_shell() {
+        let spec = ContainerSpec::from_request(&request(), "n1").expect("valid");
+        assert_eq!(
+            spec.cmd,
+            Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo hi && sleep 5".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn persys_labels_are_set_and_cannot_be_forged_by_the_workload() {
+        let spec = ContainerSpec::from_request(&request(), "n1").expect("valid");
+        assert_eq!(spec.labels[labels::NODE_ID], "n1");
+        assert_eq!(spec.labels[labels::GENERATION], "7");
+        assert_eq!(spec.labels[labels::WORKLOAD_ID], "w1");
+        assert_eq!(spec.labels[labels::DISPLAY_NAME], "web");
+        assert_eq!(spec.labels[labels::MANAGED], "true");
+        assert_eq!(spec.labels["team"], "web");
+        assert_eq!(spec.name, "w1");
+    }
+
+    #[test]
+    fn resources_become_engine_limits_and_zero_means_none() {
+        let spec = ContainerSpec::from_request(&request(), "n1").expect("valid");
+        assert_eq!(spec.nano_cpus, 250_000_000);
+        assert_eq!(spec.memory_bytes, 64 * 1024 * 1024);
+        let mut req = request();
+        req.resources = Resources::default();
+        let spec = ContainerSpec::from_request(&req, "n1").expect("valid");
+        assert_eq!((spec.nano_cpus, spec.memory_bytes), (0, 0));
+    }
+
+    #[test]
+    fn ports_parse_in_all_forms() {
+        let p = PortMapping::parse("8080:80").expect("valid");
+        assert_eq!(
+            (p.host_port, p.container_port, p.key().as_str()),
+            (Some(8080), 80, "80/tcp")
+        );
+        let p = PortMapping::parse("127.0.0.1::53/udp").expect("valid");
+        assert_eq!(p.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!((p.host_port, p.key().as_str()), (None, "53/udp"));
+        let p = PortMapping::parse("9000").expect("valid");
+        assert_eq!((p.host_port, p.container_port), (None, 9000));
+        assert!(PortMapping::parse("x:80").is_err());
+        assert!(PortMapping::parse("80/icmp").is_err());
+        assert!(PortMapping::parse("1:2:3:4").is_err());
+    }
+
+    #[test]
+    fn a_bad_port_fails_the_spec() {
+        let mut req = request();
+        req.ports = vec!["nope".into()];
+        assert!(ContainerSpec::from_request(&req, "n1").is_err());
+    }
+}
