@@ -1,0 +1,360 @@
+//! The one API client: HTTPS (rustls) with the cluster CA and the client certificate,
+//! every non-2xx answer turned into a one-line [`ClientError`].
+
+use crate::config::Config;
+use persys_proto::ApiError;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use std::path::Path;
+use std::time::Duration;
+
+/// How long an ordinary request may take (streams have no limit).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much of a non-JSON error body is quoted in a message.
+const MAX_QUOTED_BODY: usize = 200;
+
+/// Why a request failed. Each maps to an exit code (see [`ClientError::exit_code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with a non-2xx status.
+    #[error("{message}{}", request_id_suffix(.request_id))]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// The server's message (`error` of its JSON body).
+        message: String,
+        /// Machine-readable code, if the body had one.
+        code: String,
+        /// Request id, if known.
+        request_id: String,
+    },
+    /// The server could not be reached (refused, reset, TLS failure, timeout).
+    #[error("cannot reach {endpoint}: {reason}")]
+    Unreachable {
+        /// Base URL tried.
+        endpoint: String,
+        /// Innermost cause.
+        reason: String,
+    },
+    /// A file named by the config cannot be read.
+    #[error("cannot read {what} {path}: {reason}")]
+    ReadFile {
+        /// Which file (`ca_cert_path`, ...).
+        what: &'static str,
+        /// Its path.
+        path: String,
+        /// The I/O error.
+        reason: std::io::Error,
+    },
+    /// The TLS or HTTP client could not be set up.
+    #[error("cannot set up the client: {0}")]
+    Setup(String),
+    /// A 2xx answer that is not what the API promises.
+    #[error("unexpected answer from the server: {0}")]
+    Decode(String),
+}
+
+fn request_id_suffix(id: &str) -> String {
+    if id.is_empty() {
+        String::new()
+    } else {
+        format!(" (request id {id})")
+    }
+}
+
+impl ClientError {
+    /// Exit code: 3 auth (401/403), 4 not found, 5 server error or unreachable, 1 other.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Api { status, .. } => match status.as_u16() {
+                401 | 403 => 3,
+                404 => 4,
+                s if s >= 500 => 5,
+                _ => 1,
+            },
+            Self::Unreachable { .. } => 5,
+            Self::ReadFile { .. } | Self::Setup(_) | Self::Decode(_) => 1,
+        }
+    }
+
+    /// Whether this is a 404 answer.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Api { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+}
+
+/// A client of the scheduler (or gateway) API.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// Build a client from a loaded config: trust `ca_cert_path`, present
+    /// `cert_path`/`key_path` when given, send `token` as a bearer token when given.
+    pub fn from_config(config: &Config) -> Result<Self, ClientError> {
+        let f = &config.file;
+        let base = f.api_endpoint.trim().trim_end_matches('/').to_string();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("persys/", env!("CARGO_PKG_VERSION")));
+        if base.starts_with("https://") {
+            let ca_path = f.ca_cert_path.as_deref().ok_or_else(|| {
+                ClientError::Setup(format!(
+                    "config {}: ca_cert_path is required for an https endpoint",
+                    config.path.display()
+                ))
+            })?;
+            let ca = read_pem("ca_cert_path", ca_path)?;
+            let identity = match (&f.cert_path, &f.key_path) {
+                (Some(c), Some(k)) => Some((read_pem("cert_path", c)?, read_pem("key_path", k)?)),
+                _ => None,
+            };
+            let tls = persys_certs::client_config(
+                &ca,
+                identity.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+            )
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Setup(innermost(&e)))?;
+        Ok(Self {
+            http,
+            base,
+            token: f.token.clone().filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// The endpoint this client talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.base
+    }
+
+    /// GET a JSON answer.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let bytes = self.call(Method::GET, path, None).await?;
+        decode(&bytes)
+    }
+
+    /// GET a JSON answer into a type.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let bytes = self.call(Method::GET, path, None).await?;
+        decode(&bytes)
+    }
+
+    /// POST a JSON body (already serialized), answer as JSON (`null` when empty).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let bytes = self.call(Method::POST, path, Some(body)).await?;
+        decode_or_null(&bytes)
+    }
+
+    /// DELETE, answer as JSON (`null` when empty).
+    pub async fn delete(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let bytes = self.call(Method::DELETE, path, None).await?;
+        decode_or_null(&bytes)
+    }
+
+    /// GET a streaming answer (no overall timeout); the caller reads the body.
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        let resp = self
+            .request(Method::GET, path, None)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        self.check(resp).await
+    }
+
+    /// Turn a transport error met while reading a body into a `ClientError`.
+    pub fn transport_error(&self, e: &reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            endpoint: self.base.clone(),
+            reason: innermost(e),
+        }
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{}{}", self.base, path);
+        tracing::debug!(%method, %url, "request");
+        let mut req = self.http.request(method, url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        req
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<bytes::Bytes, ClientError> {
+        let resp = self
+            .request(method, path, body)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let resp = self.check(resp).await?;
+        resp.bytes().await.map_err(|e| self.transport_error(&e))
+    }
+
+    /// Pass a 2xx answer through; turn anything else into `ClientError::Api`.
+    async fn check(&self, resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let header_id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(api_error(status, &body, header_id))
+    }
+}
+
+/// Build the error for a non-2xx answer from its body (the contract's JSON, or anything).
+pub fn api_error(status: StatusCode, body: &[u8], header_request_id: String) -> ClientError {
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(e) => ClientError::Api {
+            status,
+            message: one_line(&e.error),
+            code: e.code,
+            request_id: if e.request_id.is_empty() {
+                header_request_id
+            } else {
+                e.request_id
+            },
+        },
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text = one_line(text.trim());
+            let quoted: String = text.chars().take(MAX_QUOTED_BODY).collect();
+            let message = if quoted.is_empty() {
+                format!("server answered {status}")
+            } else {
+                format!("server answered {status}: {quoted}")
+            };
+            ClientError::Api {
+                status,
+                message,
+                code: String::new(),
+                request_id: header_request_id,
+            }
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(bytes).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
+fn decode_or_null(bytes: &[u8]) -> Result<serde_json::Value, ClientError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Null);
+    }
+    decode(bytes)
+}
+
+fn read_pem(what: &'static str, path: &Path) -> Result<String, ClientError> {
+    std::fs::read_to_string(path).map_err(|reason| ClientError::ReadFile {
+        what,
+        path: path.display().to_string(),
+        reason,
+    })
+}
+
+/// The innermost cause of an error, which is the one a person can act on
+/// ("Connection refused", "invalid peer certificate: UnknownIssuer").
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    one_line(&cur.to_string())
+}
+
+/// Collapse newlines so every error stays on one line.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_error_body_becomes_message_with_request_id() {
+        let e = api_error(
+            StatusCode::NOT_FOUND,
+            br#"{"error":"workload abc not found","code":"not_found","requestId":"r-1"}"#,
+            String::new(),
+        );
+        assert_eq!(e.to_string(), "workload abc not found (request id r-1)");
+        assert_eq!(e.exit_code(), 4);
+        assert!(e.is_not_found());
+    }
+
+    #[test]
+    fn header_request_id_is_used_when_body_has_none() {
+        let e = api_error(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"image: is required","code":"invalid"}"#,
+            "h-9".into(),
+        );
+        assert_eq!(e.to_string(), "image: is required (request id h-9)");
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn non_json_body_is_quoted_on_one_line() {
+        let e = api_error(StatusCode::BAD_GATEWAY, b"bad\ngateway\n", String::new());
+        assert_eq!(
+            e.to_string(),
+            "server answered 502 Bad Gateway: bad gateway"
+        );
+        assert_eq!(e.exit_code(), 5);
+    }
+
+    #[test]
+    fn auth_statuses_exit_3() {
+        for s in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
+            assert_eq!(api_error(s, b"", String::new()).exit_code(), 3);
+        }
+    }
+
+    #[test]
+    fn unreachable_exits_5() {
+        let e = ClientError::Unreachable {
+            endpoint: "https://127.0.0.1:1".into(),
+            reason: "Connection refused (os error 111)".into(),
+        };
+        assert_eq!(e.exit_code(), 5);
+        assert_eq!(
+            e.to_string(),
+            "cannot reach https://127.0.0.1:1: Connection refused (os error 111)"
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! `persys stop|start|rm ID`: change a workload's desired state.
+
+use super::{escape, resolve, Ctx};
+use crate::output::{print_json, print_text, Format};
+
+/// What to do to a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `POST /workloads/{id}/stop`.
+    Stop,
+    /// `POST /workloads/{id}/start`.
+    Start,
+    /// `DELETE /workloads/{id}`.
+    Remove,
+}
+
+/// Stop, start or remove a workload; prints its id (or the server's answer with `-o json`).
+pub async fn apply(ctx: &Ctx, action: Action, reference: &str) -> anyhow::Result<()> {
+    let id = resolve::workload_id(&ctx.client, reference).await?;
+    let base = format!("/workloads/{}", escape(&id));
+    let answer = match action {
+        Action::Stop => {
+            ctx.client
+                .post_json(&format!("{base}/stop"), Vec::new())
+                .await?
+        }
+        Action::Start => {
+            ctx.client
+                .post_json(&format!("{base}/start"), Vec::new())
+                .await?
+        }
+        Action::Remove => ctx.client.delete(&base).await?,
+    };
+    match ctx.format {
+        // An empty answer still yields JSON, so scripts can always parse stdout.
+        Format::Json if answer.is_null() => print_json(&serde_json::json!({ "id": id })),
+        Format::Json => print_json(&answer),
+        Format::Table => print_text(&format!("{id}\n")),
+    }
+    Ok(())
+}

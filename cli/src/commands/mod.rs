@@ -1,0 +1,111 @@
+//! One module per verb. Each takes a [`Ctx`] (API client + output format) and its args.
+
+pub mod lifecycle;
+pub mod logs;
+pub mod nodes;
+pub mod resolve;
+pub mod run;
+pub mod schedule;
+pub mod workloads;
+
+use crate::args::{Cli, Command, NodeCommand, WorkloadCommand};
+use crate::client::ApiClient;
+use crate::config;
+use crate::output::Format;
+use lifecycle::Action;
+
+/// What every API verb needs.
+pub struct Ctx {
+    /// The API client built from the config.
+    pub client: ApiClient,
+    /// How to print.
+    pub format: Format,
+}
+
+/// Run the parsed command line.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let Cli {
+        config: config_flag,
+        output,
+        command,
+    } = cli;
+    if let Command::Dev(args) = command {
+        return crate::dev::run(args).await;
+    }
+    let config = config::load(config_flag.as_deref())?;
+    let ctx = Ctx {
+        client: ApiClient::from_config(&config)?,
+        format: output,
+    };
+    match command {
+        Command::Dev(_) => Ok(()),
+        Command::Run(args) => run::run(&ctx, &args).await,
+        Command::Logs(args) => logs::logs(&ctx, &args).await,
+        Command::Stop(a) => lifecycle::apply(&ctx, Action::Stop, &a.id).await,
+        Command::Start(a) => lifecycle::apply(&ctx, Action::Start, &a.id).await,
+        Command::Rm(a) => lifecycle::apply(&ctx, Action::Remove, &a.id).await,
+        Command::Workload(w) => match w {
+            WorkloadCommand::Schedule { file } => schedule::schedule(&ctx, &file).await,
+            WorkloadCommand::List(args) => workloads::list(&ctx, &args).await,
+            WorkloadCommand::Get(a) => workloads::get(&ctx, &a.id).await,
+            WorkloadCommand::Logs(args) => logs::logs(&ctx, &args).await,
+            WorkloadCommand::Stop(a) => lifecycle::apply(&ctx, Action::Stop, &a.id).await,
+            WorkloadCommand::Start(a) => lifecycle::apply(&ctx, Action::Start, &a.id).await,
+            WorkloadCommand::Rm(a) => lifecycle::apply(&ctx, Action::Remove, &a.id).await,
+        },
+        Command::Node(n) => match n {
+            NodeCommand::List => nodes::list(&ctx).await,
+            NodeCommand::Get { id } => nodes::get(&ctx, &id).await,
+        },
+    }
+}
+
+/// Percent-encode one path segment or query value (everything but RFC 3986 unreserved).
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `?k=v&k=v` from the pairs that have a value, or `""`.
+pub fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", escape(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_keeps_unreserved_and_encodes_the_rest() {
+        assert_eq!(escape("abc-1_2.~"), "abc-1_2.~");
+        assert_eq!(escape("a/b?c=d e"), "a%2Fb%3Fc%3Dd%20e");
+    }
+
+    #[test]
+    fn query_skips_absent_values() {
+        assert_eq!(query(&[("a", None), ("b", None)]), "");
+        assert_eq!(
+            query(&[
+                ("status", Some("Running".into())),
+                ("node", None),
+                ("label", Some("k=v".into()))
+            ]),
+            "?status=Running&label=k%3Dv"
+        );
+    }
+}

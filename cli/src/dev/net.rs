@@ -1,0 +1,122 @@
+//! Ports and readiness probes of `persys dev`.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+/// How long one readiness probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Two distinct free ports on 127.0.0.1 (held open together so they differ).
+pub fn two_free_ports() -> std::io::Result<(u16, u16)> {
+    let a = TcpListener::bind("127.0.0.1:0")?;
+    let b = TcpListener::bind("127.0.0.1:0")?;
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+}
+
+/// The ports the cluster will listen on, named by the flag that sets them; refuses
+/// overflow and two listeners on one port.
+pub fn plan_ports(
+    scheduler: u16,
+    bootstrap: u16,
+    agent_base: u16,
+    agents: u16,
+) -> Result<Vec<(String, u16)>, String> {
+    let mut plan = vec![
+        ("--scheduler-port".to_string(), scheduler),
+        ("--bootstrap-port".to_string(), bootstrap),
+    ];
+    for i in 0..agents {
+        let port = agent_base.checked_add(i).ok_or_else(|| {
+            format!("--agent-port {agent_base} + {agents} agents exceeds port 65535")
+        })?;
+        plan.push((format!("--agent-port (node-{})", i + 1), port));
+    }
+    for (i, (name, port)) in plan.iter().enumerate() {
+        if let Some((other, _)) = plan[..i].iter().find(|(_, p)| p == port) {
+            return Err(format!("{name} and {other} both use port {port}"));
+        }
+        if *port == 0 {
+            return Err(format!("{name} must not be 0"));
+        }
+    }
+    Ok(plan)
+}
+
+/// Fail with the flag to change when a planned port is taken on 127.0.0.1.
+pub fn ensure_free(plan: &[(String, u16)]) -> Result<(), String> {
+    for (name, port) in plan {
+        if TcpListener::bind(("127.0.0.1", *port)).is_err() {
+            return Err(format!(
+                "port {port} is already in use on 127.0.0.1; pick another with {}",
+                name.split(' ').next().unwrap_or(name)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether etcd answers `GET /health` with `"health":"true"`.
+pub async fn etcd_healthy(http: &reqwest::Client, endpoint: &str) -> bool {
+    let url = format!("{}/health", endpoint.trim_end_matches('/'));
+    match http.get(url).timeout(PROBE_TIMEOUT).send().await {
+        Ok(r) if r.status().is_success() => r
+            .json::<serde_json::Value>()
+            .await
+            .is_ok_and(|v| v.get("health").and_then(|h| h.as_str()) == Some("true")),
+        _ => false,
+    }
+}
+
+/// Whether the scheduler's bootstrap port answers `GET /healthz` over TLS checked
+/// against the cluster CA in `ca_path`.
+pub async fn bootstrap_healthy(ca_path: &Path, port: u16) -> bool {
+    let Ok(ca) = std::fs::read_to_string(ca_path) else {
+        return false;
+    };
+    let Ok(tls) = persys_certs::client_config(&ca, None) else {
+        return false;
+    };
+    let Ok(http) = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(PROBE_TIMEOUT)
+        .build()
+    else {
+        return false;
+    };
+    http.get(format!("https://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ports_plan_one_per_agent() {
+        let plan = plan_ports(8085, 8084, 8080, 3).expect("valid");
+        let ports: Vec<u16> = plan.iter().map(|(_, p)| *p).collect();
+        assert_eq!(ports, [8085, 8084, 8080, 8081, 8082]);
+    }
+
+    #[test]
+    fn agent_range_overlapping_the_scheduler_is_refused() {
+        let e = plan_ports(8085, 8084, 8083, 3).expect_err("overlap");
+        assert!(e.contains("8084"), "{e}");
+    }
+
+    #[test]
+    fn agent_range_past_65535_is_refused() {
+        assert!(plan_ports(8085, 8084, 65535, 2).is_err());
+    }
+
+    #[test]
+    fn taken_port_names_the_flag() {
+        let held = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = held.local_addr().expect("addr").port();
+        let e = ensure_free(&[("--scheduler-port".into(), port)]).expect_err("taken");
+        assert!(e.contains("--scheduler-port"), "{e}");
+    }
+}
