@@ -1,6 +1,201 @@
-//! persys node agent.
+//! persys node agent: joins the cluster, runs containers through Docker, follows their
+//! events and reports their state, and serves the agent API over mTLS.
+//!
+//! - [`config`]: flags and their env twins
+//! - [`host`]: facts about this machine
+//! - [`join`]: registration with a join token and a locally made CSR
+//! - [`client`]: calls to the scheduler (heartbeats, status pushes)
+//! - [`heartbeat`]: the liveness loop with free capacity
+//! - [`runtime`]: the container engine behind a trait (Docker, fake)
+//! - [`state`]: engine state → workload status
+//! - [`supervisor`]: container operations with idempotence, fencing and ownership
+//! - [`adopt`]: startup adoption of this node's containers
+//! - [`events`]: the engine's event stream → status pushes
+//! - [`report`]: buffered, retried status reports with a periodic full list
+//! - [`api`]: the mTLS agent API
+//! - [`metrics`]: Prometheus metrics
 
+pub mod adopt;
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod events;
+pub mod heartbeat;
+pub mod host;
+pub mod join;
+pub mod metrics;
 pub mod report;
 pub mod runtime;
 pub mod state;
 pub mod supervisor;
+
+pub use config::Config;
+
+use client::SchedulerClient;
+use heartbeat::Capacity;
+use join::Joiner;
+use report::ReportHandle;
+use runtime::docker::DockerRuntime;
+use runtime::{ContainerRuntime, RuntimeError};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use supervisor::ledger::Ledger;
+use supervisor::{Supervisor, SupervisorError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The Docker engine is unusable.
+    #[error("docker engine: {0}")]
+    Docker(#[from] RuntimeError),
+    /// Joining the cluster failed.
+    #[error(transparent)]
+    Join(#[from] join::JoinError),
+    /// A listener or file failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// TLS configuration from the node identity failed.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// Startup container operations failed.
+    #[error("adopting containers: {0}")]
+    Adopt(#[from] SupervisorError),
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
+    let what = what.into();
+    move |source| AgentError::Io { what, source }
+}
+
+fn ensure_data_dir(dir: &PathBuf) -> Result<(), AgentError> {
+    std::fs::create_dir_all(dir)
+        .map_err(io_error(format!("creating data dir {}", dir.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // It holds the node's private key.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_error(format!("securing data dir {}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// Run the agent until `shutdown` is cancelled: connect to Docker, bind the API,
+/// register, adopt existing containers, then serve, heartbeat, follow events and
+/// report. On shutdown the API stops accepting and drains, then the loops stop.
+/// Containers keep running.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AgentError> {
+    ensure_data_dir(&config.data_dir)?;
+    let facts = host::HostFacts::detect(config.cpu, config.memory_mb);
+    let runtime = Arc::new(DockerRuntime::connect(config.docker_host.as_deref()).await?);
+    let api_version = runtime.version().await?;
+    tracing::info!(docker_api_version = %api_version, "connected to docker");
+
+    // Bound before registering so that the registered port is the real one (port 0 works).
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(io_error(format!("binding {}", config.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(io_error("reading the listen address"))?;
+
+    let joiner = Arc::new(Joiner {
+        bootstrap_url: config.bootstrap_url.clone(),
+        token: config.join_token.clone().filter(|t| !t.trim().is_empty()),
+        data_dir: config.data_dir.clone(),
+        node_id: join::resolve_node_id(
+            config.node_id.as_deref(),
+            &config.data_dir,
+            &facts.hostname,
+        ),
+        facts: facts.clone(),
+        advertise: config.advertise_ip(),
+        agent_port: local.port(),
+        labels: config.labels.clone(),
+    });
+    let identity = match joiner.join(&shutdown).await {
+        Err(join::JoinError::Cancelled) => return Ok(()),
+        other => other?,
+    };
+    let node_id = identity.node_id.clone();
+    let server_tls =
+        persys_certs::server_config_mtls(&identity.ca_pem, &identity.cert_pem, &identity.key_pem)
+            .map_err(|e| AgentError::Tls(e.to_string()))?;
+    let client = Arc::new(
+        SchedulerClient::new(&config.scheduler_url, &identity)
+            .map_err(|e| AgentError::Tls(e.to_string()))?,
+    );
+
+    let (reports, inbox) = ReportHandle::channel();
+    let ledger = Ledger::open(Some(config.file("stopped-containers.json")));
+    let supervisor = Arc::new(Supervisor::new(runtime, node_id.clone(), ledger, reports));
+    adopt::adopt(&supervisor).await?;
+
+    let background = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(report::run_reporter(
+        inbox,
+        client.clone(),
+        supervisor.clone(),
+        Duration::from_millis(config.full_report_interval_ms.max(1000)),
+        background.clone(),
+    ));
+    tasks.spawn(events::follow_events(
+        supervisor.clone(),
+        background.clone(),
+    ));
+    tasks.spawn(heartbeat::run_heartbeats(
+        supervisor.clone(),
+        client,
+        joiner,
+        Capacity {
+            cpu_cores: facts.cpu_cores,
+            memory_mb: facts.memory_mb,
+        },
+        identity.heartbeat_interval,
+        background.clone(),
+    ));
+
+    let app = api::router(api::AppState {
+        supervisor,
+        stop_timeout: Duration::from_secs(config.stop_timeout_secs),
+    });
+    let mut server = tokio::spawn(persys_certs::serve_tls(
+        listener,
+        server_tls,
+        app,
+        shutdown.clone(),
+    ));
+    tracing::info!(node_id = %node_id, listen = %local, advertise = %config.advertise_ip(), "ready");
+
+    let served = tokio::select! {
+        r = &mut server => r,
+        _ = shutdown.cancelled() => server.await,
+    };
+    tracing::info!(
+        "shutting down: api drained, stopping background loops (containers keep running)"
+    );
+    background.cancel();
+    tasks.close();
+    tasks.wait().await;
+    match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(AgentError::Io {
+            what: "serving the agent api".into(),
+            source: e,
+        }),
+        Err(e) => Err(AgentError::Io {
+            what: "serving the agent api".into(),
+            source: std::io::Error::other(e),
+        }),
+    }
+}

@@ -1,0 +1,136 @@
+//! API errors as the contract's JSON `{"error","code","requestId"}`.
+
+use crate::runtime::RuntimeError;
+use crate::supervisor::SupervisorError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use persys_proto::{codes, ApiError};
+
+/// Header carrying the request id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code (`persys_proto::codes`).
+    pub code: &'static str,
+    /// Human message.
+    pub message: String,
+}
+
+impl AppError {
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: codes::FORBIDDEN,
+            message: message.into(),
+        }
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: codes::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: codes::INVALID,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SupervisorError> for AppError {
+    fn from(e: SupervisorError) -> Self {
+        let message = e.to_string();
+        let (status, code) = match e {
+            SupervisorError::Invalid(_) => (StatusCode::BAD_REQUEST, codes::INVALID),
+            SupervisorError::Conflict(_) => (StatusCode::CONFLICT, codes::CONFLICT),
+            SupervisorError::NotFound(_) => (StatusCode::NOT_FOUND, codes::NOT_FOUND),
+            SupervisorError::Runtime(RuntimeError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE)
+            }
+            SupervisorError::Runtime(RuntimeError::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, codes::NOT_FOUND)
+            }
+            SupervisorError::Runtime(_) => (StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL),
+        };
+        Self {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(r: JsonRejection) -> Self {
+        let (status, code) = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, codes::TOO_LARGE),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                codes::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            _ => (StatusCode::BAD_REQUEST, codes::BAD_JSON),
+        };
+        Self {
+            status,
+            code,
+            message: r.body_text(),
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        Self::invalid(r.body_text())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let body = ApiError {
+            error: self.message,
+            code: self.code.to_string(),
+            request_id: String::new(),
+        };
+        let mut response = (self.status, Json(body.clone())).into_response();
+        // `stamp_request_id` fills in the id, which only the request knows.
+        response.extensions_mut().insert(body);
+        response
+    }
+}
+
+/// Middleware: put the request id into error bodies made by [`AppError`].
+pub async fn stamp_request_id(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut response = next.run(request).await;
+    if let Some(mut body) = response.extensions_mut().remove::<ApiError>() {
+        body.request_id = id.clone();
+        let status = response.status();
+        let mut stamped = (status, Json(body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            stamped.headers_mut().insert(REQUEST_ID, v);
+        }
+        return stamped;
+    }
+    response
+}

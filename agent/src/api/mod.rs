@@ -1,0 +1,106 @@
+//! The agent API, served over mTLS on `--listen`: only the scheduler's client
+//! certificate (CN `persys-scheduler`) is accepted.
+//!
+//! - `docker`: run, stop, remove, list, logs
+//! - `health`: health and metrics
+//! - `error`: the JSON error shape
+
+pub mod docker;
+pub mod error;
+pub mod health;
+
+use crate::runtime::ContainerRuntime;
+use crate::supervisor::Supervisor;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{from_fn, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use error::AppError;
+use persys_certs::PeerIdentity;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// The only client identity the agent serves.
+pub const SCHEDULER_CN: &str = "persys-scheduler";
+/// Largest request body.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What handlers share.
+pub struct AppState<R> {
+    /// Container operations.
+    pub supervisor: Arc<Supervisor<R>>,
+    /// Stop timeout when the request names none.
+    pub stop_timeout: Duration,
+}
+
+impl<R> Clone for AppState<R> {
+    fn clone(&self) -> Self {
+        Self {
+            supervisor: self.supervisor.clone(),
+            stop_timeout: self.stop_timeout,
+        }
+    }
+}
+
+/// The agent's router (TLS and peer identity come from the server around it).
+pub fn router<R: ContainerRuntime>(state: AppState<R>) -> Router {
+    let header = axum::http::HeaderName::from_static(error::REQUEST_ID);
+    Router::new()
+        .route("/docker/run", post(docker::run::<R>))
+        .route("/docker/stop/{id}", post(docker::stop::<R>))
+        .route("/docker/remove/{id}", post(docker::remove::<R>))
+        .route("/docker/list", get(docker::list::<R>))
+        .route("/docker/logs/{id}", get(docker::logs::<R>))
+        .route("/api/v1/health", get(health::health::<R>))
+        .route("/metrics", get(health::metrics))
+        .fallback(docker::fallback)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(from_fn(require_scheduler))
+        .layer(from_fn(count_requests))
+        .layer(from_fn(error::stamp_request_id))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(SetRequestIdLayer::new(header, MakeRequestUuid))
+}
+
+/// Refuse every client but the scheduler (403).
+async fn require_scheduler(request: Request, next: Next) -> Response {
+    match request.extensions().get::<PeerIdentity>() {
+        Some(peer) if peer.common_name == SCHEDULER_CN => next.run(request).await,
+        Some(peer) => {
+            tracing::warn!(client = %peer.common_name, "refused a client that is not the scheduler");
+            AppError::forbidden(format!(
+                "client certificate {:?} is not allowed; only {SCHEDULER_CN:?} is",
+                peer.common_name
+            ))
+            .into_response()
+        }
+        None => AppError::forbidden(format!(
+            "a client certificate of {SCHEDULER_CN:?} is required"
+        ))
+        .into_response(),
+    }
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status();
+    crate::metrics::global()
+        .requests
+        .with_label_values(&[route.as_str(), status.as_str()])
+        .inc();
+    tracing::debug!(%route, status = status.as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    response
+}
+
+#[cfg(test)]
+mod tests;

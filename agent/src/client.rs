@@ -1,0 +1,144 @@
+//! The agent's client of the scheduler API (mTLS with the node certificate):
+//! heartbeats and status pushes. The certificate can be replaced after a
+//! re-registration without interrupting callers.
+
+use crate::join::Identity;
+use crate::report::StatusSink;
+use persys_proto::{ApiError, HeartbeatResponse, NodeHeartbeat, StatusReport};
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Timeout of one call to the scheduler.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of connecting to the scheduler.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a call to the scheduler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The TLS configuration could not be built from the identity.
+    #[error("tls configuration: {0}")]
+    Tls(String),
+    /// The call did not complete.
+    #[error("{url}: {detail}")]
+    Transport {
+        /// What was called.
+        url: String,
+        /// Why it failed.
+        detail: String,
+    },
+    /// The scheduler answered with an error status.
+    #[error("{url}: HTTP {status}: {message}")]
+    Status {
+        /// What was called.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The scheduler's message.
+        message: String,
+    },
+}
+
+/// Calls the scheduler as this node.
+#[derive(Debug)]
+pub struct SchedulerClient {
+    base: String,
+    node_id: String,
+    http: RwLock<reqwest::Client>,
+}
+
+fn build(identity: &Identity) -> Result<reqwest::Client, ClientError> {
+    let tls = persys_certs::client_config(
+        &identity.ca_pem,
+        Some((&identity.cert_pem, &identity.key_pem)),
+    )
+    .map_err(|e| ClientError::Tls(e.to_string()))?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(CALL_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .map_err(|e| ClientError::Tls(e.to_string()))
+}
+
+impl SchedulerClient {
+    /// A client of `base` (e.g. `https://127.0.0.1:8085`) with this identity.
+    pub fn new(base: &str, identity: &Identity) -> Result<Self, ClientError> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            node_id: identity.node_id.clone(),
+            http: RwLock::new(build(identity)?),
+        })
+    }
+
+    /// Use a new certificate from now on (after a re-registration).
+    pub fn rotate(&self, identity: &Identity) -> Result<(), ClientError> {
+        let client = build(identity)?;
+        *self.http.write().unwrap_or_else(|p| p.into_inner()) = client;
+        Ok(())
+    }
+
+    fn client(&self) -> reqwest::Client {
+        self.http.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn post<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .client()
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport {
+                url: url.clone(),
+                detail: describe(&e),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ApiError>(&text)
+            .map(|e| e.error)
+            .unwrap_or(text);
+        Err(ClientError::Status {
+            url,
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    /// `POST /nodes/heartbeat`.
+    pub async fn heartbeat(&self, beat: &NodeHeartbeat) -> Result<HeartbeatResponse, ClientError> {
+        let response = self.post("/nodes/heartbeat", beat).await?;
+        // An empty or unexpected body is not worth failing a heartbeat over.
+        Ok(response.json().await.unwrap_or_default())
+    }
+
+    /// `POST /nodes/{id}/status`.
+    pub async fn push_status(&self, report: &StatusReport) -> Result<(), ClientError> {
+        let path = format!("/nodes/{}/status", self.node_id);
+        self.post(&path, report).await.map(|_| ())
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = std::error::Error::source(e);
+    while let Some(err) = cur {
+        parts.push(err.to_string());
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+impl StatusSink for SchedulerClient {
+    async fn push(&self, report: &StatusReport) -> Result<(), String> {
+        self.push_status(report).await.map_err(|e| e.to_string())
+    }
+}

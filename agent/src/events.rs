@@ -1,0 +1,123 @@
+//! Follows the engine's event stream for this node's containers and pushes each state
+//! change to the scheduler at once. If the stream breaks, it reconnects with backoff
+//! and asks for a full report, since changes may have been missed meanwhile.
+
+use crate::runtime::ContainerRuntime;
+use crate::supervisor::Supervisor;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// First reconnect delay.
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+/// Longest reconnect delay.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Follow events until `shutdown`.
+pub async fn follow_events<R: ContainerRuntime>(
+    supervisor: Arc<Supervisor<R>>,
+    shutdown: CancellationToken,
+) {
+    let mut delay = RECONNECT_MIN;
+    let mut connected_before = false;
+    loop {
+        let mut stream = supervisor.runtime().events(supervisor.node_id());
+        if connected_before {
+            supervisor.reports().request_full();
+        }
+        connected_before = true;
+        loop {
+            let item = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                item = stream.next() => item,
+            };
+            match item {
+                Some(Ok(event)) => {
+                    delay = RECONNECT_MIN;
+                    tracing::debug!(container = %event.container_id, action = ?event.action, "container event");
+                    crate::metrics::global()
+                        .events
+                        .with_label_values(&[event_name(&event.action)])
+                        .inc();
+                    if let Some(state) = supervisor.state_for_event(&event).await {
+                        tracing::info!(workload = %state.workload_id, generation = state.generation, status = %state.status, exit_code = ?state.exit_code, "container state changed");
+                        supervisor.reports().push(state);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "docker event stream failed; reconnecting");
+                    break;
+                }
+                None => {
+                    tracing::warn!(
+                        retry_in_ms = delay.as_millis() as u64,
+                        "docker event stream ended; reconnecting"
+                    );
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(RECONNECT_MAX);
+    }
+}
+
+fn event_name(action: &crate::runtime::EventAction) -> &'static str {
+    use crate::runtime::EventAction::*;
+    match action {
+        Start => "start",
+        Die => "die",
+        Oom => "oom",
+        Stop => "stop",
+        Destroy => "destroy",
+        Restart => "restart",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::ReportHandle;
+    use crate::runtime::fake::FakeRuntime;
+    use crate::supervisor::ledger::Ledger;
+    use persys_proto::{RunRequest, WorkloadStatus};
+
+    #[tokio::test]
+    async fn an_exit_is_pushed_as_failed_with_its_code() {
+        let rt = Arc::new(FakeRuntime::new());
+        let (handle, mut inbox) = ReportHandle::channel();
+        let sup = Arc::new(Supervisor::new(
+            rt.clone(),
+            "n1".into(),
+            Ledger::open(None),
+            handle,
+        ));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(follow_events(sup.clone(), shutdown.clone()));
+        tokio::task::yield_now().await;
+        let req: RunRequest = serde_json::from_value(serde_json::json!({
+            "workloadId": "w1", "image": "busybox:local", "name": "w1",
+            "displayName": "w", "generation": 1
+        }))
+        .expect("request");
+        sup.run(&req).await.expect("runs");
+        rt.exit("w1", 3).expect("exits");
+        let mut failed = None;
+        while let Some(s) = tokio::time::timeout(Duration::from_secs(2), inbox.next_state())
+            .await
+            .expect("in time")
+        {
+            if s.status == WorkloadStatus::Failed {
+                failed = Some(s);
+                break;
+            }
+        }
+        assert_eq!(failed.and_then(|s| s.exit_code), Some(3));
+        shutdown.cancel();
+        task.await.expect("joins");
+    }
+}

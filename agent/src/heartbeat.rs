@@ -1,0 +1,141 @@
+//! Heartbeats: every interval, tell the scheduler this node lives and how much CPU and
+//! memory its running containers leave free. Errors are logged and the loop goes on;
+//! when the scheduler no longer knows the node, it registers again.
+
+use crate::client::SchedulerClient;
+use crate::join::Joiner;
+use crate::runtime::ContainerRuntime;
+use crate::supervisor::{Supervisor, Usage};
+use persys_proto::NodeHeartbeat;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+/// What the node advertises.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    /// CPU cores.
+    pub cpu_cores: f64,
+    /// Memory, MB.
+    pub memory_mb: u64,
+}
+
+/// The heartbeat for a capacity minus what running containers' limits hold.
+pub fn heartbeat_for(capacity: Capacity, usage: Usage) -> NodeHeartbeat {
+    let used_cores = usage.nano_cpus.max(0) as f64 / 1e9;
+    let used_mb = u64::try_from(usage.memory_bytes.max(0)).unwrap_or(u64::MAX) / (1024 * 1024);
+    NodeHeartbeat {
+        available_cpu: ((capacity.cpu_cores - used_cores).max(0.0) * 1000.0).round() / 1000.0,
+        available_memory: capacity.memory_mb.saturating_sub(used_mb),
+        running_containers: usage.running,
+    }
+}
+
+/// Heartbeat until `shutdown`.
+pub async fn run_heartbeats<R: ContainerRuntime>(
+    supervisor: Arc<Supervisor<R>>,
+    client: Arc<SchedulerClient>,
+    joiner: Arc<Joiner>,
+    capacity: Capacity,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut usage = Usage::default();
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match supervisor.usage().await {
+            Ok(u) => usage = u,
+            // Keep the last known usage: the node is alive even if Docker hiccups.
+            Err(e) => tracing::debug!(error = %e, "cannot list containers for the heartbeat"),
+        }
+        let beat = heartbeat_for(capacity, usage);
+        let answer = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = client.heartbeat(&beat) => a,
+        };
+        match answer {
+            Ok(answer) => {
+                if failing {
+                    tracing::info!("heartbeats reach the scheduler again");
+                    failing = false;
+                    supervisor.reports().request_full();
+                }
+                if answer.reregister {
+                    reregister(&supervisor, &client, &joiner).await;
+                }
+            }
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "heartbeat failed; retrying every interval");
+                failing = true;
+            }
+            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+async fn reregister<R: ContainerRuntime>(
+    supervisor: &Supervisor<R>,
+    client: &SchedulerClient,
+    joiner: &Joiner,
+) {
+    if joiner.token.is_none() {
+        tracing::error!("the scheduler does not know this node and asks it to re-register, but no join token is configured");
+        return;
+    }
+    tracing::info!("the scheduler asks this node to re-register");
+    match joiner.register_once().await {
+        Ok(identity) => {
+            if let Err(e) = client.rotate(&identity) {
+                tracing::error!(error = %e, "cannot use the new certificate");
+            }
+            supervisor.reports().request_full();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "re-registration failed; will try at the next request")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_resources_are_capacity_minus_running_limits() {
+        let cap = Capacity {
+            cpu_cores: 2.0,
+            memory_mb: 1024,
+        };
+        let usage = Usage {
+            nano_cpus: 750_000_000,
+            memory_bytes: 256 << 20,
+            running: 3,
+        };
+        let beat = heartbeat_for(cap, usage);
+        assert_eq!(beat.available_cpu, 1.25);
+        assert_eq!(beat.available_memory, 768);
+        assert_eq!(beat.running_containers, 3);
+    }
+
+    #[test]
+    fn overcommitted_nodes_report_zero_free_not_negative() {
+        let cap = Capacity {
+            cpu_cores: 1.0,
+            memory_mb: 100,
+        };
+        let usage = Usage {
+            nano_cpus: 3_000_000_000,
+            memory_bytes: 1 << 30,
+            running: 1,
+        };
+        let beat = heartbeat_for(cap, usage);
+        assert_eq!((beat.available_cpu, beat.available_memory), (0.0, 0));
+    }
+}
