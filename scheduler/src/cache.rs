@@ -135,8 +135,17 @@ impl Cache {
 
     /// Every workload, oldest first.
     pub fn workloads(&self) -> Vec<Workload> {
-        let mut v: Vec<Workload> = self.read().workloads.values().map(|w| w.value.clone()).collect();
-        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        let mut v: Vec<Workload> = self
+            .read()
+            .workloads
+            .values()
+            .map(|w| w.value.clone())
+            .collect();
+        v.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         v
     }
 
@@ -147,7 +156,12 @@ impl Cache {
 
     /// Every node, by id.
     pub fn nodes(&self) -> Vec<Node> {
-        let mut v: Vec<Node> = self.read().nodes.values().map(|n| n.value.clone()).collect();
+        let mut v: Vec<Node> = self
+            .read()
+            .nodes
+            .values()
+            .map(|n| n.value.clone())
+            .collect();
         v.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         v
     }
@@ -230,7 +244,11 @@ fn apply_locked(inner: &mut Inner, event: StoreEvent) -> Option<ClusterEvent> {
             if inner.tombstones.get(&key).is_some_and(|del| *del >= rev) {
                 return None;
             }
-            if inner.workloads.get(&w.id).is_some_and(|o| o.mod_revision >= rev) {
+            if inner
+                .workloads
+                .get(&w.id)
+                .is_some_and(|o| o.mod_revision >= rev)
+            {
                 return None;
             }
             inner.tombstones.remove(&key);
@@ -245,18 +263,29 @@ fn apply_locked(inner: &mut Inner, event: StoreEvent) -> Option<ClusterEvent> {
         }
         StoreEvent::WorkloadDeleted(id, _) => {
             let key = keys::workload(&id);
-            if inner.workloads.get(&id).is_some_and(|o| o.mod_revision > rev) {
+            if inner
+                .workloads
+                .get(&id)
+                .is_some_and(|o| o.mod_revision > rev)
+            {
                 return None;
             }
             inner.tombstones.insert(key, rev);
-            inner.workloads.remove(&id).map(|_| ClusterEvent::WorkloadDeleted { id })
+            inner
+                .workloads
+                .remove(&id)
+                .map(|_| ClusterEvent::WorkloadDeleted { id })
         }
         StoreEvent::NodePut(n, _) => {
             let key = keys::node(&n.node_id);
             if inner.tombstones.get(&key).is_some_and(|del| *del >= rev) {
                 return None;
             }
-            if inner.nodes.get(&n.node_id).is_some_and(|o| o.mod_revision >= rev) {
+            if inner
+                .nodes
+                .get(&n.node_id)
+                .is_some_and(|o| o.mod_revision >= rev)
+            {
                 return None;
             }
             inner.tombstones.remove(&key);

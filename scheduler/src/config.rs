@@ -12,10 +12,19 @@ pub const DEFAULT_BOOTSTRAP_LISTEN: &str = "0.0.0.0:8084";
 
 /// Configuration of `persys-scheduler`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "persys-scheduler", version, about = "persys scheduler: API, placement, dispatch, liveness")]
+#[command(
+    name = "persys-scheduler",
+    version,
+    about = "persys scheduler: API, placement, dispatch, liveness"
+)]
 pub struct Config {
     /// etcd endpoints, comma separated.
-    #[arg(long, env = "PERSYS_ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "PERSYS_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub etcd_endpoints: Vec<String>,
 
     /// Address of the mTLS API.
@@ -27,7 +36,11 @@ pub struct Config {
     pub bootstrap_listen: SocketAddr,
 
     /// Directory holding the CA, the scheduler's and admin's certificates and the join token.
-    #[arg(long, env = "PERSYS_DATA_DIR", default_value = "/var/lib/persys/scheduler")]
+    #[arg(
+        long,
+        env = "PERSYS_DATA_DIR",
+        default_value = "/var/lib/persys/scheduler"
+    )]
     pub data_dir: PathBuf,
 
     /// Join token to accept (default: generated at first start into `<data-dir>/join-token`).
@@ -55,7 +68,11 @@ pub struct Config {
     pub placement: String,
 
     /// Cluster DNS domain (node names are `<node id>.<domain>`).
-    #[arg(long, env = "PERSYS_CLUSTER_DOMAIN", default_value = "cluster.local.dev")]
+    #[arg(
+        long,
+        env = "PERSYS_CLUSTER_DOMAIN",
+        default_value = "cluster.local.dev"
+    )]
     pub cluster_domain: String,
 
     /// Largest accepted request body.
@@ -119,6 +136,9 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(c.etcd_endpoints.len(), 2);
-        assert_eq!(c.tls_sans, vec!["x.example".to_string(), "10.0.0.1".to_string()]);
+        assert_eq!(
+            c.tls_sans,
+            vec!["x.example".to_string(), "10.0.0.1".to_string()]
+        );
     }
 }

@@ -1,9 +1,252 @@
 //! persys scheduler: the API, placement, the etcd store, dispatch to agents, liveness
-//! and reconciliation. `run` is the whole service; `main.rs` only parses flags.
+//! and reconciliation. [`run`] is the whole service; `main.rs` only parses flags.
+//!
+//! - [`config`]: flags. [`pki`]: CA, certificates, join token. [`store`]: etcd.
+//! - [`cache`]: the in-memory view fed by the etcd watch. [`placement`]: pure placement;
+//!   [`placer`]: serialised place-and-store.
+//! - [`api`]: HTTP routes. [`dispatch`]: desired state to agents. [`liveness`]:
+//!   heartbeats. [`pending`]: re-placement. [`reconcile`]: the backstop.
+//! - [`control`]: record changes shared by all of them. [`status`]: pure transitions.
 
+pub mod agent_client;
+pub mod api;
 pub mod cache;
 pub mod config;
+pub mod context;
+pub mod control;
+pub mod dispatch;
+pub mod dns;
+pub mod liveness;
+pub mod metrics;
+pub mod pending;
+pub mod pki;
+pub mod placement;
+pub mod placer;
+pub mod reconcile;
+pub mod status;
 pub mod store;
 
 #[cfg(test)]
 pub(crate) mod testutil;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::context::Ctx;
+use crate::store::{Store, StoreError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long start-up waits for etcd before giving up.
+const ETCD_STARTUP_WAIT: Duration = Duration::from_secs(10);
+
+/// Why the scheduler could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A flag value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The PKI could not be set up.
+    #[error("pki: {0}")]
+    Pki(#[from] pki::PkiError),
+    /// etcd could not be reached or read.
+    #[error("etcd at {endpoints}: {source}")]
+    Etcd {
+        /// The endpoints tried.
+        endpoints: String,
+        /// Why.
+        source: StoreError,
+    },
+    /// TLS configuration failed.
+    #[error("tls: {0}")]
+    Tls(#[from] persys_certs::CertError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A server failed while running.
+    #[error("server on {addr} failed: {source}")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A started scheduler.
+pub struct Running {
+    /// Bound address of the mTLS API.
+    pub api_addr: SocketAddr,
+    /// Bound address of the bootstrap port.
+    pub bootstrap_addr: SocketAddr,
+    /// Shared state.
+    pub ctx: Arc<Ctx>,
+    tracker: TaskTracker,
+    failed: Arc<tokio::sync::Mutex<Option<RunError>>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("api_addr", &self.api_addr)
+            .field("bootstrap_addr", &self.bootstrap_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn wait_for_etcd(store: &Store, endpoints: &str) -> Result<(), RunError> {
+    let deadline = tokio::time::Instant::now() + ETCD_STARTUP_WAIT;
+    loop {
+        match store.ping().await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_unavailable() && tokio::time::Instant::now() < deadline => {
+                tracing::info!(%endpoints, error = %e, "waiting for etcd");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(source) => {
+                return Err(RunError::Etcd {
+                    endpoints: endpoints.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })
+}
+
+/// Start everything: PKI, etcd (waiting a few seconds for it), the cache, both
+/// listeners and every loop. Returns once serving; logs `ready`.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
+    let strategy: placement::Strategy = config
+        .placement
+        .parse()
+        .map_err(|e: placement::ParseStrategyError| RunError::Config(e.to_string()))?;
+    if config.etcd_endpoints.iter().all(|e| e.trim().is_empty()) {
+        return Err(RunError::Config("--etcd-endpoints is empty".into()));
+    }
+    let pki = pki::Pki::load_or_create(
+        &config.data_dir,
+        &config.tls_sans,
+        config.join_token.as_deref(),
+    )?;
+    let endpoints = config.etcd_endpoints.join(",");
+    let etcd_err = |source| RunError::Etcd {
+        endpoints: endpoints.clone(),
+        source,
+    };
+    let store = Store::connect(&config.etcd_endpoints)
+        .await
+        .map_err(etcd_err)?;
+    wait_for_etcd(&store, &endpoints).await?;
+    pki.publish_token(&store).await?;
+    let cache = Arc::new(Cache::new());
+    let revision = cache.load(&store).await.map_err(etcd_err)?;
+
+    let api_tls = persys_certs::server_config_mtls(pki.ca.cert_pem(), &pki.cert_pem, &pki.key_pem)?;
+    let bootstrap_tls =
+        persys_certs::server_config(&pki.cert_pem, &pki.key_pem, Some(pki.ca.cert_pem()))?;
+    let agents = agent_client::AgentClient::new(pki.ca.cert_pem(), &pki.cert_pem, &pki.key_pem)
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let api_listener = bind(config.listen).await?;
+    let bootstrap_listener = bind(config.bootstrap_listen).await?;
+    let api_addr = api_listener.local_addr().map_err(|source| RunError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let bootstrap_addr = bootstrap_listener
+        .local_addr()
+        .map_err(|source| RunError::Bind {
+            addr: config.bootstrap_listen,
+            source,
+        })?;
+
+    let ctx = Arc::new(Ctx {
+        liveness: liveness::Liveness::new(config.node_timeout()),
+        placer: placer::Placer::new(strategy),
+        metrics: metrics::Metrics::new(),
+        dispatcher: dispatch::Dispatcher::new(),
+        pending_kick: Notify::new(),
+        ca_pem: pki.ca.cert_pem().to_string(),
+        ca_hash: pki.ca.fingerprint(),
+        ca: pki.ca,
+        config,
+        store: store.clone(),
+        cache: cache.clone(),
+        agents,
+        shutdown: shutdown.clone(),
+    });
+
+    let tracker = TaskTracker::new();
+    let failed = Arc::new(tokio::sync::Mutex::new(None));
+    {
+        let (cache, store, token) = (cache.clone(), store.clone(), shutdown.clone());
+        tracker.spawn(async move { cache.run(store, revision, token).await });
+    }
+    tracker.spawn(dispatch::run(ctx.clone(), shutdown.clone()));
+    tracker.spawn(liveness::run(ctx.clone(), shutdown.clone()));
+    tracker.spawn(pending::run(ctx.clone(), shutdown.clone()));
+    tracker.spawn(reconcile::run(ctx.clone(), shutdown.clone()));
+    for (listener, tls, router, addr) in [
+        (api_listener, api_tls, api::router(ctx.clone()), api_addr),
+        (
+            bootstrap_listener,
+            bootstrap_tls,
+            api::bootstrap_router(ctx.clone()),
+            bootstrap_addr,
+        ),
+    ] {
+        let (token, failed) = (shutdown.clone(), failed.clone());
+        tracker.spawn(async move {
+            if let Err(source) = persys_certs::serve_tls(listener, tls, router, token.clone()).await
+            {
+                *failed.lock().await = Some(RunError::Serve { addr, source });
+                // One listener down means the service is broken: stop everything.
+                token.cancel();
+            }
+        });
+    }
+    tracker.close();
+    tracing::info!(api = %api_addr, bootstrap = %bootstrap_addr, nodes = cache.nodes().len(), workloads = cache.workloads().len(), "ready");
+    Ok(Running {
+        api_addr,
+        bootstrap_addr,
+        ctx,
+        tracker,
+        failed,
+    })
+}
+
+impl Running {
+    /// Wait until every task has stopped (after `shutdown` is cancelled); the error of
+    /// a server that failed, if any.
+    pub async fn wait(self) -> Result<(), RunError> {
+        self.tracker.wait().await;
+        match self.failed.lock().await.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Run the scheduler until `shutdown` is cancelled: stop accepting, finish in-flight
+/// requests, stop the loops, return.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let running = start(config, shutdown.clone()).await?;
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    running.wait().await
+}

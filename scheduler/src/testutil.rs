@@ -47,9 +47,7 @@ impl Etcd {
             endpoint,
             _dir: dir,
         };
-        let store = crate::store::Store::connect(&[etcd.endpoint.clone()])
-            .await
-            .expect("client");
+        let store = etcd.store().await;
         for _ in 0..100 {
             if store.ping().await.is_ok() {
                 return etcd;
@@ -57,6 +55,13 @@ impl Etcd {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("etcd did not come up");
+    }
+
+    /// A store client for this etcd.
+    pub async fn store(&self) -> crate::store::Store {
+        crate::store::Store::connect(std::slice::from_ref(&self.endpoint))
+            .await
+            .expect("etcd client")
     }
 
     /// Stop etcd now (to test outages).

@@ -7,9 +7,7 @@ pub use error::StoreError;
 pub use watch::{StoreEvent, StoreWatch};
 
 use error::{CONNECT_TIMEOUT, KEEPALIVE_INTERVAL, REQUEST_TIMEOUT};
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp,
-};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -82,7 +80,10 @@ impl Store {
         let resp = self
             .client
             .kv_client()
-            .get(persys_proto::keys::LEADER, Some(GetOptions::new().with_count_only()))
+            .get(
+                persys_proto::keys::LEADER,
+                Some(GetOptions::new().with_count_only()),
+            )
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
@@ -138,7 +139,9 @@ impl Store {
             .and_then([TxnOp::put(key, bytes, None)]);
         let resp = self.client.kv_client().txn(txn).await?;
         if resp.succeeded() {
-            Ok(Some(resp.header().map(|h| h.revision()).unwrap_or_default()))
+            Ok(Some(
+                resp.header().map(|h| h.revision()).unwrap_or_default(),
+            ))
         } else {
             Ok(None)
         }
@@ -158,7 +161,9 @@ impl Store {
         } else {
             Compare::mod_revision(key, CompareOp::Equal, mod_revision)
         };
-        let txn = Txn::new().when([cmp]).and_then([TxnOp::put(key, bytes, None)]);
+        let txn = Txn::new()
+            .when([cmp])
+            .and_then([TxnOp::put(key, bytes, None)]);
         let resp = self.client.kv_client().txn(txn).await?;
         Ok(resp
             .succeeded()

@@ -10,9 +10,17 @@ struct Rec {
 #[tokio::test]
 async fn put_if_absent_refuses_an_existing_key() {
     let etcd = Etcd::start().await;
-    let s = Store::connect(&[etcd.endpoint.clone()]).await.expect("connects");
-    assert!(s.put_if_absent("/t/a", &Rec { n: 1 }).await.expect("put").is_some());
-    assert!(s.put_if_absent("/t/a", &Rec { n: 2 }).await.expect("put").is_none());
+    let s = etcd.store().await;
+    assert!(s
+        .put_if_absent("/t/a", &Rec { n: 1 })
+        .await
+        .expect("put")
+        .is_some());
+    assert!(s
+        .put_if_absent("/t/a", &Rec { n: 2 })
+        .await
+        .expect("put")
+        .is_none());
     let got = s.get::<Rec>("/t/a").await.expect("get").expect("present");
     assert_eq!(got.value, Rec { n: 1 });
 }
@@ -20,10 +28,22 @@ async fn put_if_absent_refuses_an_existing_key() {
 #[tokio::test]
 async fn put_at_stale_revision_loses() {
     let etcd = Etcd::start().await;
-    let s = Store::connect(&[etcd.endpoint.clone()]).await.expect("connects");
-    let r1 = s.put_if_absent("/t/a", &Rec { n: 1 }).await.expect("put").expect("new");
-    let r2 = s.put_at("/t/a", &Rec { n: 2 }, r1).await.expect("cas").expect("wins");
-    assert!(s.put_at("/t/a", &Rec { n: 3 }, r1).await.expect("cas").is_none());
+    let s = etcd.store().await;
+    let r1 = s
+        .put_if_absent("/t/a", &Rec { n: 1 })
+        .await
+        .expect("put")
+        .expect("new");
+    let r2 = s
+        .put_at("/t/a", &Rec { n: 2 }, r1)
+        .await
+        .expect("cas")
+        .expect("wins");
+    assert!(s
+        .put_at("/t/a", &Rec { n: 3 }, r1)
+        .await
+        .expect("cas")
+        .is_none());
     assert!(s.delete_at("/t/a", r1).await.expect("del").is_none());
     assert!(s.delete_at("/t/a", r2).await.expect("del").is_some());
     assert!(s.get::<Rec>("/t/a").await.expect("get").is_none());
@@ -32,17 +52,21 @@ async fn put_at_stale_revision_loses() {
 #[tokio::test]
 async fn concurrent_cas_updates_never_lose_an_increment() {
     let etcd = Etcd::start().await;
-    let s = Store::connect(&[etcd.endpoint.clone()]).await.expect("connects");
+    let s = etcd.store().await;
     s.put_if_absent("/t/c", &Rec { n: 0 }).await.expect("put");
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.update::<Rec, _>("/t/c", |r| Some(Rec { n: r.n + 1 })).await
+            s.update::<Rec, _>("/t/c", |r| Some(Rec { n: r.n + 1 }))
+                .await
         }));
     }
     for t in tasks {
-        assert!(matches!(t.await.expect("joins").expect("updates"), Updated::Written(_)));
+        assert!(matches!(
+            t.await.expect("joins").expect("updates"),
+            Updated::Written(_)
+        ));
     }
     let got = s.get::<Rec>("/t/c").await.expect("get").expect("present");
     assert_eq!(got.value.n, 8);
@@ -51,7 +75,7 @@ async fn concurrent_cas_updates_never_lose_an_increment() {
 #[tokio::test]
 async fn unchanged_update_writes_no_revision() {
     let etcd = Etcd::start().await;
-    let s = Store::connect(&[etcd.endpoint.clone()]).await.expect("connects");
+    let s = etcd.store().await;
     s.put_if_absent("/t/u", &Rec { n: 1 }).await.expect("put");
     let before = s.ping().await.expect("rev");
     let out = s.update::<Rec, _>("/t/u", |_| None).await.expect("update");
@@ -66,7 +90,7 @@ async fn watch_reports_workload_puts_and_deletes() {
     use chrono::Utc;
     use persys_proto::{keys, Workload, WorkloadRequest};
     let etcd = Etcd::start().await;
-    let s = Store::connect(&[etcd.endpoint.clone()]).await.expect("connects");
+    let s = etcd.store().await;
     let rev = s.ping().await.expect("rev");
     let mut watch = s.watch(rev + 1).await.expect("watch");
     let spec = WorkloadRequest {
@@ -76,8 +100,12 @@ async fn watch_reports_workload_puts_and_deletes() {
     .validate()
     .expect("valid");
     let w = Workload::new("w1".into(), spec, Utc::now());
-    s.put_if_absent(&keys::workload("w1"), &w).await.expect("put");
-    s.put_if_changed("/skydns/x", &serde_json::json!({"host": "h"})).await.expect("put");
+    s.put_if_absent(&keys::workload("w1"), &w)
+        .await
+        .expect("put");
+    s.put_if_changed("/skydns/x", &serde_json::json!({"host": "h"}))
+        .await
+        .expect("put");
     s.delete(&keys::workload("w1")).await.expect("delete");
     let mut seen = Vec::new();
     while seen.len() < 2 {
@@ -90,7 +118,7 @@ async fn watch_reports_workload_puts_and_deletes() {
 #[tokio::test]
 async fn unreachable_etcd_is_unavailable_quickly() {
     let mut etcd = Etcd::start().await;
-    let s = Store::connect(&[etcd.endpoint.clone()]).await.expect("connects");
+    let s = etcd.store().await;
     etcd.kill();
     let start = std::time::Instant::now();
     let err = s.get::<Rec>("/t/x").await.expect_err("etcd is down");

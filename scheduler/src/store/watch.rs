@@ -37,7 +37,10 @@ pub struct StoreWatch {
 }
 
 impl StoreWatch {
-    pub(super) async fn start(mut client: WatchClient, start_revision: i64) -> Result<Self, StoreError> {
+    pub(super) async fn start(
+        mut client: WatchClient,
+        start_revision: i64,
+    ) -> Result<Self, StoreError> {
         // One watch over the whole key space keeps a single, monotonic revision order for
         // nodes and workloads; keys outside the two prefixes are ignored.
         let options = WatchOptions::new()

@@ -1,0 +1,193 @@
+//! The bootstrap port (8084): node registration with a join token and a CSR, health,
+//! readiness and metrics.
+
+use super::error::AppError;
+use super::extract::JsonBody;
+use super::AppState;
+use crate::context::Ctx;
+use crate::control;
+use crate::dns::{self, DnsRecord};
+use crate::pki::{TokenRecord, KIND_JOIN};
+use crate::store::StoreEvent;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::Utc;
+use persys_certs::{constant_time_eq, hash_secret, JoinToken};
+use persys_proto::validate::is_dns_label;
+use persys_proto::{codes, keys, Node, NodeStatus, RegisterRequest, RegisterResponse};
+use std::net::IpAddr;
+use tokio::time::Instant;
+
+/// `GET /healthz`: the process serves.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: etcd answers.
+pub async fn readyz(State(ctx): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    ctx.store.ping().await?;
+    Ok(Json(serde_json::json!({"status": "ready"})))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(ctx): State<AppState>) -> impl IntoResponse {
+    ctx.metrics
+        .set_nodes(ctx.cache.nodes().iter().map(|n| n.status.as_str()));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ctx.metrics.render(),
+    )
+}
+
+/// Check `Authorization: Bearer <join token>` against the token hashes in etcd.
+async fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<(), AppError> {
+    let denied = || AppError::unauthenticated("invalid or missing join token");
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(denied)?;
+    let raw = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(denied)?;
+    let token = JoinToken::parse(raw).map_err(|_| denied())?;
+    if !constant_time_eq(token.ca_hash.as_bytes(), ctx.ca_hash.as_bytes()) {
+        return Err(AppError::unauthenticated(
+            "join token is for another cluster CA",
+        ));
+    }
+    let presented = hash_secret(&token.secret);
+    let (tokens, _) = ctx.store.list::<TokenRecord>(keys::TOKENS).await?;
+    // Compare against every join token so the time taken does not reveal which matched.
+    let mut ok = false;
+    for (hash, record) in &tokens {
+        let matches = constant_time_eq(hash.as_bytes(), presented.as_bytes());
+        ok |= matches && record.value.kind == KIND_JOIN;
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(denied())
+    }
+}
+
+/// The node record after a (re-)registration: fresh facts from the agent; an operator's
+/// cordon/drain is kept, a lost node is Active again.
+fn registered(prev: Option<&Node>, req: &RegisterRequest, node_id: &str, domain: &str) -> Node {
+    let now = Utc::now();
+    let status = match prev.map(|p| p.status) {
+        Some(s @ (NodeStatus::Cordoned | NodeStatus::Draining)) => s,
+        _ => NodeStatus::Active,
+    };
+    Node {
+        node_id: node_id.to_string(),
+        hostname: req.hostname.clone(),
+        ip_address: req.ip_address.clone(),
+        agent_port: req.agent_port,
+        os_name: req.os_name.clone(),
+        kernel_version: req.kernel_version.clone(),
+        status,
+        total_cpu: req.total_cpu,
+        total_memory: req.total_memory,
+        available_cpu: prev.map_or(req.total_cpu, |p| p.available_cpu),
+        available_memory: prev.map_or(req.total_memory, |p| p.available_memory),
+        allocated_cpu: 0,
+        allocated_memory: 0,
+        labels: req.labels.clone(),
+        domain_name: dns::node_fqdn(domain, node_id),
+        last_heartbeat: prev.and_then(|p| p.last_heartbeat),
+        registered_at: prev.map_or(now, |p| p.registered_at),
+    }
+}
+
+/// `POST /nodes/register` with `Authorization: Bearer <join token>`.
+pub async fn register(
+    State(ctx): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> Result<Json<RegisterResponse>, AppError> {
+    authenticate(&ctx, &headers).await?;
+    let node_id = req
+        .node_id
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| req.hostname.to_ascii_lowercase());
+    if !is_dns_label(&node_id) {
+        return Err(AppError::invalid_field(
+            "nodeId",
+            format!("{node_id:?} must be a DNS label (lower-case letters, digits, '-')"),
+        ));
+    }
+    let ip: IpAddr = req.ip_address.parse().map_err(|_| {
+        AppError::invalid_field(
+            "ipAddress",
+            format!("{:?} is not an IP address", req.ip_address),
+        )
+    })?;
+    if req.agent_port == 0 {
+        return Err(AppError::invalid_field("agentPort", "must be 1-65535"));
+    }
+    if !(req.total_cpu.is_finite() && req.total_cpu >= 0.0) {
+        return Err(AppError::invalid_field(
+            "totalCpu",
+            "must be a non-negative number",
+        ));
+    }
+    let mut sans = vec![ip.to_string()];
+    if !req.hostname.is_empty() && req.hostname.split('.').all(is_dns_label) {
+        sans.push(req.hostname.clone());
+    }
+    let certificate = ctx
+        .ca
+        .sign_csr(&req.csr, &node_id, &sans)
+        .map_err(|e| AppError::invalid_field("csr", e))?;
+
+    store_node(&ctx, &req, &node_id).await?;
+    let record = DnsRecord {
+        host: ip.to_string(),
+        ttl: dns::TTL,
+    };
+    ctx.store
+        .put_if_changed(
+            &dns::node_key(&ctx.config.cluster_domain, &node_id),
+            &record,
+        )
+        .await?;
+    ctx.liveness.grace(&node_id, Instant::now());
+    ctx.kick_pending();
+    tracing::info!(node = %node_id, ip = %ip, "node registered");
+    Ok(Json(RegisterResponse {
+        node_id: node_id.clone(),
+        certificate,
+        ca_certificate: ctx.ca_pem.clone(),
+        domain_name: dns::node_fqdn(&ctx.config.cluster_domain, &node_id),
+        heartbeat_interval_ms: ctx.config.heartbeat_interval_ms,
+    }))
+}
+
+async fn store_node(ctx: &Ctx, req: &RegisterRequest, node_id: &str) -> Result<(), AppError> {
+    let domain = ctx.config.cluster_domain.clone();
+    let key = keys::node(node_id);
+    for _ in 0..8 {
+        let out = control::update_node(ctx, node_id, |prev| {
+            let next = registered(Some(prev), req, node_id, &domain);
+            (&next != prev).then_some(next)
+        })
+        .await?;
+        if !matches!(out, crate::store::Updated::Missing) {
+            return Ok(());
+        }
+        let node = registered(None, req, node_id, &domain);
+        if let Some(rev) = ctx.store.put_if_absent(&key, &node).await? {
+            ctx.cache.apply(StoreEvent::NodePut(Box::new(node), rev));
+            return Ok(());
+        }
+    }
+    Err(AppError::new(
+        StatusCode::CONFLICT,
+        codes::CONFLICT,
+        format!("node {node_id} is being registered concurrently"),
+    ))
+}

@@ -1,0 +1,132 @@
+//! `AppError`: every non-2xx answer as the contract's JSON
+//! `{"error", "code", "requestId"}`.
+
+use crate::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use persys_proto::{codes, ApiError, ValidationError};
+
+tokio::task_local! {
+    /// The request id of the request being handled (set by the request-id middleware).
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, or `""` outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code (`persys_proto::codes`).
+    pub code: &'static str,
+    /// Human message.
+    pub message: String,
+}
+
+impl AppError {
+    /// Any status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
+    }
+
+    /// 400 naming the field.
+    pub fn invalid(e: &ValidationError) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, codes::INVALID, e.to_string())
+    }
+
+    /// 400 for a field of our own checks.
+    pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID,
+            format!("{field}: {message}"),
+        )
+    }
+
+    /// 400 for a body that is not the expected JSON.
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, codes::BAD_JSON, message)
+    }
+
+    /// 401.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHENTICATED, message)
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, message)
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, codes::CONFLICT, message)
+    }
+
+    /// 502: the node's agent failed.
+    pub fn agent(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, codes::AGENT_ERROR, message)
+    }
+
+    /// 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, message)
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::UNAVAILABLE,
+                format!("{e}; nothing was changed, try again"),
+            ),
+            StoreError::Conflict { .. } => Self::conflict(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::internal(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::agent_client::AgentError> for AppError {
+    fn from(e: crate::agent_client::AgentError) -> Self {
+        if e.is_not_found() {
+            Self::not_found(e.to_string())
+        } else {
+            Self::agent(e.to_string())
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, error = %self.message, "request failed");
+        } else {
+            tracing::debug!(status = %self.status, error = %self.message, "request refused");
+        }
+        let body = ApiError {
+            error: self.message,
+            code: self.code.to_string(),
+            request_id: current_request_id(),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,272 @@
+//! `/workloads` routes.
+
+use super::error::AppError;
+use super::extract::JsonBody;
+use super::AppState;
+use crate::control;
+use crate::store::Updated;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use persys_proto::{DesiredState, ScheduleResponse, Workload, WorkloadRequest, WorkloadStatus};
+use std::collections::HashMap;
+
+async fn submit(
+    ctx: &AppState,
+    req: WorkloadRequest,
+    labels_select: bool,
+) -> Result<Workload, AppError> {
+    let mut spec = req.validate().map_err(|e| AppError::invalid(&e))?;
+    if labels_select && spec.node_selector.is_empty() {
+        // The original scheduler matched workload labels against node labels.
+        spec.node_selector = spec.labels.clone();
+    }
+    let w = Workload::new(uuid::Uuid::new_v4().to_string(), spec, Utc::now());
+    Ok(ctx.placer.submit(ctx, w).await?)
+}
+
+/// `POST /workloads`: 201 with the stored record.
+pub async fn create(
+    State(ctx): State<AppState>,
+    JsonBody(req): JsonBody<WorkloadRequest>,
+) -> Result<(StatusCode, Json<Workload>), AppError> {
+    let w = submit(&ctx, req, false).await?;
+    Ok((StatusCode::CREATED, Json(w)))
+}
+
+/// `POST /workloads/schedule` (the original route): 200 with the keys its client reads.
+pub async fn schedule(
+    State(ctx): State<AppState>,
+    JsonBody(req): JsonBody<WorkloadRequest>,
+) -> Result<Json<ScheduleResponse>, AppError> {
+    let w = submit(&ctx, req, true).await?;
+    Ok(Json(ScheduleResponse::from(&w)))
+}
+
+/// Filters of `GET /workloads`.
+#[derive(Debug, Default)]
+pub struct Filter {
+    status: Option<WorkloadStatus>,
+    node: Option<String>,
+    label: Option<(String, String)>,
+}
+
+impl Filter {
+    /// Parse `?status=&node=&label=k=v`.
+    pub fn parse(q: &HashMap<String, String>) -> Result<Self, AppError> {
+        let status = match q.get("status").filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(WorkloadStatus::parse(s).ok_or_else(|| {
+                AppError::invalid_field("status", format!("{s:?} is not a workload status"))
+            })?),
+        };
+        let label = match q.get("label").filter(|s| !s.is_empty()) {
+            None => None,
+            Some(l) => {
+                let (k, v) = l.split_once('=').ok_or_else(|| {
+                    AppError::invalid_field("label", format!("{l:?} is not key=value"))
+                })?;
+                Some((k.to_string(), v.to_string()))
+            }
+        };
+        Ok(Self {
+            status,
+            node: q.get("node").filter(|s| !s.is_empty()).cloned(),
+            label,
+        })
+    }
+
+    /// Whether `w` passes.
+    pub fn matches(&self, w: &Workload) -> bool {
+        let status_ok = self.status.is_none_or(|s| s == w.status);
+        let node_ok = self
+            .node
+            .as_ref()
+            .is_none_or(|n| w.node_id.as_ref() == Some(n));
+        let label_ok = self
+            .label
+            .as_ref()
+            .is_none_or(|(k, v)| w.spec.labels.get(k) == Some(v));
+        status_ok && node_ok && label_ok
+    }
+}
+
+/// `GET /workloads`: a bare array, as the original.
+pub async fn list(
+    State(ctx): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<Workload>>, AppError> {
+    let filter = Filter::parse(&q)?;
+    Ok(Json(
+        ctx.cache
+            .workloads()
+            .into_iter()
+            .filter(|w| filter.matches(w))
+            .collect(),
+    ))
+}
+
+fn not_found(id: &str) -> AppError {
+    AppError::not_found(format!("workload {id} not found"))
+}
+
+/// `GET /workloads/{id}`.
+pub async fn get_one(
+    State(ctx): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Workload>, AppError> {
+    ctx.cache
+        .workload(&id)
+        .map(|v| Json(v.value))
+        .ok_or_else(|| not_found(&id))
+}
+
+fn written(out: Updated<Workload>, id: &str) -> Result<Workload, AppError> {
+    match out {
+        Updated::Written(v) | Updated::Unchanged(v) => Ok(v.value),
+        Updated::Missing => Err(not_found(id)),
+    }
+}
+
+/// `POST /workloads/{id}/stop`: desired Stopped; `Stopping` until the agent confirms.
+pub async fn stop(
+    State(ctx): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Workload>, AppError> {
+    let mut refused = None;
+    let out = control::update_workload(&ctx, &id, |cur| {
+        if cur.desired_state == DesiredState::Deleted {
+            refused = Some(AppError::conflict(format!(
+                "workload {id} is being deleted"
+            )));
+            return None;
+        }
+        if cur.desired_state == DesiredState::Stopped {
+            return None;
+        }
+        let mut next = cur.clone();
+        next.desired_state = DesiredState::Stopped;
+        next.status = if cur.node_id.is_none()
+            || cur.status == WorkloadStatus::Pending
+            || cur.status.is_terminal()
+        {
+            WorkloadStatus::Stopped
+        } else {
+            WorkloadStatus::Stopping
+        };
+        next.updated_at = Utc::now();
+        Some(next)
+    })
+    .await?;
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    if matches!(out, Updated::Written(_)) {
+        ctx.kick_pending();
+    }
+    written(out, &id).map(Json)
+}
+
+/// `POST /workloads/{id}/start`: desired Running; placed workloads run again,
+/// unplaced ones wait for capacity.
+pub async fn start(
+    State(ctx): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Workload>, AppError> {
+    let mut refused = None;
+    let out = control::update_workload(&ctx, &id, |cur| {
+        if cur.desired_state == DesiredState::Deleted {
+            refused = Some(AppError::conflict(format!(
+                "workload {id} is being deleted"
+            )));
+            return None;
+        }
+        let active = matches!(
+            cur.status,
+            WorkloadStatus::Running
+                | WorkloadStatus::Restarting
+                | WorkloadStatus::Scheduled
+                | WorkloadStatus::Pulling
+                | WorkloadStatus::ContainerCreating
+        );
+        if cur.desired_state == DesiredState::Running
+            && (active || cur.status == WorkloadStatus::Pending)
+        {
+            return None;
+        }
+        let mut next = cur.clone();
+        next.desired_state = DesiredState::Running;
+        if cur.node_id.is_none() {
+            next.status = WorkloadStatus::Pending;
+        } else {
+            next.status = WorkloadStatus::Scheduled;
+            next.exit_code = None;
+            next.status_reason = None;
+        }
+        next.updated_at = Utc::now();
+        Some(next)
+    })
+    .await?;
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    if matches!(out, Updated::Written(_)) {
+        ctx.kick_pending();
+    }
+    written(out, &id).map(Json)
+}
+
+/// `DELETE /workloads/{id}`: desired Deleted; the container is removed, then the
+/// record. A workload that never reached a node is removed at once.
+pub async fn delete(
+    State(ctx): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Workload>, AppError> {
+    let Some(cached) = ctx.cache.workload(&id) else {
+        return Err(not_found(&id));
+    };
+    if cached.value.node_id.is_none() {
+        let mut gone = cached.value.clone();
+        if control::delete_workload_if(&ctx, &id, |cur| cur.node_id.is_none()).await? {
+            gone.desired_state = DesiredState::Deleted;
+            return Ok(Json(gone));
+        }
+    }
+    let out = control::update_workload(&ctx, &id, |cur| {
+        (cur.desired_state != DesiredState::Deleted).then(|| {
+            let mut next = cur.clone();
+            next.desired_state = DesiredState::Deleted;
+            next.updated_at = Utc::now();
+            next
+        })
+    })
+    .await?;
+    written(out, &id).map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_status_filter_names_the_field() {
+        let e = Filter::parse(&q(&[("status", "Sleeping")])).expect_err("invalid");
+        assert!(e.message.starts_with("status:"), "{}", e.message);
+    }
+
+    #[test]
+    fn label_filter_needs_key_value() {
+        assert!(Filter::parse(&q(&[("label", "team")])).is_err());
+        let f = Filter::parse(&q(&[("label", "team=web"), ("status", "pending")])).expect("valid");
+        assert_eq!(f.label, Some(("team".into(), "web".into())));
+        assert_eq!(f.status, Some(WorkloadStatus::Pending));
+    }
+}

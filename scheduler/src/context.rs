@@ -1,0 +1,55 @@
+//! The shared state every handler and loop works with.
+
+use crate::agent_client::AgentClient;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::liveness::Liveness;
+use crate::metrics::Metrics;
+use crate::placer::Placer;
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Everything the scheduler's parts share. Held as `Arc<Ctx>`.
+pub struct Ctx {
+    /// Flags.
+    pub config: Config,
+    /// etcd.
+    pub store: Store,
+    /// In-memory view of workloads and nodes.
+    pub cache: Arc<Cache>,
+    /// The single placer (serialises placement decisions).
+    pub placer: Placer,
+    /// Heartbeats in memory.
+    pub liveness: Liveness,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Client for agents.
+    pub agents: AgentClient,
+    /// Queue of workloads whose desired state must be carried to their agent.
+    pub dispatcher: Dispatcher,
+    /// Wakes the pending re-placement (capacity may have appeared).
+    pub pending_kick: Notify,
+    /// Cluster CA certificate (PEM), returned to registering agents.
+    pub ca_pem: String,
+    /// The CA, for signing agents' CSRs.
+    pub ca: persys_certs::CertificateAuthority,
+    /// Hash of the CA certificate (what join tokens carry).
+    pub ca_hash: String,
+    /// Cancelled at shutdown (ends long-lived streams).
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").finish_non_exhaustive()
+    }
+}
+
+impl Ctx {
+    /// Ask the pending re-placement to run soon.
+    pub fn kick_pending(&self) {
+        self.pending_kick.notify_one();
+    }
+}

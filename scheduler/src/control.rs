@@ -1,0 +1,158 @@
+//! Record changes shared by the API and the loops. Each is a compare-and-swap write to
+//! etcd whose result is applied to the cache at once, so the next read sees it.
+
+use crate::context::Ctx;
+use crate::status;
+use crate::store::{StoreError, StoreEvent, Updated};
+use chrono::Utc;
+use persys_proto::{keys, ContainerState, Node, NodeStatus, StatusReport, Workload};
+use std::collections::HashSet;
+
+/// A workload changed less than this long ago is not marked `Missing` from a full report.
+const MISSING_GRACE_SECS: i64 = 2;
+
+/// CAS-update a workload record; a written record is applied to the cache.
+pub async fn update_workload<F>(ctx: &Ctx, id: &str, f: F) -> Result<Updated<Workload>, StoreError>
+where
+    F: FnMut(&Workload) -> Option<Workload>,
+{
+    let out = ctx.store.update(&keys::workload(id), f).await?;
+    if let Updated::Written(v) = &out {
+        ctx.cache.apply(StoreEvent::WorkloadPut(
+            Box::new(v.value.clone()),
+            v.mod_revision,
+        ));
+    }
+    Ok(out)
+}
+
+/// CAS-update a node record; a written record is applied to the cache.
+pub async fn update_node<F>(ctx: &Ctx, id: &str, f: F) -> Result<Updated<Node>, StoreError>
+where
+    F: FnMut(&Node) -> Option<Node>,
+{
+    let out = ctx.store.update(&keys::node(id), f).await?;
+    if let Updated::Written(v) = &out {
+        ctx.cache.apply(StoreEvent::NodePut(
+            Box::new(v.value.clone()),
+            v.mod_revision,
+        ));
+    }
+    Ok(out)
+}
+
+/// Delete a workload record if `still` holds for its current value (re-read on every
+/// attempt). Returns whether it was deleted.
+pub async fn delete_workload_if<F>(ctx: &Ctx, id: &str, mut still: F) -> Result<bool, StoreError>
+where
+    F: FnMut(&Workload) -> bool,
+{
+    let key = keys::workload(id);
+    for _ in 0..16 {
+        let Some(current) = ctx.store.get::<Workload>(&key).await? else {
+            return Ok(false);
+        };
+        if !still(&current.value) {
+            return Ok(false);
+        }
+        if let Some(rev) = ctx.store.delete_at(&key, current.mod_revision).await? {
+            ctx.cache
+                .apply(StoreEvent::WorkloadDeleted(id.to_string(), rev));
+            // Capacity was freed.
+            ctx.kick_pending();
+            return Ok(true);
+        }
+    }
+    Err(StoreError::Conflict { key })
+}
+
+/// Set a node's status (only when it differs). Returns the node after.
+pub async fn set_node_status(
+    ctx: &Ctx,
+    id: &str,
+    to: NodeStatus,
+    only_from: Option<NodeStatus>,
+) -> Result<Updated<Node>, StoreError> {
+    update_node(ctx, id, |n| {
+        if n.status == to || only_from.is_some_and(|from| n.status != from) {
+            return None;
+        }
+        let mut next = n.clone();
+        next.status = to;
+        Some(next)
+    })
+    .await
+}
+
+/// Apply one container state reported by `node_id`'s agent. Stale generations, other
+/// nodes' workloads and no-op changes write nothing.
+pub async fn apply_state(
+    ctx: &Ctx,
+    node_id: &str,
+    state: &ContainerState,
+) -> Result<(), StoreError> {
+    // Checked against the cache first so that a no-op push costs no etcd read.
+    let Some(cached) = ctx.cache.workload(&state.workload_id) else {
+        return Ok(());
+    };
+    if cached.value.node_id.as_deref() != Some(node_id)
+        || status::apply_container_state(&cached.value, state, Utc::now()).is_none()
+    {
+        return Ok(());
+    }
+    let was_terminal = cached.value.status.is_terminal();
+    let out = update_workload(ctx, &state.workload_id, |w| {
+        if w.node_id.as_deref() != Some(node_id) {
+            return None;
+        }
+        status::apply_container_state(w, state, Utc::now())
+    })
+    .await?;
+    if let Updated::Written(v) = out {
+        tracing::debug!(workload = %v.value.id, status = %v.value.status, "status applied");
+        if v.value.status.is_terminal() && !was_terminal {
+            // A finished container may still hold its reservation, but a stop frees it.
+            ctx.kick_pending();
+        }
+    }
+    Ok(())
+}
+
+/// Apply an agent's status report; with `full`, this node's workloads absent from it
+/// are marked `Missing`.
+pub async fn apply_report(
+    ctx: &Ctx,
+    node_id: &str,
+    report: &StatusReport,
+) -> Result<(), StoreError> {
+    for state in &report.containers {
+        apply_state(ctx, node_id, state).await?;
+    }
+    if report.full {
+        let listed: HashSet<&str> = report
+            .containers
+            .iter()
+            .map(|c| c.workload_id.as_str())
+            .collect();
+        for w in ctx.cache.workloads() {
+            // A record changed moments ago may be newer than the agent's list (a run
+            // that finished while the report was in flight); the next report decides.
+            let recent = Utc::now() - w.updated_at < chrono::Duration::seconds(MISSING_GRACE_SECS);
+            if w.node_id.as_deref() != Some(node_id)
+                || listed.contains(w.id.as_str())
+                || !status::expects_container(&w)
+                || recent
+            {
+                continue;
+            }
+            update_workload(ctx, &w.id, |cur| {
+                if cur.node_id.as_deref() != Some(node_id) || cur.generation != w.generation {
+                    return None;
+                }
+                status::mark_missing(cur, Utc::now())
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}

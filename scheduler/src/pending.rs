@@ -1,0 +1,28 @@
+//! Re-placement of `Pending` workloads (and of workloads stranded on lost nodes) when
+//! capacity may have appeared: woken by node and workload changes, and every few seconds.
+
+use crate::context::Ctx;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Periodic pass even without a wake-up.
+pub const INTERVAL: Duration = Duration::from_secs(3);
+
+/// Run until `shutdown`.
+pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            _ = ctx.pending_kick.notified() => {}
+        }
+        match ctx.placer.reconcile(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(placed = n, "pending workloads placed"),
+            Err(e) => tracing::warn!(error = %e, "pending re-placement failed; will retry"),
+        }
+    }
+}

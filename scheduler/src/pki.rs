@@ -1,0 +1,225 @@
+//! The scheduler's PKI at start: the cluster CA, the scheduler's own certificate, the
+//! admin client certificate for the CLI, and the join token (whose secret's hash is
+//! stored in etcd, never the secret).
+
+use crate::store::{Store, StoreError};
+use chrono::Utc;
+use persys_certs::{CertError, CertificateAuthority, JoinToken};
+use persys_proto::keys;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Common name of the scheduler's certificate (server and client towards agents).
+pub const SCHEDULER_CN: &str = "persys-scheduler";
+/// Common name of the admin client certificate written for the CLI.
+pub const ADMIN_CN: &str = "admin";
+/// File names in the data dir (see `docs/interfaces.md`).
+pub mod files {
+    /// Scheduler certificate.
+    pub const SCHEDULER_CRT: &str = "scheduler.crt";
+    /// Scheduler key.
+    pub const SCHEDULER_KEY: &str = "scheduler.key";
+    /// Admin client certificate.
+    pub const ADMIN_CRT: &str = "admin.crt";
+    /// Admin client key.
+    pub const ADMIN_KEY: &str = "admin.key";
+    /// Join token.
+    pub const JOIN_TOKEN: &str = "join-token";
+}
+
+/// Errors setting up the PKI.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Certificate work failed.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configured join token belongs to another CA.
+    #[error("join token was made for CA {token} but this scheduler's CA is {ca}")]
+    TokenCaMismatch {
+        /// Hash in the token.
+        token: String,
+        /// Hash of our CA.
+        ca: String,
+    },
+    /// Storing the token hash failed.
+    #[error("storing join token: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Token metadata stored under `/persys/tokens/<sha256 of secret>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRecord {
+    /// `join` for node join tokens (other kinds, e.g. API tokens, are not join tokens).
+    pub kind: String,
+    /// When it was created.
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+/// Kind of a join token record.
+pub const KIND_JOIN: &str = "join";
+
+/// The scheduler's key material.
+pub struct Pki {
+    /// The cluster CA.
+    pub ca: CertificateAuthority,
+    /// Scheduler certificate (PEM), server + client usage.
+    pub cert_pem: String,
+    /// Scheduler key (PEM).
+    pub key_pem: String,
+    /// The join token agents present.
+    pub join_token: JoinToken,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki")
+            .field("ca", &self.ca.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// This machine's host name, if it can be read.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// SANs of the scheduler's server certificate.
+pub fn server_sans(extra: &[String]) -> Vec<String> {
+    let mut sans: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
+    sans.extend(hostname());
+    for s in extra {
+        let s = s.trim();
+        if !s.is_empty() && !sans.iter().any(|x| x == s) {
+            sans.push(s.to_string());
+        }
+    }
+    sans
+}
+
+impl Pki {
+    /// Load or create everything in `data_dir` (files only; no etcd).
+    pub fn load_or_create(
+        data_dir: &Path,
+        tls_sans: &[String],
+        join_token: Option<&str>,
+    ) -> Result<Self, PkiError> {
+        let ca = CertificateAuthority::load_or_generate(data_dir)?;
+        // Re-issued at every start so that a changed --tls-san takes effect; agents
+        // trust the CA, not this leaf.
+        let server = ca.issue_dual(SCHEDULER_CN, &server_sans(tls_sans))?;
+        let crt = data_dir.join(files::SCHEDULER_CRT);
+        let key = data_dir.join(files::SCHEDULER_KEY);
+        persys_certs::write_private(&key, &server.key_pem).map_err(io_err(&key))?;
+        persys_certs::write_private(&crt, &server.cert_pem).map_err(io_err(&crt))?;
+
+        let admin_crt = data_dir.join(files::ADMIN_CRT);
+        let admin_key = data_dir.join(files::ADMIN_KEY);
+        if !(admin_crt.exists() && admin_key.exists()) {
+            let admin = ca.issue_client(ADMIN_CN)?;
+            persys_certs::write_private(&admin_key, &admin.key_pem).map_err(io_err(&admin_key))?;
+            persys_certs::write_private(&admin_crt, &admin.cert_pem).map_err(io_err(&admin_crt))?;
+        }
+
+        let fingerprint = ca.fingerprint();
+        let token_path = data_dir.join(files::JOIN_TOKEN);
+        let join_token = match join_token {
+            Some(t) => JoinToken::parse(t)?,
+            None if token_path.exists() => {
+                let text = std::fs::read_to_string(&token_path).map_err(io_err(&token_path))?;
+                JoinToken::parse(&text)?
+            }
+            None => {
+                let t = JoinToken::generate(&fingerprint);
+                persys_certs::write_private(&token_path, &format!("{t}\n"))
+                    .map_err(io_err(&token_path))?;
+                t
+            }
+        };
+        if join_token.ca_hash != fingerprint {
+            return Err(PkiError::TokenCaMismatch {
+                token: join_token.ca_hash.clone(),
+                ca: fingerprint,
+            });
+        }
+        Ok(Self {
+            ca,
+            cert_pem: server.cert_pem,
+            key_pem: server.key_pem,
+            join_token,
+        })
+    }
+
+    /// Store the join token's secret hash in etcd (once; no write when present).
+    pub async fn publish_token(&self, store: &Store) -> Result<(), PkiError> {
+        let record = TokenRecord {
+            kind: KIND_JOIN.into(),
+            created_at: Utc::now(),
+        };
+        store
+            .put_if_absent(&keys::token(&self.join_token.secret_hash()), &record)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_writes_every_file_and_second_start_keeps_the_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = Pki::load_or_create(dir.path(), &["sched.example".into()], None).expect("pki");
+        for f in [
+            "ca.crt",
+            "ca.key",
+            "scheduler.crt",
+            "scheduler.key",
+            "admin.crt",
+            "admin.key",
+            "join-token",
+        ] {
+            assert!(dir.path().join(f).exists(), "{f}");
+        }
+        let b = Pki::load_or_create(dir.path(), &[], None).expect("pki again");
+        assert_eq!(a.join_token, b.join_token);
+        assert_eq!(a.ca.fingerprint(), b.ca.fingerprint());
+        assert_eq!(a.join_token.ca_hash, a.ca.fingerprint());
+    }
+
+    #[test]
+    fn a_token_of_another_ca_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let other = JoinToken::generate(&"ab".repeat(32)).to_string();
+        let err = Pki::load_or_create(dir.path(), &[], Some(&other)).expect_err("mismatch");
+        assert!(matches!(err, PkiError::TokenCaMismatch { .. }));
+    }
+
+    #[test]
+    fn server_sans_include_loopback_and_extra_once() {
+        let sans = server_sans(&["10.1.2.3".into(), "localhost".into()]);
+        assert!(sans.contains(&"127.0.0.1".to_string()));
+        assert!(sans.contains(&"10.1.2.3".to_string()));
+        assert_eq!(sans.iter().filter(|s| *s == "localhost").count(), 1);
+    }
+}

@@ -1,0 +1,200 @@
+//! The one placer: "snapshot → place → compare-and-swap put" under a single lock, so
+//! concurrent submissions never double-book a node. Also re-places `Pending` workloads
+//! when capacity may have appeared, and workloads of lost nodes (per restart policy).
+
+use crate::context::Ctx;
+use crate::placement::{self, Allocation, Candidate, Strategy};
+use crate::store::{StoreError, StoreEvent};
+use chrono::Utc;
+use persys_proto::{keys, DesiredState, Node, NodeStatus, Workload, WorkloadStatus};
+use std::collections::HashMap;
+use tokio::sync::Mutex;
+
+/// Serialises placement decisions.
+pub struct Placer {
+    lock: Mutex<()>,
+    strategy: Strategy,
+}
+
+impl std::fmt::Debug for Placer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Placer").finish_non_exhaustive()
+    }
+}
+
+/// Resources reserved on each node: workloads that want to run there.
+pub fn allocations(workloads: &[Workload]) -> HashMap<String, Allocation> {
+    let mut out: HashMap<String, Allocation> = HashMap::new();
+    for w in workloads {
+        if w.desired_state != DesiredState::Running {
+            continue;
+        }
+        if let Some(node) = &w.node_id {
+            out.entry(node.clone()).or_default().add(&w.spec.resources);
+        }
+    }
+    out
+}
+
+/// Decide where `w` goes given `nodes` and their `allocs`: on success the record is
+/// placed (node, `Scheduled`, generation bumped) and the allocation counted; otherwise
+/// it is `Pending` with the reason. Returns whether it was placed.
+pub fn decide(
+    w: &mut Workload,
+    nodes: &[Node],
+    allocs: &mut HashMap<String, Allocation>,
+    strategy: Strategy,
+) -> bool {
+    let candidates: Vec<Candidate<'_>> = nodes
+        .iter()
+        .map(|node| Candidate {
+            node,
+            allocated: allocs.get(&node.node_id).copied().unwrap_or_default(),
+        })
+        .collect();
+    match placement::place(&w.spec, &candidates, strategy) {
+        Ok(p) => {
+            allocs
+                .entry(p.node_id.clone())
+                .or_default()
+                .add(&w.spec.resources);
+            w.node_id = Some(p.node_id);
+            w.status = WorkloadStatus::Scheduled;
+            w.status_reason = None;
+            w.exit_code = None;
+            w.container_id = None;
+            w.generation += 1;
+            true
+        }
+        Err(e) => {
+            w.node_id = None;
+            w.status = WorkloadStatus::Pending;
+            w.status_reason = Some(e.to_string());
+            false
+        }
+    }
+}
+
+impl Placer {
+    /// A placer using `strategy`.
+    pub fn new(strategy: Strategy) -> Self {
+        Self {
+            lock: Mutex::new(()),
+            strategy,
+        }
+    }
+
+    /// Place a new workload and store it (etcd first: nothing is dispatched before this
+    /// write succeeds). The stored record is `Scheduled` on a node, or `Pending`.
+    pub async fn submit(&self, ctx: &Ctx, mut w: Workload) -> Result<Workload, StoreError> {
+        let _guard = self.lock.lock().await;
+        let timer = ctx.metrics.placement_seconds.start_timer();
+        let (nodes, workloads) = ctx.cache.snapshot();
+        let mut allocs = allocations(&workloads);
+        let placed = decide(&mut w, &nodes, &mut allocs, self.strategy);
+        let key = keys::workload(&w.id);
+        let Some(rev) = ctx.store.put_if_absent(&key, &w).await? else {
+            // A UUID v4 collision: refuse rather than overwrite.
+            return Err(StoreError::Conflict { key });
+        };
+        timer.observe_duration();
+        ctx.cache
+            .apply(StoreEvent::WorkloadPut(Box::new(w.clone()), rev));
+        if placed {
+            ctx.metrics.workloads_scheduled.inc();
+        }
+        tracing::info!(workload = %w.id, name = %w.spec.name, node = ?w.node_id, status = %w.status, "workload stored");
+        Ok(w)
+    }
+
+    /// Try to place every `Pending` workload (oldest first) and move workloads of lost
+    /// nodes whose restart policy asks for it. Writes only records that change.
+    /// Returns how many were placed.
+    pub async fn reconcile(&self, ctx: &Ctx) -> Result<usize, StoreError> {
+        let _guard = self.lock.lock().await;
+        let (nodes, mut workloads) = ctx.cache.snapshot();
+        workloads.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        let lost: HashMap<&str, NodeStatus> = nodes
+            .iter()
+            .filter(|n| n.status == NodeStatus::Inactive)
+            .map(|n| (n.node_id.as_str(), n.status))
+            .collect();
+        let mut allocs = allocations(&workloads);
+        let mut placed = 0;
+        for w in &workloads {
+            if w.desired_state != DesiredState::Running {
+                continue;
+            }
+            let pending = w.status == WorkloadStatus::Pending && w.node_id.is_none();
+            let stranded = w.status == WorkloadStatus::Unknown
+                && w.spec.restart_policy.reschedules_on_node_loss()
+                && w.node_id.as_deref().is_some_and(|n| lost.contains_key(n));
+            if !pending && !stranded {
+                continue;
+            }
+            let mut next = w.clone();
+            if !decide(&mut next, &nodes, &mut allocs, self.strategy) {
+                if stranded || next.status_reason == w.status_reason {
+                    continue; // nothing new to record
+                }
+            } else if stranded {
+                next.status_reason = w
+                    .node_id
+                    .as_ref()
+                    .map(|old| format!("moved from lost node {old}"));
+            }
+            next.updated_at = Utc::now();
+            let was_placed = next.node_id.is_some();
+            let expected = w.clone();
+            let written = crate::control::update_workload(ctx, &w.id, |cur| {
+                // Only if nobody changed it since the snapshot.
+                (cur == &expected).then(|| next.clone())
+            })
+            .await?;
+            if was_placed && matches!(written, crate::store::Updated::Written(_)) {
+                placed += 1;
+                ctx.metrics.workloads_scheduled.inc();
+                tracing::info!(workload = %w.id, node = ?next.node_id, "pending workload placed");
+            }
+        }
+        Ok(placed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use persys_proto::WorkloadRequest;
+
+    fn workload(cpu: u64, node: Option<&str>, desired: DesiredState) -> Workload {
+        let mut spec = WorkloadRequest {
+            image: "busybox:local".into(),
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid");
+        spec.resources.cpu = cpu;
+        spec.resources.memory = cpu / 10;
+        let mut w = Workload::new(uuid::Uuid::new_v4().to_string(), spec, Utc::now());
+        w.node_id = node.map(String::from);
+        w.desired_state = desired;
+        w
+    }
+
+    #[test]
+    fn allocations_count_only_workloads_that_want_to_run() {
+        let ws = [
+            workload(100, Some("a"), DesiredState::Running),
+            workload(200, Some("a"), DesiredState::Running),
+            workload(400, Some("a"), DesiredState::Stopped),
+            workload(800, None, DesiredState::Running),
+        ];
+        let a = allocations(&ws);
+        assert_eq!(a.get("a").map(|x| (x.cpu, x.memory)), Some((300, 30)));
+        assert_eq!(a.len(), 1);
+    }
+}

@@ -1,0 +1,69 @@
+//! The backstop: every `--monitor-interval-ms`, list each reachable node's containers
+//! and correct drift the pushes missed (a container gone → `Missing`, unexpected
+//! exits), and remove containers no record wants on that node any more (deleted while
+//! the node was away, or moved elsewhere after the node was lost).
+
+use crate::context::Ctx;
+use crate::control;
+use persys_proto::{Node, NodeStatus, StatusReport};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Run until `shutdown`.
+pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(ctx.config.monitor_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick fires at once; the start-up state is fresh, so skip it.
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for node in ctx.cache.nodes() {
+            if node.status == NodeStatus::Inactive {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = reconcile_node(&ctx, &node) => if let Err(e) = r {
+                    // Next interval tries again; liveness handles nodes that are gone.
+                    tracing::warn!(node = %node.node_id, error = %e, "backstop reconcile failed");
+                }
+            }
+        }
+    }
+}
+
+/// Errors of one node's reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The agent failed.
+    #[error(transparent)]
+    Agent(#[from] crate::agent_client::AgentError),
+    /// etcd failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Compare one node's containers with the records and correct the difference.
+pub async fn reconcile_node(ctx: &Ctx, node: &Node) -> Result<(), ReconcileError> {
+    let containers = ctx.agents.list(node).await?;
+    for c in &containers {
+        let owner = ctx.cache.workload(&c.workload_id).map(|v| v.value);
+        let unwanted = match &owner {
+            None => true,
+            Some(w) => w.node_id.as_deref() != Some(node.node_id.as_str()),
+        };
+        if unwanted {
+            tracing::info!(node = %node.node_id, workload = %c.workload_id, "removing container no record wants here");
+            ctx.agents.remove(node, &c.workload_id).await?;
+        }
+    }
+    let report = StatusReport {
+        containers,
+        full: true,
+    };
+    control::apply_report(ctx, &node.node_id, &report).await?;
+    Ok(())
+}

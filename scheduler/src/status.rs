@@ -1,0 +1,205 @@
+//! Pure status transitions: applying an agent's observed container state to a workload
+//! record. No I/O; the caller writes the result with a compare-and-swap.
+
+use chrono::{DateTime, Utc};
+use persys_proto::{ContainerState, DesiredState, Workload, WorkloadStatus};
+
+/// The record after applying `state`, or `None` when the state is stale (another
+/// generation) or changes nothing (so nothing is written).
+pub fn apply_container_state(
+    w: &Workload,
+    state: &ContainerState,
+    now: DateTime<Utc>,
+) -> Option<Workload> {
+    if state.generation != w.generation || w.node_id.is_none() {
+        return None;
+    }
+    let mut status = state.status;
+    // A container stopped on request exits; the user asked for Stopped, so show that.
+    if w.desired_state == DesiredState::Stopped
+        && matches!(status, WorkloadStatus::Exited | WorkloadStatus::Failed)
+    {
+        status = WorkloadStatus::Stopped;
+    }
+    // While a stop is in flight, a late "Running" push must not hide the Stopping.
+    if w.status == WorkloadStatus::Stopping
+        && w.desired_state == DesiredState::Stopped
+        && matches!(status, WorkloadStatus::Running | WorkloadStatus::Restarting)
+    {
+        return None;
+    }
+    // Pending is the scheduler's own status; an agent cannot report it.
+    if status == WorkloadStatus::Pending {
+        return None;
+    }
+    let mut next = w.clone();
+    next.status = status;
+    next.exit_code = state.exit_code;
+    next.status_reason = state.reason.clone().filter(|r| !r.is_empty());
+    next.restart_count = state.restart_count;
+    if state.container_id.is_some() {
+        next.container_id = state.container_id.clone();
+    }
+    if same_observed(&next, w) {
+        return None;
+    }
+    next.updated_at = now;
+    Some(next)
+}
+
+/// Whether a workload of this node should appear in the agent's full list: anything
+/// that had a container. Just-placed or still-pulling workloads may have none yet.
+pub fn expects_container(w: &Workload) -> bool {
+    !matches!(
+        w.status,
+        WorkloadStatus::Pending
+            | WorkloadStatus::Scheduled
+            | WorkloadStatus::Pulling
+            | WorkloadStatus::ContainerCreating
+            | WorkloadStatus::ImagePullBackOff
+            | WorkloadStatus::Missing
+    ) && w.desired_state != DesiredState::Deleted
+}
+
+/// The record marked `Missing` (the node says it has no such container), or `None`
+/// when it is not expected to have one.
+pub fn mark_missing(w: &Workload, now: DateTime<Utc>) -> Option<Workload> {
+    if !expects_container(w) {
+        return None;
+    }
+    let mut next = w.clone();
+    next.status = WorkloadStatus::Missing;
+    next.status_reason = Some("the node reports no such container".into());
+    next.container_id = None;
+    next.updated_at = now;
+    Some(next)
+}
+
+/// The record marked `Unknown` because its node was lost, or `None` if nothing changes.
+pub fn mark_unknown(w: &Workload, node_id: &str, now: DateTime<Utc>) -> Option<Workload> {
+    if w.node_id.as_deref() != Some(node_id)
+        || matches!(w.status, WorkloadStatus::Unknown | WorkloadStatus::Pending)
+    {
+        return None;
+    }
+    let mut next = w.clone();
+    next.status = WorkloadStatus::Unknown;
+    next.status_reason = Some(format!("node {node_id} stopped heartbeating"));
+    next.updated_at = now;
+    Some(next)
+}
+
+fn same_observed(a: &Workload, b: &Workload) -> bool {
+    a.status == b.status
+        && a.exit_code == b.exit_code
+        && a.status_reason == b.status_reason
+        && a.restart_count == b.restart_count
+        && a.container_id == b.container_id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use persys_proto::WorkloadRequest;
+
+    fn placed(status: WorkloadStatus, generation: u64) -> Workload {
+        let spec = WorkloadRequest {
+            image: "busybox:local".into(),
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid");
+        let mut w = Workload::new("w".into(), spec, Utc::now());
+        w.node_id = Some("n1".into());
+        w.status = status;
+        w.generation = generation;
+        w
+    }
+
+    fn state(status: WorkloadStatus, generation: u64) -> ContainerState {
+        ContainerState {
+            workload_id: "w".into(),
+            generation,
+            container_id: Some("c1".into()),
+            status,
+            exit_code: None,
+            reason: None,
+            restart_count: 0,
+            observed_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn state_of_another_generation_is_ignored() {
+        let w = placed(WorkloadStatus::Scheduled, 2);
+        assert!(
+            apply_container_state(&w, &state(WorkloadStatus::Running, 1), Utc::now()).is_none()
+        );
+    }
+
+    #[test]
+    fn running_state_moves_scheduled_to_running() {
+        let w = placed(WorkloadStatus::Scheduled, 1);
+        let next = apply_container_state(&w, &state(WorkloadStatus::Running, 1), Utc::now())
+            .expect("changes");
+        assert_eq!(next.status, WorkloadStatus::Running);
+        assert_eq!(next.container_id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn identical_state_writes_nothing() {
+        let w = placed(WorkloadStatus::Scheduled, 1);
+        let next = apply_container_state(&w, &state(WorkloadStatus::Running, 1), Utc::now())
+            .expect("changes");
+        assert!(
+            apply_container_state(&next, &state(WorkloadStatus::Running, 1), Utc::now()).is_none()
+        );
+    }
+
+    #[test]
+    fn exit_code_is_recorded() {
+        let w = placed(WorkloadStatus::Running, 1);
+        let mut s = state(WorkloadStatus::Failed, 1);
+        s.exit_code = Some(3);
+        let next = apply_container_state(&w, &s, Utc::now()).expect("changes");
+        assert_eq!(
+            (next.status, next.exit_code),
+            (WorkloadStatus::Failed, Some(3))
+        );
+    }
+
+    #[test]
+    fn exit_after_stop_request_shows_stopped() {
+        let mut w = placed(WorkloadStatus::Stopping, 1);
+        w.desired_state = DesiredState::Stopped;
+        let next = apply_container_state(&w, &state(WorkloadStatus::Exited, 1), Utc::now())
+            .expect("changes");
+        assert_eq!(next.status, WorkloadStatus::Stopped);
+    }
+
+    #[test]
+    fn late_running_push_does_not_undo_stopping() {
+        let mut w = placed(WorkloadStatus::Stopping, 1);
+        w.desired_state = DesiredState::Stopped;
+        assert!(
+            apply_container_state(&w, &state(WorkloadStatus::Running, 1), Utc::now()).is_none()
+        );
+    }
+
+    #[test]
+    fn just_scheduled_workload_is_not_marked_missing() {
+        assert!(mark_missing(&placed(WorkloadStatus::Scheduled, 1), Utc::now()).is_none());
+        let m = mark_missing(&placed(WorkloadStatus::Running, 1), Utc::now()).expect("missing");
+        assert_eq!(m.status, WorkloadStatus::Missing);
+    }
+
+    #[test]
+    fn unknown_only_for_workloads_of_the_lost_node() {
+        let w = placed(WorkloadStatus::Running, 1);
+        assert!(mark_unknown(&w, "other", Utc::now()).is_none());
+        assert_eq!(
+            mark_unknown(&w, "n1", Utc::now()).expect("unknown").status,
+            WorkloadStatus::Unknown
+        );
+    }
+}
