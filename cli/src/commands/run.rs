@@ -49,23 +49,28 @@ pub fn build_request(args: &RunArgs) -> WorkloadRequest {
 /// What a status means for `--wait`: `None` keep waiting, `Some(Ok)` it ran,
 /// `Some(Err(reason))` it failed.
 pub fn judge(w: &Workload) -> Option<Result<(), String>> {
-    let reason = || {
-        w.status_reason
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .map(|r| format!(": {r}"))
-            .unwrap_or_default()
+    let reason = w.status_reason.as_deref().filter(|r| !r.is_empty());
+    // "Failed: exited with code 3", or "Failed (exit code 3)" when the reason is silent
+    // about the code, so the code is always there but never twice.
+    let explain = || {
+        let code = w.exit_code.map(|c| c.to_string());
+        match (reason, code) {
+            (Some(r), Some(c)) if !r.contains(c.as_str()) => {
+                format!("{} (exit code {c}): {r}", w.status)
+            }
+            (Some(r), _) => format!("{}: {r}", w.status),
+            (None, Some(c)) => format!("{} (exit code {c})", w.status),
+            (None, None) => w.status.to_string(),
+        }
     };
     match w.status {
         WorkloadStatus::Running => Some(Ok(())),
         // It ran and finished cleanly before we saw it running (e.g. `echo hi`).
         WorkloadStatus::Exited if w.exit_code.unwrap_or(0) == 0 => Some(Ok(())),
-        WorkloadStatus::Exited | WorkloadStatus::Failed => Some(Err(match w.exit_code {
-            Some(code) => format!("{} with exit code {code}{}", w.status, reason()),
-            None => format!("{}{}", w.status, reason()),
-        })),
-        WorkloadStatus::ImagePullBackOff => Some(Err(format!("ImagePullBackOff{}", reason()))),
-        WorkloadStatus::Stopped => Some(Err(format!("Stopped before it ran{}", reason()))),
+        WorkloadStatus::Exited | WorkloadStatus::Failed | WorkloadStatus::ImagePullBackOff => {
+            Some(Err(explain()))
+        }
+        WorkloadStatus::Stopped => Some(Err(format!("stopped before it ran ({})", explain()))),
         _ => None,
     }
 }
@@ -255,9 +260,15 @@ mod tests {
         ));
         assert_eq!(e, Some(Err("ImagePullBackOff: no such image".into())));
         let e = judge(&record(WorkloadStatus::Exited, Some(3), None));
-        assert_eq!(e, Some(Err("Exited with exit code 3".into())));
+        assert_eq!(e, Some(Err("Exited (exit code 3)".into())));
         let e = judge(&record(WorkloadStatus::Failed, Some(1), Some("boom")));
-        assert_eq!(e, Some(Err("Failed with exit code 1: boom".into())));
+        assert_eq!(e, Some(Err("Failed (exit code 1): boom".into())));
+        let e = judge(&record(
+            WorkloadStatus::Failed,
+            Some(3),
+            Some("exited with code 3"),
+        ));
+        assert_eq!(e, Some(Err("Failed: exited with code 3".into())));
     }
 
     #[test]

@@ -73,7 +73,9 @@ impl Layout {
 pub enum HomeConfig {
     /// Written now (there was none).
     Written(PathBuf),
-    /// One exists already and was left alone.
+    /// One exists already with the same content.
+    Same(PathBuf),
+    /// One exists already with other content and was left alone.
     Kept(PathBuf),
     /// No home directory.
     NoHome,
@@ -93,7 +95,12 @@ pub fn write_configs(
     };
     let user = home.join(config::DEFAULT_RELATIVE);
     if user.exists() {
-        return Ok(HomeConfig::Kept(user));
+        let same = std::fs::read_to_string(&user).is_ok_and(|existing| existing == yaml);
+        return Ok(if same {
+            HomeConfig::Same(user)
+        } else {
+            HomeConfig::Kept(user)
+        });
     }
     if let Some(parent) = user.parent() {
         std::fs::create_dir_all(parent)
@@ -134,6 +141,8 @@ mod tests {
         let f = layout.client_config(8085);
         let first = write_configs(&layout, &f, Some(&home)).expect("writes");
         assert!(matches!(first, HomeConfig::Written(_)));
+        let again = write_configs(&layout, &f, Some(&home)).expect("writes");
+        assert!(matches!(again, HomeConfig::Same(_)));
         let second =
             write_configs(&layout, &layout.client_config(9999), Some(&home)).expect("writes");
         assert!(matches!(second, HomeConfig::Kept(_)));

@@ -69,7 +69,18 @@ async fn bring_up_and_serve(
     signals: &mut watch::Receiver<u32>,
 ) -> anyhow::Result<()> {
     let etcd_endpoints = match &args.etcd_endpoints {
-        Some(e) => e.clone(),
+        Some(e) => {
+            // Fail early and clearly rather than through the scheduler's retries.
+            let first = e.split(',').next().unwrap_or_default().trim().to_string();
+            let http = reqwest::Client::new();
+            let what = format!("etcd at {first}");
+            if let Flow::Interrupted =
+                wait_for(sup, signals, &what, || net::etcd_healthy(&http, &first)).await?
+            {
+                return Ok(());
+            }
+            e.clone()
+        }
         None => match start_etcd(layout, sup, signals).await? {
             (Flow::Ready, endpoint) => endpoint,
             (Flow::Interrupted, _) => return Ok(()),
@@ -292,8 +303,9 @@ fn locate(name: &str) -> (PathBuf, String) {
 fn summary(layout: &Layout, endpoint: &str, etcd: &str, agents: u16, home: &HomeConfig) -> String {
     let home_line = match home {
         HomeConfig::Written(p) => format!("\n  also written:   {} (none existed)", p.display()),
+        HomeConfig::Same(p) => format!("\n  also in:        {}", p.display()),
         HomeConfig::Kept(p) => format!(
-            "\n  left alone:     {} (exists; use PERSYS_CONFIG)",
+            "\n  left alone:     {} (points elsewhere; use PERSYS_CONFIG)",
             p.display()
         ),
         HomeConfig::NoHome => String::new(),
