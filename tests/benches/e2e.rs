@@ -21,7 +21,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn bare_docker_ms(docker: &bollard::Docker) -> anyhow::Result<f64> {
@@ -29,7 +32,10 @@ async fn bare_docker_ms(docker: &bollard::Docker) -> anyhow::Result<f64> {
     let start = Instant::now();
     docker
         .create_container(
-            Some(CreateContainerOptions { name: name.clone(), platform: None }),
+            Some(CreateContainerOptions {
+                name: name.clone(),
+                platform: None,
+            }),
             Config {
                 image: Some(TEST_IMAGE.to_string()),
                 cmd: Some(vec!["sleep".to_string(), "3600".to_string()]),
@@ -40,7 +46,13 @@ async fn bare_docker_ms(docker: &bollard::Docker) -> anyhow::Result<f64> {
     docker.start_container::<String>(&name, None).await?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
     docker
-        .remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() }))
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
         .await?;
     Ok(ms)
 }
@@ -80,7 +92,9 @@ async fn submit_to_running_ms(c: &Cluster) -> anyhow::Result<(f64, String)> {
 async fn main() -> anyhow::Result<()> {
     let runs = env_or("PERSYS_BENCH_RUNS", 40) as usize;
     let idle_secs = env_or("PERSYS_BENCH_IDLE_SECS", 60);
-    let docker = bollard::Docker::connect_with_local_defaults()?.negotiate_version().await?;
+    let docker = bollard::Docker::connect_with_local_defaults()?
+        .negotiate_version()
+        .await?;
 
     let c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default(), AgentOptions::default()],

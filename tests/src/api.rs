@@ -15,7 +15,8 @@ pub struct Api {
 impl Api {
     /// Client trusting `ca` and presenting `identity` (cert, key) when given.
     pub fn new(base: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Self> {
-        let ca_pem = std::fs::read_to_string(ca).with_context(|| format!("read {}", ca.display()))?;
+        let ca_pem =
+            std::fs::read_to_string(ca).with_context(|| format!("read {}", ca.display()))?;
         let ident = match identity {
             Some((c, k)) => Some((std::fs::read_to_string(c)?, std::fs::read_to_string(k)?)),
             None => None,
@@ -49,7 +50,10 @@ impl Api {
         let r = self.client.get(self.url(path)).send().await?;
         let status = r.status().as_u16();
         let text = r.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     /// GET that must answer 200.
@@ -64,11 +68,19 @@ impl Api {
         let r = self.client.post(self.url(path)).json(body).send().await?;
         let status = r.status().as_u16();
         let text = r.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     /// POST raw bytes with a content type.
-    pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: &str) -> Result<(u16, Value)> {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(u16, Value)> {
         let r = self
             .client
             .post(self.url(path))
@@ -78,7 +90,10 @@ impl Api {
             .await?;
         let status = r.status().as_u16();
         let text = r.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     /// DELETE.
@@ -86,6 +101,9 @@ impl Api {
         let r = self.client.delete(self.url(path)).send().await?;
         let status = r.status().as_u16();
         let text = r.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 }

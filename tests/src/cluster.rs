@@ -156,7 +156,10 @@ impl Cluster {
                 break;
             }
             if p.has_exited() {
-                bail!("persys-scheduler exited during start:\n{}", &text[before.min(text.len())..]);
+                bail!(
+                    "persys-scheduler exited during start:\n{}",
+                    &text[before.min(text.len())..]
+                );
             }
             if Instant::now() > deadline {
                 bail!("persys-scheduler not ready in 30 s:\n{text}");

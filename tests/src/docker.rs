@@ -13,9 +13,15 @@ fn docker(args: &[&str]) -> Option<String> {
 
 /// Ids of the containers (running or not) whose label `key=value` matches.
 pub fn containers_with_label(key: &str, value: &str) -> Vec<String> {
-    docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("label={key}={value}")])
-        .map(|s| s.lines().map(str::to_string).collect())
-        .unwrap_or_default()
+    docker(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label={key}={value}"),
+    ])
+    .map(|s| s.lines().map(str::to_string).collect())
+    .unwrap_or_default()
 }
 
 /// Containers of one workload.

@@ -25,7 +25,10 @@ pub fn ensure_test_image() -> anyhow::Result<()> {
         return Ok(());
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-image.sh");
-    let status = std::process::Command::new("bash").arg(script).arg(TEST_IMAGE).status()?;
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .arg(TEST_IMAGE)
+        .status()?;
     anyhow::ensure!(status.success(), "building {TEST_IMAGE} failed");
     *done = true;
     Ok(())

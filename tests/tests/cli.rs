@@ -21,18 +21,44 @@ async fn cli_runs_lists_logs_stops_starts_and_removes_a_workload() {
     .expect("cluster starts");
 
     let out = c
-        .cli(&["run", "--name", "clitest", "-e", "GREETING=hi-cli", "--wait", TEST_IMAGE, "--", "sh", "-c", "echo $GREETING; sleep 3600"])
+        .cli(&[
+            "run",
+            "--name",
+            "clitest",
+            "-e",
+            "GREETING=hi-cli",
+            "--wait",
+            TEST_IMAGE,
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; sleep 3600",
+        ])
         .expect("persys run");
     assert!(out.status.success(), "run failed: {}", stderr(&out));
-    let id = stdout(&out).lines().last().unwrap_or_default().trim().to_string();
-    assert!(uuid::Uuid::parse_str(&id).is_ok(), "run prints the id last: {:?}", stdout(&out));
-    let w = c.wait_status(&id, "Running", Duration::from_secs(5)).await.expect("Running");
+    let id = stdout(&out)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "run prints the id last: {:?}",
+        stdout(&out)
+    );
+    let w = c
+        .wait_status(&id, "Running", Duration::from_secs(5))
+        .await
+        .expect("Running");
     assert_eq!(w["name"], "clitest");
 
     let out = c.cli(&["workload", "list", "-o", "json"]).expect("list");
     assert!(out.status.success(), "{}", stderr(&out));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-o json is JSON");
-    assert!(list.as_array().is_some_and(|a| a.iter().any(|w| w["id"] == id.as_str())));
+    assert!(list
+        .as_array()
+        .is_some_and(|a| a.iter().any(|w| w["id"] == id.as_str())));
 
     let out = c.cli(&["workload", "list"]).expect("list table");
     assert!(stdout(&out).contains("clitest") && stdout(&out).contains("Running"));
@@ -60,10 +86,14 @@ async fn cli_runs_lists_logs_stops_starts_and_removes_a_workload() {
 
     let out = c.cli(&["stop", &id]).expect("stop");
     assert!(out.status.success(), "{}", stderr(&out));
-    c.wait_status(&id, "Stopped", Duration::from_secs(20)).await.expect("Stopped");
+    c.wait_status(&id, "Stopped", Duration::from_secs(20))
+        .await
+        .expect("Stopped");
     let out = c.cli(&["start", &id]).expect("start");
     assert!(out.status.success(), "{}", stderr(&out));
-    c.wait_status(&id, "Running", Duration::from_secs(20)).await.expect("Running");
+    c.wait_status(&id, "Running", Duration::from_secs(20))
+        .await
+        .expect("Running");
     let out = c.cli(&["rm", &id]).expect("rm");
     assert!(out.status.success(), "{}", stderr(&out));
     let api = c.api().expect("api");
@@ -87,10 +117,17 @@ async fn cli_schedules_an_original_workload_file_and_reports_errors_in_one_line(
     })
     .await
     .expect("cluster starts");
-    let file = format!("{}/fixtures/compat/schedule-minimal.json", env!("CARGO_MANIFEST_DIR"));
+    let file = format!(
+        "{}/fixtures/compat/schedule-minimal.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let out = c.cli(&["workload", "schedule", &file]).expect("schedule");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains(&c.agents[0].node_id), "prints the node: {}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&c.agents[0].node_id),
+        "prints the node: {}",
+        stdout(&out)
+    );
 
     let out = c
         .cli(&["workload", "get", "00000000-0000-4000-8000-000000000000"])
@@ -100,7 +137,9 @@ async fn cli_schedules_an_original_workload_file_and_reports_errors_in_one_line(
     assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
     assert!(err.contains("not found"), "{err}");
 
-    let out = c.cli(&["run", "--memory", "lots", TEST_IMAGE]).expect("bad flag");
+    let out = c
+        .cli(&["run", "--memory", "lots", TEST_IMAGE])
+        .expect("bad flag");
     assert_eq!(out.status.code(), Some(2), "usage error exit code");
 
     let out = std::process::Command::new(persys_tests::cluster::bin("persys"))

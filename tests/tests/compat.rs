@@ -45,8 +45,14 @@ async fn original_cli_bodies_are_accepted_stored_and_listed_in_original_shapes()
         assert_eq!(v["nodeId"], node.as_str(), "{f} placed");
         assert_eq!(v["node_id"], node.as_str(), "{f}: original server key");
         let id = v["workloadId"].as_str().expect("id");
-        assert!(uuid::Uuid::parse_str(id).is_ok(), "server-assigned id, not the client's");
-        let got = etcd.get(format!("/workloads/{id}"), None).await.expect("etcd get");
+        assert!(
+            uuid::Uuid::parse_str(id).is_ok(),
+            "server-assigned id, not the client's"
+        );
+        let got = etcd
+            .get(format!("/workloads/{id}"), None)
+            .await
+            .expect("etcd get");
         assert_eq!(got.kvs().len(), 1, "{f} stored in etcd");
     }
 
@@ -55,7 +61,9 @@ async fn original_cli_bodies_are_accepted_stored_and_listed_in_original_shapes()
     assert_eq!(arr.len(), 3);
     for w in arr {
         assert!(w["id"].is_string() && w["name"].is_string() && w["image"].is_string());
-        assert!(w["createdAt"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()));
+        assert!(w["createdAt"]
+            .as_str()
+            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()));
         assert!(w["resources"]["cpu"].is_u64() && w["resources"]["memory"].is_u64());
         assert!(w["envVars"].is_object() && w["labels"].is_object());
         assert!(w["ports"].is_array() && w["volumes"].is_array());
@@ -63,20 +71,31 @@ async fn original_cli_bodies_are_accepted_stored_and_listed_in_original_shapes()
             assert!(w["command"].is_string(), "original commands stay strings");
         }
     }
-    let full = arr.iter().find(|w| w["name"] == "web-full").expect("full fixture stored");
+    let full = arr
+        .iter()
+        .find(|w| w["name"] == "web-full")
+        .expect("full fixture stored");
     assert_eq!(full["resources"]["cpu"], 500);
     assert_eq!(full["envVars"]["TEST"], "value");
     assert_eq!(full["ports"][1], "8443:443");
-    let flags = arr.iter().find(|w| w["name"] == "api").expect("flags fixture stored");
+    let flags = arr
+        .iter()
+        .find(|w| w["name"] == "api")
+        .expect("flags fixture stored");
     assert_eq!(flags["envVars"]["URL"], "http://x/?a=1&b=2");
     assert_eq!(flags["restartPolicy"], "always");
 
     let nodes = api.get_json("/nodes").await.expect("nodes");
     let list = nodes["nodes"].as_array().expect("{\"nodes\": [...]}");
-    let n = list.iter().find(|n| n["nodeId"] == node.as_str()).expect("our node");
+    let n = list
+        .iter()
+        .find(|n| n["nodeId"] == node.as_str())
+        .expect("our node");
     assert!(n["ipAddress"].is_string() && n["labels"].is_object());
     assert_eq!(n["status"], "Active");
-    assert!(n["lastHeartbeat"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()));
+    assert!(n["lastHeartbeat"]
+        .as_str()
+        .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()));
     assert!(n["totalCpu"].is_number() && n["totalMemory"].is_number());
 
     let (status, metrics) = api.get("/cluster/metrics").await.expect("metrics");
@@ -84,8 +103,14 @@ async fn original_cli_bodies_are_accepted_stored_and_listed_in_original_shapes()
     assert!(metrics.is_object());
 
     // The original CLI's filter shapes: status and node.
-    let filtered = api.get_json(&format!("/workloads?node={node}")).await.expect("filter");
+    let filtered = api
+        .get_json(&format!("/workloads?node={node}"))
+        .await
+        .expect("filter");
     assert_eq!(filtered.as_array().map(Vec::len), Some(3));
-    let none = api.get_json("/workloads?status=Stopped").await.expect("filter");
+    let none = api
+        .get_json("/workloads?status=Stopped")
+        .await
+        .expect("filter");
     assert_eq!(none, serde_json::json!([]));
 }

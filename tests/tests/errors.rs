@@ -13,15 +13,26 @@ fn assert_error(status: u16, body: &Value, want_status: u16, what: &str) {
 
 #[tokio::test]
 async fn bad_input_gets_json_errors_with_the_right_status() {
-    let c = Cluster::start(ClusterOptions::default()).await.expect("cluster starts");
+    let c = Cluster::start(ClusterOptions::default())
+        .await
+        .expect("cluster starts");
     let api = c.api().expect("api");
 
-    let (s, v) = api.post("/workloads", &json!({"name": "x"})).await.expect("answer");
+    let (s, v) = api
+        .post("/workloads", &json!({"name": "x"}))
+        .await
+        .expect("answer");
     assert_error(s, &v, 400, "missing image");
-    assert!(v["error"].as_str().unwrap_or_default().contains("image"), "names the field: {v}");
+    assert!(
+        v["error"].as_str().unwrap_or_default().contains("image"),
+        "names the field: {v}"
+    );
 
     let (s, v) = api
-        .post("/workloads/schedule", &json!({"image": TEST_IMAGE, "type": "vm"}))
+        .post(
+            "/workloads/schedule",
+            &json!({"image": TEST_IMAGE, "type": "vm"}),
+        )
         .await
         .expect("answer");
     assert_error(s, &v, 400, "unknown type");
@@ -33,14 +44,20 @@ async fn bad_input_gets_json_errors_with_the_right_status() {
         .expect("answer");
     assert_error(s, &v, 400, "malformed JSON");
 
-    let big = format!("{{\"image\":\"{TEST_IMAGE}\",\"labels\":{{\"x\":\"{}\"}}}}", "a".repeat(2 << 20));
+    let big = format!(
+        "{{\"image\":\"{TEST_IMAGE}\",\"labels\":{{\"x\":\"{}\"}}}}",
+        "a".repeat(2 << 20)
+    );
     let (s, v) = api
         .post_raw("/workloads", big.into_bytes(), "application/json")
         .await
         .expect("answer");
     assert_error(s, &v, 413, "oversized body");
 
-    let (s, v) = api.get("/workloads/00000000-0000-4000-8000-000000000000").await.expect("answer");
+    let (s, v) = api
+        .get("/workloads/00000000-0000-4000-8000-000000000000")
+        .await
+        .expect("answer");
     assert_error(s, &v, 404, "unknown workload");
 
     let list = api.get_json("/workloads").await.expect("list");
@@ -75,7 +92,10 @@ async fn schedule_with_etcd_stopped_gets_503_and_starts_no_container() {
     let mut accepted = None;
     for _ in 0..100 {
         let (s, v) = api
-            .post("/workloads", &json!({"image": TEST_IMAGE, "command": "sleep 3600"}))
+            .post(
+                "/workloads",
+                &json!({"image": TEST_IMAGE, "command": "sleep 3600"}),
+            )
             .await
             .expect("answer");
         if s == 201 {
@@ -85,7 +105,11 @@ async fn schedule_with_etcd_stopped_gets_503_and_starts_no_container() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let w = accepted.expect("schedule works again once etcd is back");
-    c.wait_status(w["id"].as_str().expect("id"), "Running", Duration::from_secs(20))
-        .await
-        .expect("runs");
+    c.wait_status(
+        w["id"].as_str().expect("id"),
+        "Running",
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("runs");
 }

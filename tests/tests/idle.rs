@@ -16,9 +16,19 @@ async fn idle_cluster_heartbeats_write_nothing_to_etcd() {
     // Eight heartbeat intervals of two agents.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let after = c.etcd.revision().await.expect("revision");
-    assert_eq!(after, before, "an idle cluster wrote {} revisions", after - before);
+    assert_eq!(
+        after,
+        before,
+        "an idle cluster wrote {} revisions",
+        after - before
+    );
     // And the nodes are still seen alive through those heartbeats.
-    let nodes = c.api().expect("api").get_json("/nodes").await.expect("nodes");
+    let nodes = c
+        .api()
+        .expect("api")
+        .get_json("/nodes")
+        .await
+        .expect("nodes");
     let active = nodes["nodes"]
         .as_array()
         .map(|a| a.iter().filter(|n| n["status"] == "Active").count());

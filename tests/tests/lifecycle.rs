@@ -28,10 +28,16 @@ async fn stop_start_and_delete_are_followed_by_the_docker_container() {
         .wait_status(&id, "Running", Duration::from_secs(20))
         .await
         .expect("Running");
-    let container = running["containerId"].as_str().expect("container id").to_string();
+    let container = running["containerId"]
+        .as_str()
+        .expect("container id")
+        .to_string();
     assert!(container_running(&container));
 
-    let (s, v) = api.post(&format!("/workloads/{id}/stop"), &json!({})).await.expect("stop");
+    let (s, v) = api
+        .post(&format!("/workloads/{id}/stop"), &json!({}))
+        .await
+        .expect("stop");
     assert!((200..300).contains(&s), "stop answered {s}: {v}");
     let stopped = c
         .wait_status(&id, "Stopped", Duration::from_secs(20))
@@ -40,14 +46,20 @@ async fn stop_start_and_delete_are_followed_by_the_docker_container() {
     assert_eq!(stopped["desiredState"], "Stopped");
     assert!(!container_running(&container), "container stopped");
 
-    let (s, v) = api.post(&format!("/workloads/{id}/start"), &json!({})).await.expect("start");
+    let (s, v) = api
+        .post(&format!("/workloads/{id}/start"), &json!({}))
+        .await
+        .expect("start");
     assert!((200..300).contains(&s), "start answered {s}: {v}");
     c.wait_status(&id, "Running", Duration::from_secs(20))
         .await
         .expect("Running again");
     assert_eq!(docker::running_workload_containers(&id).len(), 1);
 
-    let (s, v) = api.delete(&format!("/workloads/{id}")).await.expect("delete");
+    let (s, v) = api
+        .delete(&format!("/workloads/{id}"))
+        .await
+        .expect("delete");
     assert!((200..300).contains(&s), "delete answered {s}: {v}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -59,7 +71,10 @@ async fn stop_start_and_delete_are_followed_by_the_docker_container() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut etcd = c.etcd.client().await.expect("etcd");
-    let got = etcd.get(format!("/workloads/{id}"), None).await.expect("get");
+    let got = etcd
+        .get(format!("/workloads/{id}"), None)
+        .await
+        .expect("get");
     assert!(got.kvs().is_empty(), "record removed from etcd");
     let (s, body) = api.get(&format!("/workloads/{id}")).await.expect("get");
     assert_eq!(s, 404);

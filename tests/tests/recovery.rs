@@ -17,14 +17,19 @@ async fn agent_killed_and_restarted_adopts_its_containers_without_duplicates() {
     let mut ids = Vec::new();
     for _ in 0..2 {
         let w = c
-            .submit(json!({"image": TEST_IMAGE, "command": "sleep 3600", "restartPolicy": "always"}))
+            .submit(
+                json!({"image": TEST_IMAGE, "command": "sleep 3600", "restartPolicy": "always"}),
+            )
             .await
             .expect("submitted");
         ids.push(w["id"].as_str().expect("id").to_string());
     }
     let mut containers = Vec::new();
     for id in &ids {
-        let w = c.wait_status(id, "Running", Duration::from_secs(20)).await.expect("Running");
+        let w = c
+            .wait_status(id, "Running", Duration::from_secs(20))
+            .await
+            .expect("Running");
         containers.push(w["containerId"].as_str().expect("cid").to_string());
     }
 
@@ -33,8 +38,15 @@ async fn agent_killed_and_restarted_adopts_its_containers_without_duplicates() {
     // Give the restarted agent time to reconcile; then exactly the same containers run.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (id, cid) in ids.iter().zip(&containers) {
-        let w = c.wait_status(id, "Running", Duration::from_secs(10)).await.expect("Running");
-        assert_eq!(w["containerId"].as_str(), Some(cid.as_str()), "adopted, not replaced");
+        let w = c
+            .wait_status(id, "Running", Duration::from_secs(10))
+            .await
+            .expect("Running");
+        assert_eq!(
+            w["containerId"].as_str(),
+            Some(cid.as_str()),
+            "adopted, not replaced"
+        );
         let all = docker::workload_containers(id);
         assert_eq!(all.len(), 1, "exactly one container for {id}: {all:?}");
         assert!(all[0].starts_with(cid.as_str()) || cid.starts_with(all[0].as_str()));
@@ -45,14 +57,24 @@ async fn agent_killed_and_restarted_adopts_its_containers_without_duplicates() {
 async fn scheduler_killed_right_after_acknowledging_runs_the_workload_exactly_once() {
     let mut c = Cluster::start(one_agent()).await.expect("cluster starts");
     // Hold the agent so the dispatch cannot complete before the scheduler dies.
-    c.agents[0].process.as_ref().expect("agent").signal(libc::SIGSTOP).expect("stop agent");
+    c.agents[0]
+        .process
+        .as_ref()
+        .expect("agent")
+        .signal(libc::SIGSTOP)
+        .expect("stop agent");
     let w = c
         .submit(json!({"image": TEST_IMAGE, "command": "sleep 3600"}))
         .await
         .expect("acknowledged");
     let id = w["id"].as_str().expect("id").to_string();
     c.kill_scheduler();
-    c.agents[0].process.as_ref().expect("agent").signal(libc::SIGCONT).expect("resume agent");
+    c.agents[0]
+        .process
+        .as_ref()
+        .expect("agent")
+        .signal(libc::SIGCONT)
+        .expect("resume agent");
     c.start_scheduler().await.expect("scheduler restarts");
     c.wait_status(&id, "Running", Duration::from_secs(30))
         .await
@@ -76,14 +98,23 @@ async fn agent_that_stops_heartbeating_is_inactive_within_timeout_plus_one_secon
     .expect("cluster starts");
     let api = c.api().expect("api");
     let node = c.agents[0].node_id.clone();
-    c.agents[0].process.as_ref().expect("agent").signal(libc::SIGSTOP).expect("freeze agent");
+    c.agents[0]
+        .process
+        .as_ref()
+        .expect("agent")
+        .signal(libc::SIGSTOP)
+        .expect("freeze agent");
     let frozen = Instant::now();
     let inactive_after = loop {
         let n = api.get_json(&format!("/nodes/{node}")).await.expect("node");
         if n["status"] == "Inactive" {
             break frozen.elapsed();
         }
-        assert!(frozen.elapsed() < Duration::from_secs(6), "still {} after 6 s", n["status"]);
+        assert!(
+            frozen.elapsed() < Duration::from_secs(6),
+            "still {} after 6 s",
+            n["status"]
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(
@@ -95,14 +126,22 @@ async fn agent_that_stops_heartbeating_is_inactive_within_timeout_plus_one_secon
     let rec: serde_json::Value = serde_json::from_slice(got.kvs()[0].value()).expect("json");
     assert_eq!(rec["status"], "Inactive", "the transition is stored");
 
-    c.agents[0].process.as_ref().expect("agent").signal(libc::SIGCONT).expect("thaw agent");
+    c.agents[0]
+        .process
+        .as_ref()
+        .expect("agent")
+        .signal(libc::SIGCONT)
+        .expect("thaw agent");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let n = api.get_json(&format!("/nodes/{node}")).await.expect("node");
         if n["status"] == "Active" {
             break;
         }
-        assert!(Instant::now() < deadline, "Active again after heartbeats resume");
+        assert!(
+            Instant::now() < deadline,
+            "Active again after heartbeats resume"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

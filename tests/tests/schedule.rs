@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn scheduled_workload_is_stored_before_its_container_exists_then_runs_and_logs() {
-    let mut c = Cluster::start(ClusterOptions {
+    let c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default()],
         ..Default::default()
     })

@@ -40,9 +40,16 @@ async fn api_and_agent_ports_refuse_clients_without_a_cluster_certificate() {
     let api = format!("https://127.0.0.1:{}/workloads", c.api_port);
     let agent = format!("https://127.0.0.1:{}/docker/list", c.agents[0].port);
     for url in [&api, &agent] {
-        assert!(refused(&client(&ca, None), url).await, "no client cert refused on {url}");
         assert!(
-            refused(&client(&ca, Some((&foreign.cert_pem, &foreign.key_pem))), url).await,
+            refused(&client(&ca, None), url).await,
+            "no client cert refused on {url}"
+        );
+        assert!(
+            refused(
+                &client(&ca, Some((&foreign.cert_pem, &foreign.key_pem))),
+                url
+            )
+            .await,
             "cert from another CA refused on {url}"
         );
     }
@@ -54,12 +61,18 @@ async fn api_and_agent_ports_refuse_clients_without_a_cluster_certificate() {
     let r = admin.get(&agent).send().await.expect("answer");
     assert_eq!(r.status(), 403, "only the scheduler may call the agent");
     let r = admin.get(&api).send().await.expect("answer");
-    assert_eq!(r.status(), 200, "the admin certificate is accepted by the API");
+    assert_eq!(
+        r.status(),
+        200,
+        "the admin certificate is accepted by the API"
+    );
 }
 
 #[tokio::test]
 async fn wrong_join_token_gets_401_and_agent_refuses_a_token_with_a_foreign_ca_hash() {
-    let mut c = Cluster::start(ClusterOptions::default()).await.expect("cluster starts");
+    let mut c = Cluster::start(ClusterOptions::default())
+        .await
+        .expect("cluster starts");
     let d = c.scheduler_dir();
     let ca = std::fs::read_to_string(d.join("ca.crt")).expect("ca");
     let good = JoinToken::parse(&c.join_token().expect("token")).expect("parses");
@@ -84,7 +97,12 @@ async fn wrong_join_token_gets_401_and_agent_refuses_a_token_with_a_foreign_ca_h
     assert_eq!(r.status(), 401);
     let err: serde_json::Value = r.json().await.expect("json error");
     assert!(err["error"].is_string() && err["code"].is_string(), "{err}");
-    let r = client(&ca, None).post(&url).json(&body).send().await.expect("answer");
+    let r = client(&ca, None)
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(r.status(), 401, "no token");
 
     // An agent whose token pins another CA must refuse to talk to this scheduler.
@@ -106,8 +124,14 @@ async fn wrong_join_token_gets_401_and_agent_refuses_a_token_with_a_foreign_ca_h
     let api = c.api().expect("api");
     let deadline = Instant::now() + Duration::from_secs(4);
     while Instant::now() < deadline {
-        let (s, _) = api.get(&format!("/nodes/{}-pinned", c.prefix)).await.expect("get");
-        assert_eq!(s, 404, "the agent must not register with a mismatched CA hash");
+        let (s, _) = api
+            .get(&format!("/nodes/{}-pinned", c.prefix))
+            .await
+            .expect("get");
+        assert_eq!(
+            s, 404,
+            "the agent must not register with a mismatched CA hash"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let log_text = p.log().to_lowercase();
