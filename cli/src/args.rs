@@ -34,6 +34,14 @@ pub enum Command {
     /// Run a whole local cluster (etcd, scheduler, agents) in the foreground until Ctrl-C.
     Dev(DevArgs),
     /// Run a container on the cluster and print its workload id.
+    ///
+    /// The command after the image (or after `--`) is sent in exec form, one array
+    /// element per argument, and never goes through a shell on any host:
+    /// `persys run busybox:local -- echo "a b"` runs `echo` with the single argument
+    /// `a b`. A single argument containing spaces is still one element (`-- "echo hi"`
+    /// looks for a program named `echo hi`); for shell syntax, ask the container's own
+    /// shell: `-- sh -c 'echo hi && sleep 60'`. Flags after the first command word
+    /// belong to the command.
     Run(RunArgs),
     /// Manage workloads (schedule a file, list, get, stop, start, rm).
     #[command(subcommand, visible_alias = "workloads")]
@@ -131,13 +139,7 @@ pub struct LogsArgs {
     pub timestamps: bool,
 }
 
-/// `persys run ...`
-///
-/// The command after the image is sent in exec form, one array element per argument,
-/// and is never run through a shell: `persys run busybox:local -- echo "a b"` runs
-/// `echo` with the single argument `a b`. A single argument that contains spaces is
-/// still one element (`-- "echo hi"` looks for a program named `echo hi`); for shell
-/// syntax, ask the container's shell: `-- sh -c 'echo hi && sleep 60'`.
+/// `persys run ...` (see the `Run` verb's doc for how the command is sent).
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// Workload name (a DNS label); derived from the image when absent.

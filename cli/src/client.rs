@@ -38,6 +38,14 @@ pub enum ClientError {
         /// Innermost cause.
         reason: String,
     },
+    /// The TLS handshake failed on a certificate (ours refused, or theirs untrusted).
+    #[error("cannot authenticate with {endpoint}: {reason}")]
+    Tls {
+        /// Base URL tried.
+        endpoint: String,
+        /// Which certificate and why.
+        reason: String,
+    },
     /// A file named by the config cannot be read.
     #[error("cannot read {what} {path}: {reason}")]
     ReadFile {
@@ -65,7 +73,7 @@ fn request_id_suffix(id: &str) -> String {
 }
 
 impl ClientError {
-    /// Exit code: 3 auth (401/403), 4 not found, 5 server error or unreachable, 1 other.
+    /// Exit code: 3 auth (401/403, TLS certificate refused), 4 not found, 5 server error or unreachable, 1 other.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Api { status, .. } => match status.as_u16() {
@@ -74,6 +82,7 @@ impl ClientError {
                 s if s >= 500 => 5,
                 _ => 1,
             },
+            Self::Tls { .. } => 3,
             Self::Unreachable { .. } => 5,
             Self::ReadFile { .. } | Self::Setup(_) | Self::Decode(_) => 1,
         }
@@ -174,11 +183,26 @@ impl ApiClient {
         self.check(resp).await
     }
 
-    /// Turn a transport error met while reading a body into a `ClientError`.
+    /// Turn a transport error into a `ClientError`: a TLS identity failure (either side
+    /// refusing the other's certificate) is an auth error, anything else unreachable.
     pub fn transport_error(&self, e: &reqwest::Error) -> ClientError {
-        ClientError::Unreachable {
-            endpoint: self.base.clone(),
-            reason: innermost(e),
+        tracing::debug!(error = ?e, "transport error");
+        let endpoint = self.base.clone();
+        match tls_failure(e) {
+            Some(TlsFailure::ServerNotTrusted(why)) => ClientError::Tls {
+                endpoint,
+                reason: format!(
+                    "the server's certificate does not verify against ca_cert_path ({why})"
+                ),
+            },
+            Some(TlsFailure::ClientRefused(why)) => ClientError::Tls {
+                endpoint,
+                reason: format!("the server refused the client certificate ({why})"),
+            },
+            None => ClientError::Unreachable {
+                endpoint,
+                reason: innermost(e),
+            },
         }
     }
 
@@ -296,6 +320,45 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     one_line(&cur.to_string())
 }
 
+/// Which side of a TLS handshake refused the other's identity.
+enum TlsFailure {
+    /// Our CA does not vouch for the server's certificate.
+    ServerNotTrusted(String),
+    /// The server sent a certificate alert: our client certificate is missing or foreign.
+    ClientRefused(String),
+}
+
+/// Find a rustls certificate error in the chain. rustls errors travel inside
+/// `io::Error`s, whose `source()` skips the wrapped error, so each is unwrapped by hand.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        match as_rustls(err) {
+            Some(r @ rustls::Error::InvalidCertificate(_)) => {
+                return Some(TlsFailure::ServerNotTrusted(r.to_string()))
+            }
+            Some(r @ rustls::Error::AlertReceived(_)) => {
+                return Some(TlsFailure::ClientRefused(r.to_string()))
+            }
+            _ => {}
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// `err` as a rustls error, looking through nested `io::Error` wrappers.
+fn as_rustls<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur = err;
+    loop {
+        if let Some(r) = cur.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        let io = cur.downcast_ref::<std::io::Error>()?;
+        cur = io.get_ref()?;
+    }
+}
+
 /// Collapse newlines so every error stays on one line.
 pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -343,6 +406,28 @@ mod tests {
         for s in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
             assert_eq!(api_error(s, b"", String::new()).exit_code(), 3);
         }
+    }
+
+    #[test]
+    fn rustls_error_nested_in_io_errors_is_a_tls_failure() {
+        let inner = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let outer = std::io::Error::other(inner);
+        assert!(matches!(
+            tls_failure(&outer),
+            Some(TlsFailure::ServerNotTrusted(_))
+        ));
+        let alert = std::io::Error::other(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired,
+        ));
+        assert!(matches!(
+            tls_failure(&alert),
+            Some(TlsFailure::ClientRefused(_))
+        ));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(tls_failure(&refused).is_none());
     }
 
     #[test]
