@@ -89,10 +89,8 @@ pub(crate) fn leaf_params(
     params.distinguished_name = dn;
     params.subject_alt_names = sans.iter().map(|s| san(s)).collect::<Result<_, _>>()?;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    // ECDSA keys only sign; KeyEncipherment would be meaningless (it is for RSA key transport).
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = match usage {
         Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
         Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
