@@ -1,0 +1,239 @@
+//! `persys dev` for real: Debian's etcd, the built `persys-scheduler` and `persys-agent`
+//! (next to `persys`; `cargo build --workspace --bins` first), the local Docker engine.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn bin(name: &str) -> PathBuf {
+    let persys = PathBuf::from(env!("CARGO_BIN_EXE_persys"));
+    let p = persys.with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} not found: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A running `persys dev` in a temporary home and data dir.
+struct Dev {
+    child: Child,
+    home: tempfile::TempDir,
+    data: PathBuf,
+    scheduler_port: u16,
+}
+
+impl Dev {
+    /// Start it and wait until it says the cluster is up.
+    fn start() -> Dev {
+        bin("persys-scheduler");
+        bin("persys-agent");
+        let home = tempfile::tempdir().expect("tempdir");
+        let data = home.path().join("cluster");
+        let scheduler_port = free_port();
+        let stderr = std::fs::File::create(home.path().join("dev.err")).expect("stderr file");
+        let mut child = Command::new(bin("persys"))
+            .arg("dev")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--agents", "1"])
+            .args(["--scheduler-port", &scheduler_port.to_string()])
+            .args(["--bootstrap-port", &free_port().to_string()])
+            .args(["--agent-port", &free_port().to_string()])
+            .env("HOME", home.path())
+            .env_remove("PERSYS_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("persys dev starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("cluster is up") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let logs = std::fs::read_dir(data.join("logs"))
+                        .map(|d| {
+                            d.flatten()
+                                .map(|e| e.path().display().to_string())
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default();
+                    panic!("persys dev did not come up; logs: {logs:?}");
+                }
+            }
+        }
+        Dev {
+            child,
+            home,
+            data,
+            scheduler_port,
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"))
+    }
+
+    /// Wait for exit, at most `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pids whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the ")" that closes the command name: state, ppid, ...
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let ppid = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); its stat state is 'Z'.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.split_whitespace().next());
+    !stat.is_empty() && state != Some("Z")
+}
+
+fn persys(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("persys"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("persys runs")
+}
+
+#[test]
+fn dev_runs_a_usable_cluster_and_stops_it_cleanly_on_sigterm() {
+    let mut dev = Dev::start();
+    let config = dev.data.join("config.yaml");
+    let out = persys(&config, &["node", "list", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(nodes[0]["nodeId"], "node-1");
+    assert_eq!(nodes[0]["status"], "Active");
+    let home_config =
+        std::fs::read_to_string(dev.home.path().join(".persys/config.yaml")).expect("home config");
+    assert!(home_config.contains(&format!("https://127.0.0.1:{}", dev.scheduler_port)));
+    for name in ["etcd", "scheduler", "agent-1"] {
+        assert!(
+            dev.data.join(format!("logs/{name}.log")).is_file(),
+            "{name}.log"
+        );
+    }
+
+    let children = children_of(dev.child.id());
+    assert_eq!(
+        children.len(),
+        3,
+        "etcd, scheduler, one agent: {children:?}"
+    );
+    kill(dev.pid(), Signal::SIGTERM).expect("sigterm");
+    let status = dev
+        .wait(Duration::from_secs(30))
+        .expect("exits after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(children.iter().all(|p| !alive(*p)), "children stopped");
+    assert!(
+        TcpListener::bind(("127.0.0.1", dev.scheduler_port)).is_ok(),
+        "scheduler port released"
+    );
+}
+
+#[test]
+fn killing_dev_with_sigkill_leaves_no_child_behind() {
+    let mut dev = Dev::start();
+    let children = children_of(dev.child.id());
+    assert_eq!(children.len(), 3, "{children:?}");
+    kill(dev.pid(), Signal::SIGKILL).expect("sigkill");
+    dev.wait(Duration::from_secs(5)).expect("dies");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while children.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<i32> = children.into_iter().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "children left behind: {left:?}");
+}
+
+#[test]
+fn dead_child_stops_dev_with_its_name_and_a_non_zero_exit() {
+    let mut dev = Dev::start();
+    // The agent is the child started last; killing it is a crash from dev's point of view.
+    let children = children_of(dev.child.id());
+    let agent = children
+        .iter()
+        .copied()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.contains("persys-agent"))
+        })
+        .expect("agent child");
+    kill(Pid::from_raw(agent), Signal::SIGKILL).expect("kill agent");
+    let status = dev.wait(Duration::from_secs(30)).expect("dev exits");
+    assert_eq!(status.code(), Some(1));
+    let err = std::fs::read_to_string(dev.home.path().join("dev.err")).expect("stderr");
+    assert!(err.contains("error: agent-1 exited unexpectedly"), "{err}");
+    assert!(
+        children.iter().all(|p| !alive(*p)),
+        "the others were stopped"
+    );
+}
