@@ -160,14 +160,14 @@ fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        // io::Error hides its payload from `source()`; look inside.
-        if let Some(inner) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
+        // io::Error hides its payload from `source()` (and the TLS connector nests one
+        // io::Error in another); look inside.
+        let mut io = err.downcast_ref::<std::io::Error>();
+        while let Some(inner) = io.and_then(std::io::Error::get_ref) {
             if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
                 return Some(tls.to_string());
             }
+            io = inner.downcast_ref::<std::io::Error>();
         }
         cur = err.source();
     }

@@ -3,18 +3,16 @@
 //! id (several agents may share one engine), and reporting of what it changed.
 
 pub mod ledger;
+mod observe;
 pub mod plan;
+mod run;
 
 use crate::report::{ReportHandle, Snapshot};
-use crate::runtime::{
-    ContainerRuntime, ContainerSpec, EventAction, LogOptions, LogStream, Observed, RuntimeError,
-    RuntimeEvent,
-};
+use crate::runtime::{ContainerRuntime, LogOptions, LogStream, Observed, RuntimeError};
 use crate::state::{container_state, without_container, workload_of};
 use chrono::Utc;
 use ledger::{Intent, Ledger};
 use persys_proto::{labels, ContainerState, RunRequest, WorkloadStatus};
-use plan::{plan_run, RunPlan};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,16 +66,6 @@ impl<R> std::fmt::Debug for Supervisor<R> {
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }
-}
-
-/// Container names Docker accepts (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
-fn is_container_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 impl<R: ContainerRuntime> Supervisor<R> {
@@ -138,141 +126,6 @@ impl<R: ContainerRuntime> Supervisor<R> {
             Ok(o) if o.labels.get(labels::NODE_ID) == Some(&self.node_id) => Ok(Some(o)),
             Ok(_) | Err(RuntimeError::NotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Run a workload: create and start its container, or answer the state of the one
-    /// that already runs it (idempotent), replacing an older generation. An image that
-    /// cannot be pulled is the state `ImagePullBackOff`, not an error.
-    pub async fn run(&self, req: &RunRequest) -> Result<ContainerState, SupervisorError> {
-        if !is_container_name(&req.workload_id) {
-            return Err(SupervisorError::Invalid(format!(
-                "workloadId {:?} is not a valid container name",
-                req.workload_id
-            )));
-        }
-        if req.image.trim().is_empty() {
-            return Err(SupervisorError::Invalid("image: is required".into()));
-        }
-        let spec =
-            ContainerSpec::from_request(req, &self.node_id).map_err(SupervisorError::Invalid)?;
-        let _guard = self.lock_workload(&req.workload_id).await;
-        let mut pulled = false;
-        for _ in 0..RUN_ATTEMPTS {
-            match self.runtime.run(&spec).await {
-                Ok(id) => {
-                    self.remember_limits(&id, spec.nano_cpus, spec.memory_bytes);
-                    return Ok(ContainerState {
-                        container_id: Some(id),
-                        ..self.bare(req, WorkloadStatus::Running, None)
-                    });
-                }
-                Err(RuntimeError::ImageNotFound(_)) if !pulled => {
-                    self.reports
-                        .push(self.bare(req, WorkloadStatus::Pulling, None));
-                    tracing::info!(image = %req.image, workload = %req.workload_id, "pulling image");
-                    match self.runtime.pull(&req.image).await {
-                        Ok(()) => pulled = true,
-                        Err(RuntimeError::Pull { message, .. }) => {
-                            tracing::warn!(image = %req.image, workload = %req.workload_id, reason = %message, "image pull failed");
-                            return Ok(self.report(self.bare(
-                                req,
-                                WorkloadStatus::ImagePullBackOff,
-                                Some(message),
-                            )));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Err(RuntimeError::ImageNotFound(image)) => {
-                    let reason = format!("image {image:?} is still absent after a successful pull");
-                    return Ok(self.report(self.bare(
-                        req,
-                        WorkloadStatus::ImagePullBackOff,
-                        Some(reason),
-                    )));
-                }
-                Err(RuntimeError::StartFailed { id, message }) => {
-                    tracing::warn!(workload = %req.workload_id, container = %id, reason = %message, "container did not start");
-                    let failed = ContainerState {
-                        container_id: Some(id),
-                        ..self.bare(req, WorkloadStatus::Failed, Some(message))
-                    };
-                    return Ok(self.report(failed));
-                }
-                Err(RuntimeError::Engine(message)) => {
-                    // The engine refused the container itself (bad bind, unknown network…).
-                    tracing::warn!(workload = %req.workload_id, reason = %message, "container not created");
-                    return Ok(self.report(self.bare(req, WorkloadStatus::Failed, Some(message))));
-                }
-                Err(RuntimeError::NameConflict(_)) => {
-                    if let Some(state) = self.resolve_conflict(req).await? {
-                        return Ok(state);
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(SupervisorError::Conflict(format!(
-            "container {:?} kept changing while it was being run; try again",
-            req.workload_id
-        )))
-    }
-
-    /// The name is taken: decide from the container holding it. `None` means "the way is
-    /// clear now, create again".
-    async fn resolve_conflict(
-        &self,
-        req: &RunRequest,
-    ) -> Result<Option<ContainerState>, SupervisorError> {
-        let existing = match self.runtime.inspect(&req.workload_id).await {
-            Ok(o) => o,
-            Err(RuntimeError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        match plan_run(&existing, &self.node_id, req.generation) {
-            RunPlan::Keep => {
-                self.remember_limits(&existing.id, existing.nano_cpus, existing.memory_bytes);
-                Ok(Some(self.state_of(&existing)))
-            }
-            RunPlan::Start => {
-                self.ledger.forget(&existing.id).await;
-                self.remember_limits(&existing.id, existing.nano_cpus, existing.memory_bytes);
-                match self.runtime.start(&existing.id).await {
-                    Ok(()) => Ok(Some(ContainerState {
-                        container_id: Some(existing.id),
-                        restart_count: existing.restart_count,
-                        ..self.bare(req, WorkloadStatus::Running, None)
-                    })),
-                    Err(RuntimeError::Engine(message)) => Ok(Some(self.report(ContainerState {
-                        container_id: Some(existing.id),
-                        ..self.bare(req, WorkloadStatus::Failed, Some(message))
-                    }))),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            RunPlan::Replace { stale } => {
-                tracing::info!(workload = %req.workload_id, stale_generation = stale, generation = req.generation, container = %existing.id, "removing stale generation");
-                self.ledger.record(&existing.id, Intent::Fence).await;
-                match self.runtime.remove(&existing.id).await {
-                    Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(None),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            RunPlan::RefuseNewer { existing: have } => Err(SupervisorError::Conflict(format!(
-                "workload {} already runs generation {have} on this node; generation {} is stale",
-                req.workload_id, req.generation
-            ))),
-            RunPlan::RefuseForeign { owner } => Err(SupervisorError::Conflict(match owner {
-                Some(node) => format!(
-                    "container name {:?} is held by a container of node {node:?} on the same engine (a stale copy; that node's agent removes it)",
-                    req.workload_id
-                ),
-                None => format!(
-                    "container name {:?} is held by a container not managed by persys",
-                    req.workload_id
-                ),
-            })),
         }
     }
 
@@ -429,64 +282,6 @@ impl<R: ContainerRuntime> Supervisor<R> {
             usage.running += 1;
         }
         Ok(usage)
-    }
-
-    /// The state to report for an engine event, if any.
-    pub async fn state_for_event(&self, ev: &RuntimeEvent) -> Option<ContainerState> {
-        let (workload, generation) =
-            workload_of(&ev.labels, ev.labels.get("name").map_or("", String::as_str));
-        let intent = self.ledger.intent(&ev.container_id);
-        if ev.action == EventAction::Destroy {
-            self.ledger.forget(&ev.container_id).await;
-            self.limits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&ev.container_id);
-            return match intent {
-                Some(Intent::Fence) => None,
-                Some(Intent::Remove | Intent::Stop) => Some(without_container(
-                    &workload,
-                    generation,
-                    WorkloadStatus::Stopped,
-                    Some("removed on request".into()),
-                    Utc::now(),
-                )),
-                None => Some(without_container(
-                    &workload,
-                    generation,
-                    WorkloadStatus::Missing,
-                    Some("container was removed".into()),
-                    Utc::now(),
-                )),
-            };
-        }
-        // A container being removed on purpose dies on the way; only its removal counts.
-        if matches!(intent, Some(Intent::Fence | Intent::Remove)) {
-            return None;
-        }
-        match self.runtime.inspect(&ev.container_id).await {
-            Ok(o) => Some(self.state_of(&o)),
-            // Gone already: the exit code the event carried is all there is.
-            Err(RuntimeError::NotFound(_)) => {
-                let code = ev.exit_code.unwrap_or(0);
-                let (status, reason) = match intent {
-                    Some(_) => (WorkloadStatus::Stopped, None),
-                    None if code == 0 => (WorkloadStatus::Exited, None),
-                    None => (
-                        WorkloadStatus::Failed,
-                        Some(format!("exited with code {code}")),
-                    ),
-                };
-                Some(ContainerState {
-                    exit_code: ev.exit_code,
-                    ..without_container(&workload, generation, status, reason, Utc::now())
-                })
-            }
-            Err(e) => {
-                tracing::warn!(container = %ev.container_id, error = %e, "cannot inspect container after event");
-                None
-            }
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 use super::*;
 use crate::report::ReportInbox;
 use crate::runtime::fake::FakeRuntime;
-use crate::runtime::EngineStatus;
+use crate::runtime::{EngineStatus, EventAction};
 use persys_proto::Resources;
 
 fn supervisor(node: &str, rt: Arc<FakeRuntime>) -> (Supervisor<FakeRuntime>, ReportInbox) {

@@ -1,0 +1,154 @@
+//! `run`: idempotent create-and-start with generation fencing and image pulls.
+
+use super::ledger::Intent;
+use super::plan::{plan_run, RunPlan};
+use super::{Supervisor, SupervisorError, RUN_ATTEMPTS};
+use crate::runtime::{ContainerRuntime, ContainerSpec, RuntimeError};
+use persys_proto::{ContainerState, RunRequest, WorkloadStatus};
+
+/// Container names Docker accepts (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+fn is_container_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+impl<R: ContainerRuntime> Supervisor<R> {
+    /// Run a workload: create and start its container, or answer the state of the one
+    /// that already runs it (idempotent), replacing an older generation. An image that
+    /// cannot be pulled is the state `ImagePullBackOff`, not an error.
+    pub async fn run(&self, req: &RunRequest) -> Result<ContainerState, SupervisorError> {
+        if !is_container_name(&req.workload_id) {
+            return Err(SupervisorError::Invalid(format!(
+                "workloadId {:?} is not a valid container name",
+                req.workload_id
+            )));
+        }
+        if req.image.trim().is_empty() {
+            return Err(SupervisorError::Invalid("image: is required".into()));
+        }
+        let spec =
+            ContainerSpec::from_request(req, &self.node_id).map_err(SupervisorError::Invalid)?;
+        let _guard = self.lock_workload(&req.workload_id).await;
+        let mut pulled = false;
+        for _ in 0..RUN_ATTEMPTS {
+            match self.runtime.run(&spec).await {
+                Ok(id) => {
+                    self.remember_limits(&id, spec.nano_cpus, spec.memory_bytes);
+                    return Ok(ContainerState {
+                        container_id: Some(id),
+                        ..self.bare(req, WorkloadStatus::Running, None)
+                    });
+                }
+                Err(RuntimeError::ImageNotFound(_)) if !pulled => {
+                    self.reports
+                        .push(self.bare(req, WorkloadStatus::Pulling, None));
+                    tracing::info!(image = %req.image, workload = %req.workload_id, "pulling image");
+                    match self.runtime.pull(&req.image).await {
+                        Ok(()) => pulled = true,
+                        Err(RuntimeError::Pull { message, .. }) => {
+                            tracing::warn!(image = %req.image, workload = %req.workload_id, reason = %message, "image pull failed");
+                            return Ok(self.report(self.bare(
+                                req,
+                                WorkloadStatus::ImagePullBackOff,
+                                Some(message),
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(RuntimeError::ImageNotFound(image)) => {
+                    let reason = format!("image {image:?} is still absent after a successful pull");
+                    return Ok(self.report(self.bare(
+                        req,
+                        WorkloadStatus::ImagePullBackOff,
+                        Some(reason),
+                    )));
+                }
+                Err(RuntimeError::StartFailed { id, message }) => {
+                    tracing::warn!(workload = %req.workload_id, container = %id, reason = %message, "container did not start");
+                    let failed = ContainerState {
+                        container_id: Some(id),
+                        ..self.bare(req, WorkloadStatus::Failed, Some(message))
+                    };
+                    return Ok(self.report(failed));
+                }
+                Err(RuntimeError::Engine(message)) => {
+                    // The engine refused the container itself (bad bind, unknown network…).
+                    tracing::warn!(workload = %req.workload_id, reason = %message, "container not created");
+                    return Ok(self.report(self.bare(req, WorkloadStatus::Failed, Some(message))));
+                }
+                Err(RuntimeError::NameConflict(_)) => {
+                    if let Some(state) = self.resolve_conflict(req).await? {
+                        return Ok(state);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(SupervisorError::Conflict(format!(
+            "container {:?} kept changing while it was being run; try again",
+            req.workload_id
+        )))
+    }
+
+    /// The name is taken: decide from the container holding it. `None` means "the way is
+    /// clear now, create again".
+    async fn resolve_conflict(
+        &self,
+        req: &RunRequest,
+    ) -> Result<Option<ContainerState>, SupervisorError> {
+        let existing = match self.runtime.inspect(&req.workload_id).await {
+            Ok(o) => o,
+            Err(RuntimeError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match plan_run(&existing, &self.node_id, req.generation) {
+            RunPlan::Keep => {
+                self.remember_limits(&existing.id, existing.nano_cpus, existing.memory_bytes);
+                Ok(Some(self.state_of(&existing)))
+            }
+            RunPlan::Start => {
+                self.ledger.forget(&existing.id).await;
+                self.remember_limits(&existing.id, existing.nano_cpus, existing.memory_bytes);
+                match self.runtime.start(&existing.id).await {
+                    Ok(()) => Ok(Some(ContainerState {
+                        container_id: Some(existing.id),
+                        restart_count: existing.restart_count,
+                        ..self.bare(req, WorkloadStatus::Running, None)
+                    })),
+                    Err(RuntimeError::Engine(message)) => Ok(Some(self.report(ContainerState {
+                        container_id: Some(existing.id),
+                        ..self.bare(req, WorkloadStatus::Failed, Some(message))
+                    }))),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            RunPlan::Replace { stale } => {
+                tracing::info!(workload = %req.workload_id, stale_generation = stale, generation = req.generation, container = %existing.id, "removing stale generation");
+                self.ledger.record(&existing.id, Intent::Fence).await;
+                match self.runtime.remove(&existing.id).await {
+                    Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            RunPlan::RefuseNewer { existing: have } => Err(SupervisorError::Conflict(format!(
+                "workload {} already runs generation {have} on this node; generation {} is stale",
+                req.workload_id, req.generation
+            ))),
+            RunPlan::RefuseForeign { owner } => Err(SupervisorError::Conflict(match owner {
+                Some(node) => format!(
+                    "container name {:?} is held by a container of node {node:?} on the same engine (a stale copy; that node's agent removes it)",
+                    req.workload_id
+                ),
+                None => format!(
+                    "container name {:?} is held by a container not managed by persys",
+                    req.workload_id
+                ),
+            })),
+        }
+    }
+}
