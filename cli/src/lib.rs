@@ -34,14 +34,14 @@ pub fn main_entry() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::output::say(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error::message(&e));
+            crate::output::say(&format!("error: {}", error::message(&e)));
             ExitCode::from(error::exit_code(&e))
         }
     }
@@ -71,6 +71,9 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("error: internal error: {}{at}", client::one_line(&msg));
+        crate::output::say(&format!(
+            "error: internal error: {}{at}",
+            client::one_line(&msg)
+        ));
     }));
 }

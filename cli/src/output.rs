@@ -217,6 +217,13 @@ pub fn print_text(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
+/// Print a line to stderr (progress, errors), ignoring a closed stderr: unlike
+/// `eprintln!`, which panics then.
+pub fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

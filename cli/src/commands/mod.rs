@@ -38,6 +38,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         format: output,
     };
     match command {
+        // Handled above, before any config is needed.
         Command::Dev(_) => Ok(()),
         Command::Run(args) => run::run(&ctx, &args).await,
         Command::Logs(args) => logs::logs(&ctx, &args).await,

@@ -125,7 +125,7 @@ async fn wait(ctx: &Ctx, id: &str, timeout: Duration) -> anyhow::Result<serde_js
             let why = w.status_reason.as_deref().unwrap_or_default();
             tracing::debug!(status = %w.status, reason = why, "workload status");
             if ctx.format == Format::Table {
-                eprintln!(
+                crate::output::say(&format!(
                     "{id}: {}{}",
                     w.status,
                     if why.is_empty() {
@@ -133,7 +133,7 @@ async fn wait(ctx: &Ctx, id: &str, timeout: Duration) -> anyhow::Result<serde_js
                     } else {
                         format!(" ({why})")
                     }
-                );
+                ));
             }
             seen = Some(w.status);
         }

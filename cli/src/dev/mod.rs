@@ -47,11 +47,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if !sup.is_empty() {
         // Only a signal after this point means "hurry" (SIGKILL without waiting).
         signals.borrow_and_update();
-        eprintln!("stopping the cluster...");
+        crate::output::say("stopping the cluster...");
         sup.shutdown(STOP_GRACE, &mut signals).await;
     }
     if outcome.is_ok() {
-        eprintln!("stopped; state kept in {}", layout.root.display());
+        crate::output::say(&format!("stopped; state kept in {}", layout.root.display()));
     }
     outcome
 }
@@ -87,10 +87,10 @@ async fn bring_up_and_serve(
         },
     };
 
-    eprintln!(
+    crate::output::say(&format!(
         "starting persys-scheduler on 127.0.0.1:{} (bootstrap {})",
         args.scheduler_port, args.bootstrap_port
-    );
+    ));
     let scheduler_args = [
         "--data-dir".to_string(),
         layout.scheduler.display().to_string(),
@@ -128,7 +128,9 @@ async fn bring_up_and_serve(
     let (agent_bin, agent_hint) = locate("persys-agent");
     for i in 1..=args.agents {
         let port = args.agent_port + (i - 1);
-        eprintln!("starting persys-agent node-{i} on 127.0.0.1:{port}");
+        crate::output::say(&format!(
+            "starting persys-agent node-{i} on 127.0.0.1:{port}"
+        ));
         let agent_args = [
             "--node-id".to_string(),
             format!("node-{i}"),
@@ -168,8 +170,8 @@ async fn bring_up_and_serve(
         return Ok(());
     }
 
-    println!(
-        "{}",
+    crate::output::print_text(&format!(
+        "{}\n",
         summary(
             layout,
             &client_file.api_endpoint,
@@ -177,7 +179,7 @@ async fn bring_up_and_serve(
             args.agents,
             &home
         )
-    );
+    ));
     tokio::select! {
         _ = signals.changed() => Ok(()),
         died = sup.wait_any_exit() => Err(died.into()),
@@ -194,7 +196,7 @@ async fn start_etcd(
         net::two_free_ports().context("cannot find free ports for etcd")?;
     let client_url = format!("http://127.0.0.1:{client_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
-    eprintln!("starting etcd on {client_url}");
+    crate::output::say(&format!("starting etcd on {client_url}"));
     let etcd_args = [
         "--name".to_string(),
         "persys-dev".into(),
