@@ -50,7 +50,7 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// The Docker engine is unusable.
-    #[error("docker engine: {0}")]
+    #[error(transparent)]
     Docker(#[from] RuntimeError),
     /// Joining the cluster failed.
     #[error(transparent)]

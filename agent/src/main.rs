@@ -19,10 +19,8 @@ async fn main() -> ExitCode {
     match persys_agent::run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(
-                error = format!("{:#}", anyhow::Error::from(e)),
-                "persys-agent failed"
-            );
+            // Each message already names its cause; no chain to append.
+            tracing::error!(error = %e, "persys-agent failed");
             ExitCode::FAILURE
         }
     }
