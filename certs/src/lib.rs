@@ -23,5 +23,8 @@ pub use error::CertError;
 pub use issue::IssuedCert;
 pub use pem::{common_name, fingerprint_der, fingerprint_pem, write_private};
 pub use serve::{serve_tls, PeerIdentity};
-pub use tls::{client_config, client_config_pinned, server_config, server_config_mtls};
+pub use tls::{
+    client_config, client_config_pinned, server_config, server_config_mtls,
+    server_config_optional_client_auth,
+};
 pub use token::{constant_time_eq, hash_secret, JoinToken};

@@ -40,6 +40,28 @@ pub fn server_config_mtls(
     Ok(Arc::new(config))
 }
 
+/// A server where a client certificate is OPTIONAL: a client that presents one must
+/// present a certificate issued by the CA in `ca_pem` (otherwise the handshake fails),
+/// and a client that presents none is admitted and authenticates some other way (e.g.
+/// a bearer token). Used by the gateway, which serves both persysctl (certificates)
+/// and token clients on one port.
+pub fn server_config_optional_client_auth(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ServerConfig>, CertError> {
+    let roots = Arc::new(root_store(ca_pem)?);
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .allow_unauthenticated()
+        .build()?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(parse_certs(cert_pem)?, parse_key(key_pem)?)?;
+    config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
 /// A server without client authentication. `chain_extra_pem` (the CA certificate)
 /// is appended to the presented chain so that a client pinning the CA hash can
 /// find and verify against it.
@@ -196,6 +218,16 @@ mod tests {
         );
         let plain = server_config(&srv.cert_pem, &srv.key_pem, Some(ca.cert_pem())).expect("tls");
         assert_eq!(plain.alpn_protocols.len(), 2);
+    }
+
+    #[test]
+    fn optional_client_auth_config_builds_with_h2_and_http11() {
+        let ca = CertificateAuthority::generate("ca").expect("ca");
+        let srv = ca.issue_server("s", &["localhost".into()]).expect("srv");
+        let config = server_config_optional_client_auth(ca.cert_pem(), &srv.cert_pem, &srv.key_pem)
+            .expect("config");
+        // Whether a certificate is optional is exercised over real TLS in the gateway's tests.
+        assert_eq!(config.alpn_protocols.len(), 2);
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub mod labels {
     pub const NODE_ID: &str = "persys.nodeId";
     /// Marks a container as managed by persys.
     pub const MANAGED: &str = "persys.managed";
+    /// Workload label: the git repository (`owner/name`) it is built from. A GitHub push
+    /// to that repository and [`BRANCH`] redeploys it (gateway webhook).
+    pub const REPO: &str = "persys.io/repo";
+    /// Workload label: the git branch it follows (see [`REPO`]).
+    pub const BRANCH: &str = "persys.io/branch";
 }
 
 /// etcd key layout (original keys kept).

@@ -44,6 +44,12 @@ pub mod codes {
     pub const UNAVAILABLE: &str = "unavailable";
     /// 500.
     pub const INTERNAL: &str = "internal";
+    /// 429: a client's rate limit is exhausted (the answer carries `Retry-After`).
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// 504: an upstream (the scheduler) did not answer in time.
+    pub const TIMEOUT: &str = "timeout";
+    /// 405: the route exists but not with this method.
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
 }
 
 /// Answer of `POST /workloads/schedule` (the original route). `node_id` is what the
