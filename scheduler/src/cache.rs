@@ -198,6 +198,7 @@ impl Cache {
                 }
                 match self.load(&store).await {
                     Ok(r) => {
+                        tracing::info!(revision = r, "re-listed from etcd");
                         revision = r;
                         backoff = Duration::from_millis(100);
                         break;

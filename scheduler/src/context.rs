@@ -29,6 +29,8 @@ pub struct Ctx {
     pub agents: AgentClient,
     /// Queue of workloads whose desired state must be carried to their agent.
     pub dispatcher: Dispatcher,
+    /// Nodes to reconcile now (the backstop, on demand).
+    pub node_queue: crate::reconcile::NodeQueue,
     /// Wakes the pending re-placement (capacity may have appeared).
     pub pending_kick: Notify,
     /// Cluster CA certificate (PEM), returned to registering agents.
@@ -48,6 +50,34 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
+    /// Assemble the shared state from its parts.
+    pub fn new(
+        config: Config,
+        store: Store,
+        cache: Arc<Cache>,
+        pki: crate::pki::Pki,
+        agents: AgentClient,
+        strategy: crate::placement::Strategy,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        Self {
+            liveness: Liveness::new(config.node_timeout()),
+            placer: Placer::new(strategy),
+            metrics: Metrics::new(),
+            dispatcher: Dispatcher::new(),
+            node_queue: crate::reconcile::NodeQueue::default(),
+            pending_kick: Notify::new(),
+            ca_pem: pki.ca.cert_pem().to_string(),
+            ca_hash: pki.ca.fingerprint(),
+            ca: pki.ca,
+            config,
+            store,
+            cache,
+            agents,
+            shutdown,
+        }
+    }
+
     /// Ask the pending re-placement to run soon.
     pub fn kick_pending(&self) {
         self.pending_kick.notify_one();

@@ -5,7 +5,9 @@ use crate::context::Ctx;
 use crate::status;
 use crate::store::{StoreError, StoreEvent, Updated};
 use chrono::Utc;
-use persys_proto::{keys, ContainerState, Node, NodeStatus, StatusReport, Workload};
+use persys_proto::{
+    keys, ContainerState, Node, NodeStatus, StatusReport, Workload, WorkloadStatus,
+};
 use std::collections::HashSet;
 
 /// A workload changed less than this long ago is not marked `Missing` from a full report.
@@ -135,21 +137,22 @@ pub async fn apply_report(
             .map(|c| c.workload_id.as_str())
             .collect();
         for w in ctx.cache.workloads() {
-            // A record changed moments ago may be newer than the agent's list (a run
-            // that finished while the report was in flight); the next report decides.
-            let recent = Utc::now() - w.updated_at < chrono::Duration::seconds(MISSING_GRACE_SECS);
-            if w.node_id.as_deref() != Some(node_id)
-                || listed.contains(w.id.as_str())
-                || !status::expects_container(&w)
-                || recent
-            {
+            if w.node_id.as_deref() != Some(node_id) || listed.contains(w.id.as_str()) {
                 continue;
             }
+            // A record changed moments ago may be newer than the agent's list (a run
+            // that finished while the report was in flight); the next report decides.
+            // Unknown is our own mark from the node's absence, so it is never "recent".
+            let recent = Utc::now() - w.updated_at < chrono::Duration::seconds(MISSING_GRACE_SECS);
+            if w.status != WorkloadStatus::Unknown && (recent || !status::expects_container(&w)) {
+                continue;
+            }
+            let generation = w.generation;
             update_workload(ctx, &w.id, |cur| {
-                if cur.node_id.as_deref() != Some(node_id) || cur.generation != w.generation {
+                if cur.node_id.as_deref() != Some(node_id) || cur.generation != generation {
                     return None;
                 }
-                status::mark_missing(cur, Utc::now())
+                status::resolve_unlisted(cur, Utc::now())
             })
             .await?;
         }

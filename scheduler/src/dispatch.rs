@@ -182,9 +182,13 @@ pub enum Action {
 pub fn action_for(w: &Workload) -> Option<Action> {
     let placed = w.node_id.is_some() && w.status != WorkloadStatus::Pending;
     match w.desired_state {
-        DesiredState::Running => {
-            (placed && w.status == WorkloadStatus::Scheduled).then_some(Action::Run)
-        }
+        // Stopped while wanted running: a stop that finished after a start request.
+        DesiredState::Running => (placed
+            && matches!(
+                w.status,
+                WorkloadStatus::Scheduled | WorkloadStatus::Stopped
+            ))
+        .then_some(Action::Run),
         DesiredState::Stopped => match w.status {
             WorkloadStatus::Stopped => None,
             _ if !placed => Some(Action::RecordOnly),
@@ -387,6 +391,14 @@ mod tests {
         assert_eq!(
             action_for(&w(DesiredState::Running, WorkloadStatus::Pending, None)),
             None
+        );
+        assert_eq!(
+            action_for(&w(
+                DesiredState::Running,
+                WorkloadStatus::Stopped,
+                Some("n")
+            )),
+            Some(Action::Run)
         );
     }
 

@@ -37,7 +37,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -174,21 +173,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             source,
         })?;
 
-    let ctx = Arc::new(Ctx {
-        liveness: liveness::Liveness::new(config.node_timeout()),
-        placer: placer::Placer::new(strategy),
-        metrics: metrics::Metrics::new(),
-        dispatcher: dispatch::Dispatcher::new(),
-        pending_kick: Notify::new(),
-        ca_pem: pki.ca.cert_pem().to_string(),
-        ca_hash: pki.ca.fingerprint(),
-        ca: pki.ca,
+    let ctx = Arc::new(Ctx::new(
         config,
-        store: store.clone(),
-        cache: cache.clone(),
+        store.clone(),
+        cache.clone(),
+        pki,
         agents,
-        shutdown: shutdown.clone(),
-    });
+        strategy,
+        shutdown.clone(),
+    ));
 
     let tracker = TaskTracker::new();
     let failed = Arc::new(tokio::sync::Mutex::new(None));
@@ -248,5 +241,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let running = start(config, shutdown.clone()).await?;
     shutdown.cancelled().await;
     tracing::info!("shutting down");
-    running.wait().await
+    let result = running.wait().await;
+    tracing::info!("stopped");
+    result
 }

@@ -165,6 +165,8 @@ pub async fn heartbeat(
         if let Updated::Written(_) = out {
             tracing::info!(node = %node_id, "node heartbeating again; marked Active");
             ctx.kick_pending();
+            // Its workloads are Unknown: learn their real states now.
+            ctx.node_queue.request(node_id);
         }
     }
     Ok(true)

@@ -2,25 +2,36 @@
 
 use clap::Parser;
 use persys_scheduler::config::Config;
+use std::process::ExitCode;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("persys-scheduler: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let shutdown = CancellationToken::new();
-    tokio::spawn(signals(shutdown.clone()));
-    match persys_scheduler::run(config, shutdown).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    runtime.spawn(signals(shutdown.clone()));
+    let result = runtime.block_on(persys_scheduler::run(config, shutdown));
+    // Everything of ours has stopped; don't wait for idle client connection tasks.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "persys-scheduler failed");
             eprintln!("persys-scheduler: {e}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
@@ -28,9 +39,10 @@ async fn main() -> std::process::ExitCode {
 /// Cancel `shutdown` on SIGTERM or SIGINT.
 async fn signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -6,21 +6,60 @@
 use crate::context::Ctx;
 use crate::control;
 use persys_proto::{Node, NodeStatus, StatusReport};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// Requests to reconcile one node now (e.g. it came back after being Inactive).
+#[derive(Debug)]
+pub struct NodeQueue {
+    tx: mpsc::UnboundedSender<String>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+}
+
+impl Default for NodeQueue {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl NodeQueue {
+    /// Reconcile `node_id` soon.
+    pub fn request(&self, node_id: &str) {
+        let _ = self.tx.send(node_id.to_string());
+    }
+}
 
 /// Run until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(ctx.config.monitor_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let Some(mut requests) = ctx
+        .node_queue
+        .rx
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    else {
+        tracing::error!("backstop reconcile started twice");
+        return;
+    };
     // The first tick fires at once; the start-up state is fresh, so skip it.
     tick.tick().await;
     loop {
-        tokio::select! {
+        let only = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+            _ = tick.tick() => None,
+            Some(id) = requests.recv() => Some(id),
+        };
         for node in ctx.cache.nodes() {
+            if only.as_ref().is_some_and(|id| *id != node.node_id) {
+                continue;
+            }
             if node.status == NodeStatus::Inactive {
                 continue;
             }

@@ -28,6 +28,13 @@ pub fn apply_container_state(
     {
         return None;
     }
+    // A stop answered after the user already asked to start again: the run follows.
+    if w.desired_state == DesiredState::Running
+        && w.status == WorkloadStatus::Scheduled
+        && status == WorkloadStatus::Stopped
+    {
+        return None;
+    }
     // Pending is the scheduler's own status; an agent cannot report it.
     if status == WorkloadStatus::Pending {
         return None;
@@ -73,6 +80,21 @@ pub fn mark_missing(w: &Workload, now: DateTime<Utc>) -> Option<Workload> {
     next.container_id = None;
     next.updated_at = now;
     Some(next)
+}
+
+/// A workload of a node whose complete container list does not include it. If it was
+/// `Unknown` (its node was away) and should run, no container exists, so it is run again
+/// (`Scheduled`; nothing can run twice); otherwise it is `Missing` if it had a container.
+pub fn resolve_unlisted(w: &Workload, now: DateTime<Utc>) -> Option<Workload> {
+    if w.status == WorkloadStatus::Unknown && w.desired_state == DesiredState::Running {
+        let mut next = w.clone();
+        next.status = WorkloadStatus::Scheduled;
+        next.status_reason = Some("node is back without this container; running it again".into());
+        next.container_id = None;
+        next.updated_at = now;
+        return Some(next);
+    }
+    mark_missing(w, now)
 }
 
 /// The record marked `Unknown` because its node was lost, or `None` if nothing changes.
@@ -187,10 +209,32 @@ mod tests {
     }
 
     #[test]
+    fn stop_answer_after_a_new_start_is_ignored() {
+        let w = placed(WorkloadStatus::Scheduled, 1);
+        assert!(
+            apply_container_state(&w, &state(WorkloadStatus::Stopped, 1), Utc::now()).is_none()
+        );
+    }
+
+    #[test]
     fn just_scheduled_workload_is_not_marked_missing() {
         assert!(mark_missing(&placed(WorkloadStatus::Scheduled, 1), Utc::now()).is_none());
         let m = mark_missing(&placed(WorkloadStatus::Running, 1), Utc::now()).expect("missing");
         assert_eq!(m.status, WorkloadStatus::Missing);
+    }
+
+    #[test]
+    fn unlisted_unknown_workload_is_run_again_and_others_go_missing() {
+        let w = placed(WorkloadStatus::Unknown, 1);
+        assert_eq!(
+            resolve_unlisted(&w, Utc::now()).map(|w| w.status),
+            Some(WorkloadStatus::Scheduled)
+        );
+        let r = placed(WorkloadStatus::Running, 1);
+        assert_eq!(
+            resolve_unlisted(&r, Utc::now()).map(|w| w.status),
+            Some(WorkloadStatus::Missing)
+        );
     }
 
     #[test]

@@ -76,3 +76,125 @@ impl Drop for Etcd {
         self.kill();
     }
 }
+
+/// A scheduler context on a real etcd, without listeners: drive `api::router` with
+/// `oneshot`. The cache follows the etcd watch.
+pub struct TestApp {
+    /// Shared state.
+    pub ctx: std::sync::Arc<crate::context::Ctx>,
+    /// The etcd (kill it to test outages).
+    pub etcd: Etcd,
+    /// Cancels the background tasks.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Start etcd, make a PKI, load the cache and follow the watch.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`TestApp::start`], adjusting the configuration first.
+    pub async fn start_with(adjust: impl FnOnce(&mut crate::config::Config)) -> Self {
+        let etcd = Etcd::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = crate::config::Config::for_test(&etcd.endpoint, dir.path().to_path_buf());
+        adjust(&mut config);
+        let pki = crate::pki::Pki::load_or_create(dir.path(), &[], None).expect("pki");
+        let store = etcd.store().await;
+        pki.publish_token(&store).await.expect("token stored");
+        let cache = std::sync::Arc::new(crate::cache::Cache::new());
+        let rev = cache.load(&store).await.expect("load");
+        let agents =
+            crate::agent_client::AgentClient::new(pki.ca.cert_pem(), &pki.cert_pem, &pki.key_pem)
+                .expect("agent client");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let ctx = std::sync::Arc::new(crate::context::Ctx::new(
+            config,
+            store.clone(),
+            cache.clone(),
+            pki,
+            agents,
+            crate::placement::Strategy::Spread,
+            shutdown.clone(),
+        ));
+        let token = shutdown.clone();
+        tokio::spawn(async move { cache.run(store, rev, token).await });
+        Self {
+            ctx,
+            etcd,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    /// The join token agents present.
+    pub fn join_token(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("join-token"))
+            .expect("token file")
+            .trim()
+            .to_string()
+    }
+
+    /// Put a node record directly (as a registration would), Active, with `cores` and
+    /// `memory_mb` and labels.
+    pub async fn add_node(&self, id: &str, cores: f64, memory_mb: u64, labels: &[(&str, &str)]) {
+        let node = persys_proto::Node {
+            node_id: id.into(),
+            hostname: id.into(),
+            ip_address: "127.0.0.1".into(),
+            agent_port: 1,
+            os_name: String::new(),
+            kernel_version: String::new(),
+            status: persys_proto::NodeStatus::Active,
+            total_cpu: cores,
+            total_memory: memory_mb,
+            available_cpu: cores,
+            available_memory: memory_mb,
+            allocated_cpu: 0,
+            allocated_memory: 0,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            domain_name: String::new(),
+            last_heartbeat: None,
+            registered_at: chrono::Utc::now(),
+        };
+        let rev = self
+            .ctx
+            .store
+            .put_if_absent(&persys_proto::keys::node(id), &node)
+            .await
+            .expect("put node")
+            .expect("new node");
+        self.ctx
+            .cache
+            .apply(crate::store::StoreEvent::NodePut(Box::new(node), rev));
+        self.ctx.liveness.grace(id, tokio::time::Instant::now());
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Wait until `cond` holds (polling every 20 ms), failing after `secs` seconds.
+#[macro_export]
+macro_rules! assert_eventually {
+    ($secs:expr, $cond:expr) => {{
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64($secs as f64);
+        loop {
+            if $cond {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("condition not met within {}s: {}", $secs, stringify!($cond));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }};
+}
