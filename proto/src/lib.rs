@@ -15,7 +15,7 @@ pub use status::{DesiredState, WorkloadStatus};
 pub use validate::ValidationError;
 pub use wire::*;
 pub use workload::{
-    Command, RestartPolicy, Resources, Workload, WorkloadRequest, WorkloadSpec, WorkloadType,
+    Command, Resources, RestartPolicy, Workload, WorkloadRequest, WorkloadSpec, WorkloadType,
 };
 
 /// Labels every persys container carries (see "Agent API" in the contract).

@@ -1,7 +1,7 @@
 //! Validation of client requests into specs. Every error names the field.
 
 use crate::workload::{
-    Command, ResourcesRequest, Resources, RestartPolicy, WorkloadRequest, WorkloadSpec,
+    Command, Resources, ResourcesRequest, RestartPolicy, WorkloadRequest, WorkloadSpec,
     WorkloadType,
 };
 use std::fmt;
@@ -64,7 +64,10 @@ impl WorkloadRequest {
             return Err(err("image", "is required"));
         }
         if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(err("image", format!("{image:?} is not a valid image reference")));
+            return Err(err(
+                "image",
+                format!("{image:?} is not a valid image reference"),
+            ));
         }
         let name = if self.name.trim().is_empty() {
             name_from_image(&image)
@@ -122,7 +125,10 @@ impl WorkloadRequest {
             })?,
         };
         let resources = validate_resources(self.resources.unwrap_or_default())?;
-        for (field, map) in [("labels", &self.labels), ("nodeSelector", &self.node_selector)] {
+        for (field, map) in [
+            ("labels", &self.labels),
+            ("nodeSelector", &self.node_selector),
+        ] {
             for key in map.keys() {
                 if key.is_empty() || key.len() > 253 {
                     return Err(err(field, "label keys must be 1-253 characters"));
@@ -162,7 +168,13 @@ pub fn name_from_image(image: &str) -> String {
     let base = last.split(['@', ':']).next().unwrap_or(last);
     let cleaned: String = base
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let trimmed = cleaned.trim_matches('-');
     if trimmed.is_empty() {
@@ -264,7 +276,9 @@ mod tests {
 
     #[test]
     fn missing_image_names_the_field() {
-        let e = req(r#"{"name":"x","type":"docker-container"}"#).validate().unwrap_err();
+        let e = req(r#"{"name":"x","type":"docker-container"}"#)
+            .validate()
+            .unwrap_err();
         assert_eq!(e.field, "image");
     }
 
@@ -277,7 +291,9 @@ mod tests {
 
     #[test]
     fn compose_types_are_refused_as_not_yet_supported() {
-        let e = req(r#"{"image":"a","type":"docker-compose"}"#).validate().unwrap_err();
+        let e = req(r#"{"image":"a","type":"docker-compose"}"#)
+            .validate()
+            .unwrap_err();
         assert!(e.message.contains("not supported yet"));
     }
 
@@ -293,37 +309,56 @@ mod tests {
 
     #[test]
     fn string_command_is_shell_form_and_array_is_exec_form() {
-        let s = req(r#"{"image":"a","command":"echo hi"}"#).validate().expect("valid");
+        let s = req(r#"{"image":"a","command":"echo hi"}"#)
+            .validate()
+            .expect("valid");
         assert_eq!(s.command, Some(Command::Shell("echo hi".into())));
         assert_eq!(
             s.command.as_ref().map(Command::to_argv),
             Some(vec!["/bin/sh".to_string(), "-c".into(), "echo hi".into()])
         );
-        let e = req(r#"{"image":"a","command":["sleep","1"]}"#).validate().expect("valid");
-        assert_eq!(e.command, Some(Command::Exec(vec!["sleep".into(), "1".into()])));
+        let e = req(r#"{"image":"a","command":["sleep","1"]}"#)
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            e.command,
+            Some(Command::Exec(vec!["sleep".into(), "1".into()]))
+        );
     }
 
     #[test]
     fn negative_resources_name_the_field() {
-        let e = req(r#"{"image":"a","resources":{"cpu":-1}}"#).validate().unwrap_err();
+        let e = req(r#"{"image":"a","resources":{"cpu":-1}}"#)
+            .validate()
+            .unwrap_err();
         assert_eq!(e.field, "resources.cpu");
-        let e = req(r#"{"image":"a","resources":{"memory":1.5}}"#).validate().unwrap_err();
+        let e = req(r#"{"image":"a","resources":{"memory":1.5}}"#)
+            .validate()
+            .unwrap_err();
         assert_eq!(e.field, "resources.memory");
     }
 
     #[test]
     fn bad_restart_policy_and_ports_and_volumes_name_the_field() {
-        let e = req(r#"{"image":"a","restartPolicy":"sometimes"}"#).validate().unwrap_err();
+        let e = req(r#"{"image":"a","restartPolicy":"sometimes"}"#)
+            .validate()
+            .unwrap_err();
         assert_eq!(e.field, "restartPolicy");
-        let e = req(r#"{"image":"a","ports":["80:80","x:1"]}"#).validate().unwrap_err();
+        let e = req(r#"{"image":"a","ports":["80:80","x:1"]}"#)
+            .validate()
+            .unwrap_err();
         assert_eq!(e.field, "ports[1]");
-        let e = req(r#"{"image":"a","volumes":["/a:relative"]}"#).validate().unwrap_err();
+        let e = req(r#"{"image":"a","volumes":["/a:relative"]}"#)
+            .validate()
+            .unwrap_err();
         assert_eq!(e.field, "volumes[0]");
     }
 
     #[test]
     fn name_defaults_from_image() {
-        let s = req(r#"{"image":"docker.io/library/nginx:1.27"}"#).validate().expect("valid");
+        let s = req(r#"{"image":"docker.io/library/nginx:1.27"}"#)
+            .validate()
+            .expect("valid");
         assert_eq!(s.name, "nginx");
         assert_eq!(name_from_image("busybox:local"), "busybox");
     }
