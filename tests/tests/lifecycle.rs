@@ -124,3 +124,45 @@ async fn missing_image_reports_image_pull_back_off_with_the_engine_reason() {
     let reason = v["statusReason"].as_str().unwrap_or_default();
     assert!(!reason.is_empty(), "reason given");
 }
+
+#[tokio::test]
+async fn container_gets_limits_labels_env_and_the_shell_form_inside_the_container() {
+    let c = Cluster::start(one_agent()).await.expect("cluster starts");
+    let w = c
+        .submit(json!({
+            "name": "limited",
+            "image": TEST_IMAGE,
+            "command": "echo $MODE; sleep 3600",
+            "envVars": {"MODE": "prod"},
+            "resources": {"cpu": 250, "memory": 64},
+            "labels": {"team": "web"},
+        }))
+        .await
+        .expect("submitted");
+    let id = w["id"].as_str().expect("id").to_string();
+    let running = c
+        .wait_status(&id, "Running", Duration::from_secs(20))
+        .await
+        .expect("Running");
+    let cid = running["containerId"].as_str().expect("container id");
+    let info = docker::inspect(cid).expect("inspect");
+    assert_eq!(info["Name"], format!("/{id}"), "named by workload id");
+    assert_eq!(info["HostConfig"]["NanoCpus"], 250_000_000_i64);
+    assert_eq!(info["HostConfig"]["Memory"], 64_i64 * 1024 * 1024);
+    let labels = &info["Config"]["Labels"];
+    assert_eq!(labels["persys.workloadId"], id.as_str());
+    assert_eq!(labels["persys.displayName"], "limited");
+    assert_eq!(
+        labels["persys.generation"],
+        running["generation"].to_string()
+    );
+    assert_eq!(labels["persys.nodeId"], c.agents[0].node_id.as_str());
+    assert_eq!(labels["team"], "web");
+    assert_eq!(
+        info["Config"]["Cmd"],
+        json!(["/bin/sh", "-c", "echo $MODE; sleep 3600"]),
+        "a string command is the container's own shell form"
+    );
+    let env = info["Config"]["Env"].as_array().expect("env");
+    assert!(env.iter().any(|e| e == "MODE=prod"), "{env:?}");
+}
