@@ -62,6 +62,12 @@ pub async fn run_heartbeats<R: ContainerRuntime>(
         };
         match answer {
             Ok(answer) => {
+                tracing::trace!(
+                    available_cpu = beat.available_cpu,
+                    available_memory = beat.available_memory,
+                    reregister = answer.reregister,
+                    "heartbeat"
+                );
                 if failing {
                     tracing::info!("heartbeats reach the scheduler again");
                     failing = false;

@@ -65,7 +65,7 @@ pub enum JoinError {
     #[error("this node is not registered yet ({0} is missing); pass --join-token (or PERSYS_JOIN_TOKEN)")]
     NotRegistered(PathBuf),
     /// The bootstrap server's chain does not match the token's CA hash.
-    #[error("refusing the bootstrap server {url}: its certificate does not match the CA hash in the join token ({detail})")]
+    #[error("refusing the bootstrap server {url}: its certificate is not trusted under the CA hash in the join token ({detail})")]
     Untrusted {
         /// Bootstrap URL.
         url: String,

@@ -15,6 +15,7 @@ use persys_proto::{
     ContainerState, HeartbeatResponse, NodeHeartbeat, RegisterRequest, RegisterResponse,
     StatusReport, WorkloadStatus,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -31,6 +32,7 @@ struct FakeScheduler {
     ca: Arc<CertificateAuthority>,
     token: JoinToken,
     seen: Arc<Mutex<Seen>>,
+    forget_node: Arc<AtomicBool>,
     bootstrap_url: String,
     api_url: String,
     shutdown: CancellationToken,
@@ -41,6 +43,8 @@ struct Shared {
     ca: Arc<CertificateAuthority>,
     token: String,
     seen: Arc<Mutex<Seen>>,
+    /// Answer the next heartbeat with `reregister: true`.
+    forget_node: Arc<AtomicBool>,
 }
 
 async fn register(
@@ -84,7 +88,9 @@ async fn heartbeat(
         .expect("lock")
         .heartbeats
         .push((peer.common_name, beat));
-    Json(HeartbeatResponse::default())
+    Json(HeartbeatResponse {
+        reregister: s.forget_node.swap(false, Ordering::SeqCst),
+    })
 }
 
 async fn status(
@@ -107,10 +113,12 @@ impl FakeScheduler {
         let ca = Arc::new(CertificateAuthority::generate("test-ca").expect("ca"));
         let token = JoinToken::generate(&ca.fingerprint());
         let seen = Arc::new(Mutex::new(Seen::default()));
+        let forget_node = Arc::new(AtomicBool::new(false));
         let shared = Shared {
             ca: ca.clone(),
             token: token.to_string(),
             seen: seen.clone(),
+            forget_node: forget_node.clone(),
         };
         let server = ca
             .issue_server(
@@ -154,6 +162,7 @@ impl FakeScheduler {
             ca,
             token,
             seen,
+            forget_node,
             bootstrap_url,
             api_url,
             shutdown,
@@ -367,7 +376,7 @@ async fn a_token_whose_ca_hash_does_not_match_the_server_is_refused() {
     .expect("fails fast");
     let err = result.expect_err("refused");
     assert!(
-        err.to_string().contains("does not match the CA hash"),
+        err.to_string().contains("not trusted under the CA hash"),
         "{err}"
     );
     assert!(sched.seen(|s| s.registrations.is_empty()));
@@ -393,4 +402,39 @@ async fn a_wrong_join_secret_is_reported_as_refused() {
     .expect("fails fast");
     let err = result.expect_err("refused");
     assert!(err.to_string().contains("401"), "{err}");
+}
+
+#[tokio::test]
+async fn a_node_the_scheduler_forgot_registers_again_and_keeps_heartbeating() {
+    ensure_image();
+    let node = unique("t-rereg");
+    let _cleanup = Cleanup(node.clone());
+    let sched = FakeScheduler::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(persys_agent::run(
+        sched.config(&node, dir.path(), &sched.token.to_string()),
+        shutdown.clone(),
+    ));
+    eventually("a first heartbeat", || {
+        sched.seen(|s| (!s.heartbeats.is_empty()).then_some(()))
+    })
+    .await;
+    sched.forget_node.store(true, Ordering::SeqCst);
+    eventually("a second registration", || {
+        sched.seen(|s| (s.registrations.len() == 2).then_some(()))
+    })
+    .await;
+    let after = sched.seen(|s| s.heartbeats.len());
+    eventually("heartbeats after re-registering", || {
+        sched.seen(|s| (s.heartbeats.len() > after + 1).then_some(()))
+    })
+    .await;
+    shutdown.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(15), agent)
+        .await
+        .expect("stops")
+        .expect("joins");
+    assert!(result.is_ok(), "{result:?}");
+    sched.shutdown.cancel();
 }
