@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod scheduler;
+
 use persys_agent::report::{ReportHandle, ReportInbox};
 use persys_agent::runtime::docker::DockerRuntime;
 use persys_agent::supervisor::ledger::Ledger;
