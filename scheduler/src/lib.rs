@@ -27,6 +27,8 @@ pub mod status;
 pub mod store;
 
 #[cfg(test)]
+mod flow_tests;
+#[cfg(test)]
 pub(crate) mod testutil;
 
 use crate::cache::Cache;

@@ -29,7 +29,6 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "persys-scheduler failed");
             eprintln!("persys-scheduler: {e}");
             ExitCode::FAILURE
         }

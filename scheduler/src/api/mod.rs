@@ -79,7 +79,7 @@ async fn not_found() -> AppError {
 async fn method_not_allowed() -> AppError {
     AppError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        persys_proto::codes::METHOD_NOT_ALLOWED,
         "method not allowed on this route",
     )
 }
