@@ -70,14 +70,11 @@ fn map_err(e: BollardError, subject: &str) -> RuntimeError {
         BollardError::DockerResponseServerError {
             status_code: 404, ..
         } => RuntimeError::NotFound(subject.to_string()),
-        BollardError::DockerResponseServerError {
-            status_code: 409,
-            message,
-        } => RuntimeError::Engine(message),
         BollardError::DockerResponseServerError { message, .. } => RuntimeError::Engine(message),
         BollardError::DockerStreamError { error } => RuntimeError::Engine(error),
         e @ (BollardError::IOError { .. }
         | BollardError::HyperResponseError { .. }
+        | BollardError::HyperLegacyError { .. }
         | BollardError::RequestTimeoutError
         | BollardError::SocketNotFoundError(_)) => RuntimeError::Unavailable(e.to_string()),
         e => RuntimeError::Engine(e.to_string()),
