@@ -1,0 +1,162 @@
+//! Reconciling one workload with its agent: run, stop, remove-then-delete, each agent
+//! call retried with backoff on network errors.
+
+use super::action::{action_for, Action};
+use super::Next;
+use crate::agent_client::AgentError;
+use crate::context::Ctx;
+use crate::control;
+use crate::store::StoreError;
+use backon::{ExponentialBuilder, Retryable};
+use chrono::Utc;
+use persys_proto::{
+    ContainerState, DesiredState, Node, NodeStatus, RunRequest, Workload, WorkloadStatus,
+};
+use std::time::Duration;
+
+/// Reconcile one workload.
+pub async fn reconcile(ctx: &Ctx, id: &str) -> Next {
+    let Some(w) = ctx.cache.workload(id).map(|v| v.value) else {
+        return Next::Done;
+    };
+    let Some(action) = action_for(&w) else {
+        return Next::Done;
+    };
+    let node = w
+        .node_id
+        .as_deref()
+        .and_then(|n| ctx.cache.node(n))
+        .map(|v| v.value);
+    let result = match (action, node) {
+        (Action::RecordOnly, _) | (_, None) => record_only(ctx, &w).await.map_err(Failure::Store),
+        // The agent is gone: a delete can finish without it (the backstop removes the
+        // orphan container if the node returns); anything else waits for the node.
+        (Action::Remove, Some(n)) if n.status == NodeStatus::Inactive => {
+            record_only(ctx, &w).await.map_err(Failure::Store)
+        }
+        (_, Some(n)) if n.status == NodeStatus::Inactive => return Next::Done,
+        (Action::Run, Some(n)) => run_on(ctx, &w, &n).await,
+        (Action::Stop, Some(n)) => stop_on(ctx, &w, &n).await,
+        (Action::Remove, Some(n)) => remove_on(ctx, &w, &n).await,
+    };
+    match result {
+        Ok(()) => Next::Done,
+        Err(Failure::Agent(e)) if !e.is_retryable() => {
+            tracing::warn!(workload = %id, error = %e, "agent refused");
+            ctx.metrics.dispatch_errors.inc();
+            if let Err(e) = mark_failed(ctx, &w, &e.to_string()).await {
+                tracing::warn!(workload = %id, error = %e, "recording dispatch failure failed");
+                return Next::Retry;
+            }
+            Next::Done
+        }
+        Err(e) => {
+            tracing::warn!(workload = %id, error = %e, "dispatch failed; will retry");
+            ctx.metrics.dispatch_errors.inc();
+            Next::Retry
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Agent(AgentError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(4)
+        .with_jitter()
+}
+
+async fn with_permit<T, F, Fut>(ctx: &Ctx, node: &Node, call: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AgentError>>,
+{
+    let permits = ctx.dispatcher.node_permits(&node.node_id);
+    let _permit = permits.acquire_owned().await.ok();
+    call.retry(backoff())
+        .when(|e: &AgentError| e.is_retryable())
+        .await
+        .map_err(Failure::Agent)
+}
+
+async fn run_on(ctx: &Ctx, w: &Workload, node: &Node) -> Result<(), Failure> {
+    let req = RunRequest::for_workload(w);
+    let state = with_permit(ctx, node, || ctx.agents.run(node, &req)).await?;
+    apply(ctx, node, &state).await
+}
+
+async fn stop_on(ctx: &Ctx, w: &Workload, node: &Node) -> Result<(), Failure> {
+    match with_permit(ctx, node, || ctx.agents.stop(node, &w.id)).await {
+        Ok(state) => apply(ctx, node, &state).await,
+        // No container: nothing runs, which is what the user asked for.
+        Err(Failure::Agent(e)) if e.is_not_found() => {
+            record_only(ctx, w).await.map_err(Failure::Store)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn remove_on(ctx: &Ctx, w: &Workload, node: &Node) -> Result<(), Failure> {
+    with_permit(ctx, node, || ctx.agents.remove(node, &w.id)).await?;
+    record_only(ctx, w).await.map_err(Failure::Store)
+}
+
+async fn apply(ctx: &Ctx, node: &Node, state: &ContainerState) -> Result<(), Failure> {
+    control::apply_state(ctx, &node.node_id, state)
+        .await
+        .map_err(Failure::Store)
+}
+
+/// The record-only part of an action: delete a deleted workload's record, or mark a
+/// stopped one `Stopped`.
+async fn record_only(ctx: &Ctx, w: &Workload) -> Result<(), StoreError> {
+    match w.desired_state {
+        DesiredState::Deleted => {
+            if control::delete_workload_if(ctx, &w.id, |cur| {
+                cur.desired_state == DesiredState::Deleted
+            })
+            .await?
+            {
+                tracing::info!(workload = %w.id, "workload deleted");
+            }
+        }
+        DesiredState::Stopped => {
+            control::update_workload(ctx, &w.id, |cur| {
+                (cur.desired_state == DesiredState::Stopped
+                    && cur.status != WorkloadStatus::Stopped)
+                    .then(|| {
+                        let mut next = cur.clone();
+                        next.status = WorkloadStatus::Stopped;
+                        next.updated_at = Utc::now();
+                        next
+                    })
+            })
+            .await?;
+        }
+        DesiredState::Running => {}
+    }
+    Ok(())
+}
+
+async fn mark_failed(ctx: &Ctx, w: &Workload, reason: &str) -> Result<(), StoreError> {
+    let generation = w.generation;
+    control::update_workload(ctx, &w.id, |cur| {
+        (cur.generation == generation && cur.status == WorkloadStatus::Scheduled).then(|| {
+            let mut next = cur.clone();
+            next.status = WorkloadStatus::Failed;
+            next.status_reason = Some(reason.to_string());
+            next.updated_at = Utc::now();
+            next
+        })
+    })
+    .await?;
+    Ok(())
+}
