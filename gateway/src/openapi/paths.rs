@@ -1,0 +1,196 @@
+//! Operation descriptions of the public API (documentation only: the gateway forwards
+//! these routes; see `crate::routes`). Errors every operation shares (401, 403, 413,
+//! 429, 5xx) are added by `super::CommonResponses`.
+#![allow(clippy::unused_async)]
+
+use super::schemas::*;
+use crate::token_api::{CreateToken, CreatedToken, TokenList};
+use crate::tokens::ApiToken;
+use crate::webhook::PushOutcome;
+
+#[utoipa::path(get, path = "/workloads", tag = "workloads", operation_id = "listWorkloads",
+    params(
+        ("status" = Option<WorkloadStatusDoc>, Query, description = "only workloads with this status"),
+        ("node" = Option<String>, Query, description = "only workloads placed on this node"),
+        ("label" = Option<String>, Query, description = "only workloads with this label, `key=value`"),
+    ),
+    responses(
+        (status = 200, description = "workloads (a bare array, as the original API)", body = Vec<WorkloadDoc>),
+        (status = 400, description = "a filter is invalid", body = ApiErrorDoc),
+    ))]
+pub async fn list_workloads() {}
+
+#[utoipa::path(post, path = "/workloads", tag = "workloads", operation_id = "createWorkload",
+    request_body(content = WorkloadRequestDoc, content_type = "application/json"),
+    responses(
+        (status = 201, description = "stored (placed, or Pending when nothing fits yet)", body = WorkloadDoc),
+    ))]
+pub async fn create_workload() {}
+
+#[utoipa::path(post, path = "/workloads/schedule", tag = "workloads", operation_id = "scheduleWorkload",
+    request_body(content = WorkloadRequestDoc, content_type = "application/json"),
+    responses(
+        (status = 200, description = "stored; the keys the original CLI reads", body = ScheduleResponseDoc),
+    ))]
+pub async fn schedule_workload() {}
+
+#[utoipa::path(get, path = "/workloads/{id}", tag = "workloads", operation_id = "getWorkload",
+    params(("id" = String, Path, description = "workload id")),
+    responses(
+        (status = 200, description = "the workload", body = WorkloadDoc),
+        (status = 404, description = "no such workload", body = ApiErrorDoc),
+    ))]
+pub async fn get_workload() {}
+
+#[utoipa::path(delete, path = "/workloads/{id}", tag = "workloads", operation_id = "deleteWorkload",
+    params(("id" = String, Path, description = "workload id")),
+    responses(
+        (status = 200, description = "desired state Deleted: the container is removed, then the record", body = WorkloadDoc),
+        (status = 404, description = "no such workload", body = ApiErrorDoc),
+        (status = 409, description = "a concurrent change won", body = ApiErrorDoc),
+    ))]
+pub async fn delete_workload() {}
+
+#[utoipa::path(post, path = "/workloads/{id}/stop", tag = "workloads", operation_id = "stopWorkload",
+    params(("id" = String, Path, description = "workload id")),
+    responses(
+        (status = 200, description = "desired state Stopped", body = WorkloadDoc),
+        (status = 404, description = "no such workload", body = ApiErrorDoc),
+        (status = 409, description = "the workload is being deleted", body = ApiErrorDoc),
+    ))]
+pub async fn stop_workload() {}
+
+#[utoipa::path(post, path = "/workloads/{id}/start", tag = "workloads", operation_id = "startWorkload",
+    params(("id" = String, Path, description = "workload id")),
+    responses(
+        (status = 200, description = "desired state Running", body = WorkloadDoc),
+        (status = 404, description = "no such workload", body = ApiErrorDoc),
+        (status = 409, description = "the workload is being deleted", body = ApiErrorDoc),
+    ))]
+pub async fn start_workload() {}
+
+#[utoipa::path(post, path = "/workloads/{id}/redeploy", tag = "workloads", operation_id = "redeployWorkload",
+    params(("id" = String, Path, description = "workload id")),
+    responses(
+        (status = 200, description = "new generation; the container is replaced", body = WorkloadDoc),
+        (status = 404, description = "no such workload", body = ApiErrorDoc),
+        (status = 409, description = "the workload is being deleted", body = ApiErrorDoc),
+    ))]
+pub async fn redeploy_workload() {}
+
+#[utoipa::path(get, path = "/workloads/{id}/logs", tag = "workloads", operation_id = "workloadLogs",
+    params(
+        ("id" = String, Path, description = "workload id"),
+        ("tail" = Option<u64>, Query, description = "only the last N lines"),
+        ("follow" = Option<bool>, Query, description = "keep streaming new lines"),
+        ("timestamps" = Option<bool>, Query, description = "prefix lines with RFC 3339 timestamps"),
+    ),
+    responses(
+        (status = 200, description = "log lines, streamed from the node's agent", body = String, content_type = "text/plain"),
+        (status = 400, description = "a query parameter is invalid", body = ApiErrorDoc),
+        (status = 404, description = "no such workload", body = ApiErrorDoc),
+        (status = 409, description = "the workload is not placed on a node yet", body = ApiErrorDoc),
+    ))]
+pub async fn workload_logs() {}
+
+#[utoipa::path(get, path = "/nodes", tag = "nodes", operation_id = "listNodes",
+    responses((status = 200, description = "nodes", body = NodeListDoc)))]
+pub async fn list_nodes() {}
+
+#[utoipa::path(get, path = "/nodes/{id}", tag = "nodes", operation_id = "getNode",
+    params(("id" = String, Path, description = "node id")),
+    responses(
+        (status = 200, description = "the node", body = NodeDoc),
+        (status = 404, description = "no such node", body = ApiErrorDoc),
+    ))]
+pub async fn get_node() {}
+
+#[utoipa::path(post, path = "/nodes/{id}/cordon", tag = "nodes", operation_id = "cordonNode",
+    params(("id" = String, Path, description = "node id")),
+    responses(
+        (status = 200, description = "no new placements; running workloads stay", body = NodeDoc),
+        (status = 404, description = "no such node", body = ApiErrorDoc),
+        (status = 409, description = "a concurrent change won", body = ApiErrorDoc),
+    ))]
+pub async fn cordon_node() {}
+
+#[utoipa::path(post, path = "/nodes/{id}/uncordon", tag = "nodes", operation_id = "uncordonNode",
+    params(("id" = String, Path, description = "node id")),
+    responses(
+        (status = 200, description = "accepts placements again", body = NodeDoc),
+        (status = 404, description = "no such node", body = ApiErrorDoc),
+        (status = 409, description = "a concurrent change won", body = ApiErrorDoc),
+    ))]
+pub async fn uncordon_node() {}
+
+#[utoipa::path(post, path = "/nodes/{id}/drain", tag = "nodes", operation_id = "drainNode",
+    params(("id" = String, Path, description = "node id")),
+    responses(
+        (status = 200, description = "workloads move off; no new placements", body = NodeDoc),
+        (status = 404, description = "no such node", body = ApiErrorDoc),
+        (status = 409, description = "a concurrent change won", body = ApiErrorDoc),
+    ))]
+pub async fn drain_node() {}
+
+#[utoipa::path(get, path = "/cluster/metrics", tag = "cluster", operation_id = "clusterMetrics",
+    responses((status = 200, description = "nodes, workload counts, capacity and allocation", body = ClusterMetricsDoc)))]
+pub async fn cluster_metrics() {}
+
+#[utoipa::path(get, path = "/events", tag = "cluster", operation_id = "events",
+    responses((status = 200, description = "server-sent events (`workload`, `workloadDeleted`, `node`, `lagged`); the stream does not end", body = String, content_type = "text/event-stream")))]
+pub async fn events() {}
+
+#[utoipa::path(get, path = "/tokens", tag = "tokens", operation_id = "listTokens",
+    responses((status = 200, description = "API tokens, without secrets", body = TokenList)))]
+pub async fn list_tokens() {}
+
+#[utoipa::path(post, path = "/tokens", tag = "tokens", operation_id = "createToken",
+    request_body(content = CreateToken, content_type = "application/json"),
+    responses(
+        (status = 201, description = "created; the secret is shown only in this answer", body = CreatedToken),
+        (status = 409, description = "a token with this name exists", body = ApiErrorDoc),
+    ))]
+pub async fn create_token() {}
+
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens", operation_id = "revokeToken",
+    params(("id" = String, Path, description = "token id")),
+    responses(
+        (status = 200, description = "revoked; it stops working at once", body = ApiToken),
+        (status = 404, description = "no such token", body = ApiErrorDoc),
+    ))]
+pub async fn revoke_token() {}
+
+#[utoipa::path(post, path = "/webhooks/github", tag = "webhooks", operation_id = "githubWebhook",
+    security(()),
+    params(
+        ("X-GitHub-Event" = Option<String>, Header, description = "event name: ping, push, ..."),
+        ("X-Hub-Signature-256" = Option<String>, Header, description = "sha256=<hex HMAC-SHA256 of the body with the webhook secret>"),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "GitHub's event payload"),
+    responses(
+        (status = 200, description = "ping answered, or push handled: the workloads redeployed", body = PushOutcome),
+        (status = 202, description = "event accepted and ignored", body = Object),
+        (status = 400, description = "payload is not the event's JSON", body = ApiErrorDoc),
+        (status = 401, description = "missing or wrong signature; nothing changed", body = ApiErrorDoc),
+        (status = 413, description = "payload too large", body = ApiErrorDoc),
+    ))]
+pub async fn github_webhook() {}
+
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "healthz", security(()),
+    responses((status = 200, description = "the gateway serves", body = HealthDoc)))]
+pub async fn healthz() {}
+
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz", security(()),
+    responses(
+        (status = 200, description = "a scheduler answers and the token cache is loaded", body = HealthDoc),
+        (status = 503, description = "not ready", body = ApiErrorDoc),
+    ))]
+pub async fn readyz() {}
+
+#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics", security(()),
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics() {}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "health", operation_id = "openapi", security(()),
+    responses((status = 200, description = "this document", body = Object)))]
+pub async fn openapi() {}
