@@ -127,6 +127,15 @@ impl IntoResponse for AppError {
             code: self.code.to_string(),
             request_id: current_request_id(),
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was not read; the connection cannot carry another
+            // request, so tell the client not to reuse it (hyper drops this on HTTP/2).
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        resp
     }
 }

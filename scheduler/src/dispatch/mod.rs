@@ -7,7 +7,7 @@
 //! so re-dispatch after a restart never runs a workload twice.
 
 use crate::context::Ctx;
-use persys_proto::ClusterEvent;
+use persys_proto::{ClusterEvent, NodeStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -100,6 +100,14 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             Some(id) = rx.recv() => start(&ctx, &mut running, &mut tasks, id),
             ev = changes.recv() => match ev {
                 Ok(ClusterEvent::Workload { workload }) => start(&ctx, &mut running, &mut tasks, workload.id),
+                // A node that is reachable again may have work that waited for it.
+                Ok(ClusterEvent::Node { node }) if node.status != NodeStatus::Inactive => {
+                    for w in ctx.cache.workloads() {
+                        if w.node_id.as_deref() == Some(node.node_id.as_str()) && action_for(&w).is_some() {
+                            start(&ctx, &mut running, &mut tasks, w.id);
+                        }
+                    }
+                }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     for w in ctx.cache.workloads() {
