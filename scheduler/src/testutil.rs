@@ -198,3 +198,15 @@ macro_rules! assert_eventually {
         }
     }};
 }
+
+/// Poll `cond` every 20 ms for up to `secs` seconds; whether it held.
+pub async fn wait_until(secs: f64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}

@@ -125,3 +125,60 @@ async fn unreachable_etcd_is_unavailable_quickly() {
     assert!(err.is_unavailable(), "{err:?}");
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn watch_from_a_compacted_revision_reports_compaction() {
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    for n in 0..5 {
+        s.put_if_changed("/workloads/x", &Rec { n })
+            .await
+            .expect("put");
+    }
+    let rev = s.ping().await.expect("rev");
+    let mut raw = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .expect("raw client");
+    raw.compact(rev, None).await.expect("compact");
+    let mut watch = s.watch(2).await.expect("watch created");
+    let err = watch.next().await.expect_err("compacted");
+    assert!(matches!(err, StoreError::Compacted(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn cache_relists_after_compaction_and_keeps_following() {
+    use crate::cache::Cache;
+    use crate::testutil::wait_until;
+    use chrono::Utc;
+    use persys_proto::{keys, Workload, WorkloadRequest};
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    let cache = std::sync::Arc::new(Cache::new());
+    let rev = cache.load(&s).await.expect("load");
+    let spec = WorkloadRequest {
+        image: "busybox:local".into(),
+        ..Default::default()
+    }
+    .validate()
+    .expect("valid");
+    // Written and compacted before the watch starts: the watch's start is gone.
+    let w = Workload::new("w1".into(), spec, Utc::now());
+    s.put_if_absent(&keys::workload("w1"), &w)
+        .await
+        .expect("put");
+    s.put_if_changed("/skydns/filler", &Rec { n: 1 })
+        .await
+        .expect("put");
+    let now = s.ping().await.expect("rev");
+    let mut raw = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .expect("raw client");
+    raw.compact(now, None).await.expect("compact");
+    let token = tokio_util::sync::CancellationToken::new();
+    let c = cache.clone();
+    let t = token.clone();
+    let task = tokio::spawn(async move { c.run(s, rev, t).await });
+    assert!(wait_until(5.0, || cache.workload("w1").is_some()).await);
+    token.cancel();
+    task.await.expect("cache loop stops");
+}
