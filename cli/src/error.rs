@@ -8,6 +8,15 @@ pub enum Failure {
     /// Nothing matches what the user named (exit 4, like a 404).
     #[error("{0}")]
     NotFound(String),
+    /// Some of several requests failed (each was reported as it failed); exits with
+    /// the code of the first failure.
+    #[error("{message}")]
+    Partial {
+        /// What failed, in sum.
+        message: String,
+        /// Exit code of the first failure.
+        exit_code: u8,
+    },
 }
 
 /// Exit code for an error: the first [`ClientError`] or [`Failure`] in its chain decides;
@@ -17,8 +26,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(c) = cause.downcast_ref::<ClientError>() {
             return c.exit_code();
         }
-        if let Some(Failure::NotFound(_)) = cause.downcast_ref::<Failure>() {
-            return 4;
+        match cause.downcast_ref::<Failure>() {
+            Some(Failure::NotFound(_)) => return 4,
+            Some(Failure::Partial { exit_code, .. }) => return *exit_code,
+            None => {}
         }
     }
     1
@@ -55,5 +66,10 @@ mod tests {
     fn not_found_failure_exits_4_and_others_exit_1() {
         assert_eq!(exit_code(&Failure::NotFound("no".into()).into()), 4);
         assert_eq!(exit_code(&anyhow::anyhow!("other")), 1);
+        let partial = Failure::Partial {
+            message: "1 of 2 failed".into(),
+            exit_code: 3,
+        };
+        assert_eq!(exit_code(&partial.into()), 3);
     }
 }

@@ -3,7 +3,9 @@
 //! - [`args`]: the command line surface (clap);
 //! - [`config`]: the client config file (original persysctl keys);
 //! - [`client`]: the one API client (mTLS, one-line errors);
-//! - [`output`]: tables for people, JSON for scripts;
+//! - [`output`]: tables for people, JSON/YAML for scripts;
+//! - [`manifest`]: workload files for `apply` (JSON, YAML, lists, multi-document);
+//! - [`sse`]: the server-sent events parser behind `events` and `run --wait`;
 //! - [`commands`]: one module per verb;
 //! - [`dev`]: `persys dev`, a whole local cluster as child processes;
 //! - [`error`]: exit codes.
@@ -14,7 +16,9 @@ pub mod commands;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod manifest;
 pub mod output;
+pub mod sse;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! `persys stop|start|rm ID`: change a workload's desired state.
 
 use super::{escape, resolve, Ctx};
-use crate::output::{print_json, print_text, Format};
+use crate::output::{print_data, print_text};
 
 /// What to do to a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,7 +14,7 @@ pub enum Action {
     Remove,
 }
 
-/// Stop, start or remove a workload; prints its id (or the server's answer with `-o json`).
+/// Stop, start or remove a workload; prints its id (or the server's answer with `-o json|yaml`).
 pub async fn apply(ctx: &Ctx, action: Action, reference: &str) -> anyhow::Result<()> {
     let id = resolve::workload_id(&ctx.client, reference).await?;
     let base = format!("/workloads/{}", escape(&id));
@@ -31,11 +31,13 @@ pub async fn apply(ctx: &Ctx, action: Action, reference: &str) -> anyhow::Result
         }
         Action::Remove => ctx.client.delete(&base).await?,
     };
-    match ctx.format {
-        // An empty answer still yields JSON, so scripts can always parse stdout.
-        Format::Json if answer.is_null() => print_json(&serde_json::json!({ "id": id })),
-        Format::Json => print_json(&answer),
-        Format::Table => print_text(&format!("{id}\n")),
+    if !ctx.format.is_data() {
+        print_text(&format!("{id}\n"));
+    } else if answer.is_null() {
+        // An empty answer still yields data, so scripts can always parse stdout.
+        print_data(ctx.format, &serde_json::json!({ "id": id }));
+    } else {
+        print_data(ctx.format, &answer);
     }
     Ok(())
 }

@@ -1,18 +1,25 @@
 //! One module per verb. Each takes a [`Ctx`] (API client + output format) and its args.
 
+pub mod apply;
+pub mod completion;
+pub mod events;
 pub mod lifecycle;
 pub mod logs;
+pub mod metrics;
 pub mod nodes;
 pub mod resolve;
 pub mod run;
 pub mod schedule;
+pub mod tokens;
+pub mod version;
 pub mod workloads;
 
-use crate::args::{Cli, Command, NodeCommand, WorkloadCommand};
+use crate::args::{Cli, Command, NodeCommand, TokenCommand, WorkloadCommand};
 use crate::client::ApiClient;
 use crate::config;
 use crate::output::Format;
 use lifecycle::Action;
+use nodes::NodeAction;
 
 /// What every API verb needs.
 pub struct Ctx {
@@ -20,35 +27,52 @@ pub struct Ctx {
     pub client: ApiClient,
     /// How to print.
     pub format: Format,
+    /// Whether stdout gets colour (a terminal, and `NO_COLOR` unset).
+    pub colour: bool,
 }
 
 /// Run the parsed command line.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let Cli {
         config: config_flag,
+        token,
         output,
         command,
     } = cli;
-    if let Command::Dev(args) = command {
-        return crate::dev::run(args).await;
+    // Verbs that need no cluster: no config is read for them.
+    match command {
+        Command::Dev(args) => return crate::dev::run(args).await,
+        Command::Completion(args) => return completion::completion(&args),
+        Command::Version => return version::version(output),
+        _ => {}
     }
-    let config = config::load(config_flag.as_deref())?;
+    let mut config = config::load(config_flag.as_deref())?;
+    if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
+        config.file.token = Some(t.trim().to_string());
+    }
     let ctx = Ctx {
         client: ApiClient::from_config(&config)?,
         format: output,
+        colour: crate::output::stdout_colour(),
     };
     match command {
         // Handled above, before any config is needed.
-        Command::Dev(_) => Ok(()),
+        Command::Dev(_) | Command::Completion(_) | Command::Version => Ok(()),
         Command::Run(args) => run::run(&ctx, &args).await,
+        Command::Apply(args) => apply::apply(&ctx, &args.file).await,
+        Command::Ps(args) => workloads::list(&ctx, &args).await,
+        Command::Get(a) => workloads::get(&ctx, &a.id).await,
+        Command::Describe(a) => workloads::describe(&ctx, &a.id).await,
         Command::Logs(args) => logs::logs(&ctx, &args).await,
         Command::Stop(a) => lifecycle::apply(&ctx, Action::Stop, &a.id).await,
         Command::Start(a) => lifecycle::apply(&ctx, Action::Start, &a.id).await,
         Command::Rm(a) => lifecycle::apply(&ctx, Action::Remove, &a.id).await,
         Command::Workload(w) => match w {
             WorkloadCommand::Schedule { file } => schedule::schedule(&ctx, &file).await,
+            WorkloadCommand::Apply(args) => apply::apply(&ctx, &args.file).await,
             WorkloadCommand::List(args) => workloads::list(&ctx, &args).await,
             WorkloadCommand::Get(a) => workloads::get(&ctx, &a.id).await,
+            WorkloadCommand::Describe(a) => workloads::describe(&ctx, &a.id).await,
             WorkloadCommand::Logs(args) => logs::logs(&ctx, &args).await,
             WorkloadCommand::Stop(a) => lifecycle::apply(&ctx, Action::Stop, &a.id).await,
             WorkloadCommand::Start(a) => lifecycle::apply(&ctx, Action::Start, &a.id).await,
@@ -57,6 +81,18 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Node(n) => match n {
             NodeCommand::List => nodes::list(&ctx).await,
             NodeCommand::Get { id } => nodes::get(&ctx, &id).await,
+            NodeCommand::Cordon { id } => nodes::control(&ctx, NodeAction::Cordon, &id).await,
+            NodeCommand::Uncordon { id } => {
+                nodes::control(&ctx, NodeAction::Uncordon, &id).await
+            }
+            NodeCommand::Drain { id } => nodes::control(&ctx, NodeAction::Drain, &id).await,
+        },
+        Command::Events(args) => events::events(&ctx, &args).await,
+        Command::Metrics => metrics::metrics(&ctx).await,
+        Command::Token(t) => match t {
+            TokenCommand::Create { name, role } => tokens::create(&ctx, &name, role).await,
+            TokenCommand::List => tokens::list(&ctx).await,
+            TokenCommand::Revoke { id } => tokens::revoke(&ctx, &id).await,
         },
     }
 }

@@ -1,28 +1,30 @@
-//! `persys node list` and `persys node get`.
+//! `persys node list|get|cordon|uncordon|drain`.
 
 use super::{escape, Ctx};
-use crate::output::{self, print_json, print_text, Format};
+use crate::output::{self, print_data, print_text};
 use anyhow::Context;
 use persys_proto::{Node, NodeList};
 
-/// `persys node list`: the table, or with `-o json` the array of nodes.
+/// `persys node list`: the table, or with `-o json|yaml` the array of nodes.
 pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let raw = ctx.client.get_json("/nodes").await?;
-    match ctx.format {
-        Format::Json => {
-            // `GET /nodes` answers `{"nodes": [...]}`; scripts get the bare array, like
-            // `workload list -o json`.
-            let nodes = raw.get("nodes").cloned().unwrap_or_else(|| raw.clone());
-            print_json(&nodes);
-        }
-        Format::Table => {
-            let mut list: NodeList =
-                serde_json::from_value(raw).context("unexpected node list from the server")?;
-            list.nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-            let rows = output::node_rows(&list.nodes, chrono::Utc::now());
-            print_text(&output::table(&output::NODE_HEADERS, &rows));
-        }
+    if ctx.format.is_data() {
+        // `GET /nodes` answers `{"nodes": [...]}`; scripts get the bare array, like
+        // `workload list -o json`.
+        let nodes = raw.get("nodes").cloned().unwrap_or_else(|| raw.clone());
+        print_data(ctx.format, &nodes);
+        return Ok(());
     }
+    let mut list: NodeList =
+        serde_json::from_value(raw).context("unexpected node list from the server")?;
+    list.nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    let rows = output::node_rows(&list.nodes, chrono::Utc::now());
+    print_text(&output::status_table(
+        &output::NODE_HEADERS,
+        &rows,
+        output::NODE_STATUS_COLUMN,
+        ctx.colour,
+    ));
     Ok(())
 }
 
@@ -32,24 +34,56 @@ pub async fn get(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
         .client
         .get_json(&format!("/nodes/{}", escape(id)))
         .await?;
-    match ctx.format {
-        Format::Json => print_json(&raw),
-        Format::Table => {
-            let node: Node =
-                serde_json::from_value(raw).context("unexpected node record from the server")?;
-            let rows = output::node_rows(std::slice::from_ref(&node), chrono::Utc::now());
-            let mut text = output::table(&output::NODE_HEADERS, &rows);
-            text.push_str(&format!(
-                "\nhostname: {}\nos:       {} {}\ndns:      {}\nfree:     {} cores, {}MB\n",
-                node.hostname,
-                node.os_name,
-                node.kernel_version,
-                node.domain_name,
-                node.available_cpu,
-                node.available_memory
-            ));
-            print_text(&text);
+    if ctx.format.is_data() {
+        print_data(ctx.format, &raw);
+        return Ok(());
+    }
+    let node: Node =
+        serde_json::from_value(raw).context("unexpected node record from the server")?;
+    print_text(&output::describe_node(&node, chrono::Utc::now()));
+    Ok(())
+}
+
+/// What to do to a node's placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAction {
+    /// `POST /nodes/{id}/cordon`.
+    Cordon,
+    /// `POST /nodes/{id}/uncordon`.
+    Uncordon,
+    /// `POST /nodes/{id}/drain`.
+    Drain,
+}
+
+impl NodeAction {
+    /// The route's last segment.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Self::Cordon => "cordon",
+            Self::Uncordon => "uncordon",
+            Self::Drain => "drain",
         }
     }
+}
+
+/// `persys node cordon|uncordon|drain ID`: prints `node-1: Cordoned` (the node's status
+/// after the change), or the node record with `-o json|yaml`.
+pub async fn control(ctx: &Ctx, action: NodeAction, id: &str) -> anyhow::Result<()> {
+    let raw = ctx
+        .client
+        .post_json(
+            &format!("/nodes/{}/{}", escape(id), action.segment()),
+            Vec::new(),
+        )
+        .await?;
+    if ctx.format.is_data() {
+        print_data(ctx.format, &raw);
+        return Ok(());
+    }
+    let status = raw
+        .get("status")
+        .and_then(|s| s.as_str())
+        .unwrap_or(action.segment());
+    print_text(&format!("{id}: {status}\n"));
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! go to `POST /workloads/schedule` unchanged, so every body the original CLI sent works.
 
 use super::Ctx;
-use crate::output::{print_json, print_text, Format};
+use crate::output::{print_data, print_text};
 use anyhow::Context;
 use std::io::Read;
 use std::path::Path;
@@ -14,9 +14,10 @@ const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 pub async fn schedule(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {
     let body = read_body(file)?;
     let answer = ctx.client.post_json("/workloads/schedule", body).await?;
-    match ctx.format {
-        Format::Json => print_json(&answer),
-        Format::Table => print_text(&summary(&answer)),
+    if ctx.format.is_data() {
+        print_data(ctx.format, &answer);
+    } else {
+        print_text(&summary(&answer));
     }
     Ok(())
 }
@@ -37,7 +38,8 @@ pub fn summary(answer: &serde_json::Value) -> String {
     )
 }
 
-fn read_body(file: &Path) -> anyhow::Result<Vec<u8>> {
+/// The bytes of a file, or of standard input for `-` (at most 4 MB).
+pub fn read_body(file: &Path) -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::new();
     if file == Path::new("-") {
         std::io::stdin()

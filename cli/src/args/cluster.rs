@@ -1,0 +1,106 @@
+//! Arguments of the cluster-wide verbs: nodes, events, tokens, completion.
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// `persys node ...`
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List nodes (NODE STATUS ADDRESS CPU MEMORY LABELS HEARTBEAT; `-o json` prints
+    /// the array of nodes).
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show one node.
+    Get {
+        /// Node id.
+        id: String,
+    },
+    /// Stop placing new workloads on a node (running ones stay).
+    Cordon {
+        /// Node id.
+        id: String,
+    },
+    /// Place workloads on a cordoned or draining node again.
+    Uncordon {
+        /// Node id.
+        id: String,
+    },
+    /// Mark a node as draining: no new placements.
+    Drain {
+        /// Node id.
+        id: String,
+    },
+}
+
+/// `persys events`.
+#[derive(Debug, Args, Default)]
+pub struct EventsArgs {
+    /// Only events of this workload (its id, an id prefix or its name) and no node
+    /// events.
+    #[arg(long, value_name = "ID")]
+    pub workload: Option<String>,
+    /// Only events of this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<EventKind>,
+}
+
+/// Kinds of cluster events, for `persys events --kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventKind {
+    /// Workload changes (including deletions).
+    Workload,
+    /// Node changes.
+    Node,
+}
+
+/// A role of an API token (what the gateway lets it do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Read everything.
+    Viewer,
+    /// Read everything, manage workloads.
+    Operator,
+    /// Everything: nodes and tokens too.
+    Admin,
+}
+
+impl Role {
+    /// The role's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// `persys token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it (it is shown only this once).
+    Create {
+        /// A name for the token (letters, digits, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+        /// What the token may do.
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+    /// List API tokens (never their secrets).
+    #[command(visible_alias = "ls")]
+    List,
+    /// Revoke an API token by its id: it stops working at once.
+    #[command(visible_alias = "rm")]
+    Revoke {
+        /// Token id (from `persys token list`).
+        id: String,
+    },
+}
+
+/// `persys completion SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,113 @@
+//! `persys apply -f FILE`: every workload of a JSON or YAML file is checked first (a
+//! mistake anywhere sends nothing), then created with `POST /workloads`, one line each.
+
+use super::schedule::read_body;
+use super::Ctx;
+use crate::client::ClientError;
+use crate::error::Failure;
+use crate::manifest::{self, Entry, Syntax};
+use crate::output::{print_data, print_text, say};
+use anyhow::Context;
+use serde_json::Value;
+use std::path::Path;
+
+/// `persys apply`.
+pub async fn apply(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {
+    let shown = if file == Path::new("-") {
+        "standard input".to_string()
+    } else {
+        file.display().to_string()
+    };
+    let bytes = read_body(file)?;
+    let text = String::from_utf8(bytes).with_context(|| format!("{shown} is not UTF-8 text"))?;
+    let entries = manifest::parse(&text, Syntax::detect(file, &text))
+        .with_context(|| format!("cannot apply {shown}"))?;
+    for e in &entries {
+        for key in &e.unknown_keys {
+            say(&format!(
+                "warning: {shown}: workload {} ({}): unknown key {key:?} is ignored",
+                e.position, e.name
+            ));
+        }
+    }
+    let total = entries.len();
+    let mut created = Vec::new();
+    let mut failures: Vec<(String, ClientError)> = Vec::new();
+    for e in entries {
+        match create(ctx, &e).await {
+            Ok(record) => {
+                if !ctx.format.is_data() {
+                    print_text(&format!("{}\n", created_line(&e.name, &record)));
+                }
+                created.push(record);
+            }
+            Err(err) => {
+                if total > 1 {
+                    say(&format!("error: {}: {err}", e.name));
+                }
+                failures.push((e.name, err));
+            }
+        }
+    }
+    if ctx.format.is_data() {
+        // What was created, even if something else failed: scripts need the ids.
+        print_data(ctx.format, &Value::Array(created));
+    }
+    let failed = failures.len();
+    let mut failures = failures.into_iter();
+    match failures.next() {
+        None => Ok(()),
+        Some((_, only)) if total == 1 => Err(only.into()),
+        Some((name, first)) => Err(Failure::Partial {
+            message: format!("{failed} of {total} workloads not created (first: {name}: {first})"),
+            exit_code: first.exit_code(),
+        }
+        .into()),
+    }
+}
+
+async fn create(ctx: &Ctx, e: &Entry) -> Result<Value, ClientError> {
+    let body =
+        serde_json::to_vec(&e.request).map_err(|err| ClientError::Setup(err.to_string()))?;
+    ctx.client.post_json("/workloads", body).await
+}
+
+/// `web created: <id> (Scheduled on node-1)`, or `(Pending: <why>)`.
+pub fn created_line(name: &str, record: &Value) -> String {
+    let field = |k: &str| {
+        record
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let id = field("id").unwrap_or("-");
+    let status = field("status").unwrap_or("created");
+    let state = match (field("nodeId"), field("statusReason")) {
+        (Some(node), _) => format!("{status} on {node}"),
+        (None, Some(why)) => format!("{status}: {}", crate::client::one_line(why)),
+        (None, None) => status.to_string(),
+    };
+    format!("{name} created: {id} ({state})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_line_names_the_node_or_why_there_is_none() {
+        let placed = serde_json::json!({"id": "w1", "status": "Scheduled", "nodeId": "node-1"});
+        assert_eq!(
+            created_line("web", &placed),
+            "web created: w1 (Scheduled on node-1)"
+        );
+        let pending = serde_json::json!({
+            "id": "w2", "status": "Pending", "nodeId": null,
+            "statusReason": "no node fits:\n too little memory"
+        });
+        assert_eq!(
+            created_line("big", &pending),
+            "big created: w2 (Pending: no node fits: too little memory)"
+        );
+    }
+}
