@@ -13,7 +13,17 @@ pub const ADMIN_CN: &str = "admin";
 
 /// What a credential may do. Ordered: each role may do everything the one before may.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -147,7 +157,9 @@ pub fn authenticate(
 ) -> Result<Subject, Unauthenticated> {
     if let Some(value) = authorization {
         let token = bearer_token(value).ok_or(Unauthenticated::Malformed)?;
-        let record = tokens.lookup_secret(token).ok_or(Unauthenticated::Invalid)?;
+        let record = tokens
+            .lookup_secret(token)
+            .ok_or(Unauthenticated::Invalid)?;
         return Ok(Subject {
             name: record.name,
             role: record.role,
@@ -230,7 +242,10 @@ mod tests {
     #[test]
     fn join_token_records_are_not_api_credentials() {
         let cache = TokenCache::default();
-        cache.apply_put(&crate::tokens::hash_token("joinsecret"), TokenRecord::join());
+        cache.apply_put(
+            &crate::tokens::hash_token("joinsecret"),
+            TokenRecord::join(),
+        );
         assert_eq!(
             authenticate(Some(&hv("Bearer joinsecret")), None, &cache),
             Err(Unauthenticated::Invalid)
@@ -249,7 +264,9 @@ mod tests {
             common_name: "alice".into(),
         };
         assert_eq!(
-            authenticate(None, Some(&admin), &cache).expect("admin").role,
+            authenticate(None, Some(&admin), &cache)
+                .expect("admin")
+                .role,
             Role::Admin
         );
         let s = authenticate(None, Some(&other), &cache).expect("other");

@@ -166,8 +166,10 @@ mod tests {
 
     #[tokio::test]
     async fn every_attempt_sends_the_whole_body() {
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            vec![Ok(Bytes::from_static(b"{\"a\":")), Ok(Bytes::from_static(b"1}"))];
+        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from_static(b"{\"a\":")),
+            Ok(Bytes::from_static(b"1}")),
+        ];
         let rb = ReplayBody::new(Body::from_stream(futures::stream::iter(chunks)));
         assert!(rb.is_present());
         let first = rb.attempt().expect("first");

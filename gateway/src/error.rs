@@ -45,9 +45,6 @@ pub enum StartError {
     /// The upstream HTTP client could not be built.
     #[error("upstream client: {0}")]
     Client(#[from] reqwest::Error),
-    /// The etcd client could not be created.
-    #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
 }
 
 /// An error answer. Extra fields (e.g. what a webhook did redeploy) are merged into the

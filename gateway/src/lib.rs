@@ -30,6 +30,11 @@ pub mod tokens;
 pub mod upstream;
 pub mod webhook;
 
+#[cfg(test)]
+mod proxy_tests;
+#[cfg(test)]
+mod testutil;
+
 pub use config::Config;
 pub use error::StartError;
 
@@ -177,21 +182,16 @@ pub async fn serve(
     );
     tasks.spawn(forget_idle_limits(app.clone(), shutdown.clone()));
     tasks.close();
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     tracing::info!(listen = %addr, schedulers = ?config.scheduler_urls, "ready");
     let served = persys_certs::serve_tls(listener, tls.server, router(app), shutdown.clone()).await;
     shutdown.cancel();
     tasks.wait().await;
     tracing::info!("stopped");
-    served.map_err(|source| StartError::Bind {
-        addr,
-        source,
-    })
+    served.map_err(|source| StartError::Bind { addr, source })
 }
 
 async fn forget_idle_limits(app: Arc<App>, shutdown: CancellationToken) {

@@ -63,9 +63,7 @@ pub fn load(config: &Config) -> Result<GatewayTls, StartError> {
     let server =
         persys_certs::server_config_optional_client_auth(ca.cert_pem(), &cert_pem, &key_pem)?;
     let client = ca.issue_client(GATEWAY_CN)?;
-    let upstream = persys_certs::client_config(
-        ca.cert_pem(),
-        Some((&client.cert_pem, &client.key_pem)),
-    )?;
+    let upstream =
+        persys_certs::client_config(ca.cert_pem(), Some((&client.cert_pem, &client.key_pem)))?;
     Ok(GatewayTls { server, upstream })
 }

@@ -51,7 +51,11 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 /// The headers sent to the scheduler: the client's, less hop-by-hop headers, `Host`
 /// and the client's credential (the scheduler trusts the gateway's certificate; the
 /// token must never travel further), plus the request id and `X-Forwarded-*`.
-pub fn upstream_headers(client: &HeaderMap, request_id: &str, remote: Option<SocketAddr>) -> HeaderMap {
+pub fn upstream_headers(
+    client: &HeaderMap,
+    request_id: &str,
+    remote: Option<SocketAddr>,
+) -> HeaderMap {
     let listed = connection_listed(client);
     let mut out = HeaderMap::with_capacity(client.len() + 3);
     for (name, value) in client {
@@ -126,7 +130,9 @@ pub async fn forward(app: Arc<App>, route: &'static Route, req: Request) -> Resp
         .observe(started.elapsed().as_secs_f64());
     let upstream = match result {
         Ok(resp) => resp,
-        Err(_) if body.hit_limit() => return ApiFailure::too_large(app.max_body_bytes).into_response(),
+        Err(_) if body.hit_limit() => {
+            return ApiFailure::too_large(app.max_body_bytes).into_response()
+        }
         Err(e) => return failure(&e).into_response(),
     };
     let status = upstream.status();
@@ -135,10 +141,13 @@ pub async fn forward(app: Arc<App>, route: &'static Route, req: Request) -> Resp
     let body = match route.handling {
         // Followed logs and events have no end of their own: end them at shutdown so
         // that draining does not wait for them.
-        Handling::Stream => Body::from_stream(stream.take_until(app.shutdown.clone().cancelled_owned())),
-        Handling::Forward | Handling::Local => {
-            Body::from_stream(with_deadline(stream, tokio::time::Instant::now() + app.request_timeout))
+        Handling::Stream => {
+            Body::from_stream(stream.take_until(app.shutdown.clone().cancelled_owned()))
         }
+        Handling::Forward | Handling::Local => Body::from_stream(with_deadline(
+            stream,
+            tokio::time::Instant::now() + app.request_timeout,
+        )),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -210,8 +219,19 @@ mod tests {
             ("content-type", "application/json"),
             ("accept", "text/event-stream"),
         ]);
-        let out = upstream_headers(&client, "rid-7", Some("10.1.2.3:5555".parse().expect("addr")));
-        for gone in ["authorization", "cookie", "host", "connection", "x-private", "transfer-encoding"] {
+        let out = upstream_headers(
+            &client,
+            "rid-7",
+            Some("10.1.2.3:5555".parse().expect("addr")),
+        );
+        for gone in [
+            "authorization",
+            "cookie",
+            "host",
+            "connection",
+            "x-private",
+            "transfer-encoding",
+        ] {
             assert!(!out.contains_key(gone), "{gone} was forwarded");
         }
         assert_eq!(out["x-request-id"], "rid-7");

@@ -77,12 +77,19 @@ pub async fn create(
     validate_name(&name).map_err(|m| ApiFailure::invalid("name", m))?;
     let role = match body.get("role") {
         Some(serde_json::Value::String(s)) => Role::parse(s).ok_or_else(|| {
-            ApiFailure::invalid("role", format!("{s:?} is not one of viewer, operator, admin"))
+            ApiFailure::invalid(
+                "role",
+                format!("{s:?} is not one of viewer, operator, admin"),
+            )
         })?,
         Some(_) => return Err(ApiFailure::invalid("role", "must be a string")),
         None => return Err(ApiFailure::invalid("role", "is required")),
     };
-    let (secret, token) = app.tokens.create(&name, role).await.map_err(store_failure)?;
+    let (secret, token) = app
+        .tokens
+        .create(&name, role)
+        .await
+        .map_err(store_failure)?;
     tracing::info!(request_id = %current_request_id(), by = %by, token_id = %token.id, token_name = %token.name, role = %token.role, "api token created");
     Ok((
         StatusCode::CREATED,

@@ -80,7 +80,11 @@ impl TokenStore {
     }
 
     /// Creates an API token; returns its secret (shown once) and its record.
-    pub async fn create(&self, name: &str, role: Role) -> Result<(String, ApiToken), TokenStoreError> {
+    pub async fn create(
+        &self,
+        name: &str,
+        role: Role,
+    ) -> Result<(String, ApiToken), TokenStoreError> {
         if self.cache.has_name(name) {
             return Err(TokenStoreError::NameTaken(name.to_string()));
         }
@@ -205,7 +209,11 @@ impl TokenStore {
     ) -> Result<(), TokenStoreError> {
         let (revision, records) = self.list_records().await?;
         self.cache.replace_all(records);
-        tracing::debug!(revision, tokens = self.cache.list().len(), "token cache loaded");
+        tracing::debug!(
+            revision,
+            tokens = self.cache.list().len(),
+            "token cache loaded"
+        );
         if let Some(path) = bootstrap.as_deref() {
             self.ensure_bootstrap_token(path).await?;
             *bootstrap = None;

@@ -228,8 +228,8 @@ mod tests {
     #[test]
     fn record_json_has_the_contract_keys_and_join_records_parse() {
         let now = Utc::now();
-        let v = serde_json::to_value(TokenRecord::api("id1", "ci", Role::Operator, now))
-            .expect("json");
+        let v =
+            serde_json::to_value(TokenRecord::api("id1", "ci", Role::Operator, now)).expect("json");
         assert_eq!(v["kind"], "api");
         assert_eq!(v["role"], "operator");
         assert_eq!(v["name"], "ci");
@@ -246,7 +246,10 @@ mod tests {
         assert!(!cache.is_synced());
         let now = Utc::now();
         cache.replace_all([
-            ("h1".to_string(), TokenRecord::api("a", "one", Role::Admin, now)),
+            (
+                "h1".to_string(),
+                TokenRecord::api("a", "one", Role::Admin, now),
+            ),
             ("h2".to_string(), TokenRecord::join()),
         ]);
         assert!(cache.is_synced());

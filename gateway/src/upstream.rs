@@ -84,7 +84,10 @@ impl Upstreams {
             .no_proxy()
             .build()?;
         for t in &targets {
-            metrics.upstream_healthy.with_label_values(&[&t.base]).set(1);
+            metrics
+                .upstream_healthy
+                .with_label_values(&[&t.base])
+                .set(1);
         }
         Ok(Self {
             targets,
@@ -96,7 +99,9 @@ impl Upstreams {
 
     /// Whether any scheduler answered its last probe (or call).
     pub fn any_healthy(&self) -> bool {
-        self.targets.iter().any(|t| t.healthy.load(Ordering::Relaxed))
+        self.targets
+            .iter()
+            .any(|t| t.healthy.load(Ordering::Relaxed))
     }
 
     /// Each scheduler's URL and whether it is healthy.
@@ -168,9 +173,7 @@ impl Upstreams {
             };
             tried += 1;
             let outcome = match timeout {
-                Some(t) => tokio::time::timeout(t, builder.send())
-                    .await
-                    .map_err(|_| t),
+                Some(t) => tokio::time::timeout(t, builder.send()).await.map_err(|_| t),
                 None => Ok(builder.send().await),
             };
             match outcome {

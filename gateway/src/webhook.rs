@@ -112,7 +112,10 @@ pub async fn github(State(app): State<Arc<App>>, req: Request) -> Response {
         .is_some_and(|secret| verify_signature(secret, &body, signature));
     if !verified {
         tracing::warn!(%request_id, %event, %delivery, signed = signature.is_some(), configured = app.webhook_secret.is_some(), decision = "unauthenticated", "webhook delivery refused");
-        app.metrics.webhooks.with_label_values(&[&label(&event), "refused"]).inc();
+        app.metrics
+            .webhooks
+            .with_label_values(&[&label(&event), "refused"])
+            .inc();
         return ApiFailure::unauthenticated(
             "missing or invalid X-Hub-Signature-256 (or no webhook secret is configured)",
         )
@@ -139,7 +142,12 @@ pub async fn github(State(app): State<Arc<App>>, req: Request) -> Response {
 
 /// Bounded label values: GitHub's event names are short identifiers.
 fn label(event: &str) -> String {
-    if !event.is_empty() && event.len() <= 40 && event.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if !event.is_empty()
+        && event.len() <= 40
+        && event
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         event.to_string()
     } else {
         "other".to_string()
@@ -188,18 +196,25 @@ async fn push(app: &App, body: &[u8]) -> Response {
         })
         .into_response();
     }
-    ApiFailure::bad_gateway(format!("{} of the matching workloads could not be redeployed", failed.len()))
-        .with("event", "push".into())
-        .with("repository", repository.into())
-        .with("branch", branch.into())
-        .with("redeployed", redeployed.into())
-        .with("failed", failed.into())
-        .into_response()
+    ApiFailure::bad_gateway(format!(
+        "{} of the matching workloads could not be redeployed",
+        failed.len()
+    ))
+    .with("event", "push".into())
+    .with("repository", repository.into())
+    .with("branch", branch.into())
+    .with("redeployed", redeployed.into())
+    .with("failed", failed.into())
+    .into_response()
 }
 
 /// Ids of the workloads following `repository` and `branch` (the scheduler filters
 /// one label; the branch is checked here).
-async fn matching_workloads(app: &App, repository: &str, branch: &str) -> Result<Vec<String>, ApiFailure> {
+async fn matching_workloads(
+    app: &App,
+    repository: &str,
+    branch: &str,
+) -> Result<Vec<String>, ApiFailure> {
     let selector = format!("{}={repository}", labels::REPO);
     let bytes = call(app, Method::GET, "/workloads", &[("label", &selector)]).await?;
     let all: Vec<Workload> = serde_json::from_slice(&bytes)
@@ -223,7 +238,10 @@ async fn call(
     let resp = app
         .upstreams
         .send(&method, path, Some(app.request_timeout), |b| {
-            Some(b.header(REQUEST_ID_HEADER, request_id.as_str()).query(query))
+            Some(
+                b.header(REQUEST_ID_HEADER, request_id.as_str())
+                    .query(query),
+            )
         })
         .await
         .map_err(|e| failure(&e))?;
@@ -239,7 +257,9 @@ async fn call(
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
         .unwrap_or_else(|| format!("scheduler answered {status}"));
-    Err(ApiFailure::bad_gateway(format!("{method} {path}: {message}")))
+    Err(ApiFailure::bad_gateway(format!(
+        "{method} {path}: {message}"
+    )))
 }
 
 #[cfg(test)]
@@ -259,7 +279,11 @@ mod tests {
 
     #[test]
     fn wrong_missing_or_malformed_signatures_are_refused() {
-        assert!(!verify_signature(DOC_SECRET, b"Hello, World?", Some(DOC_SIG)));
+        assert!(!verify_signature(
+            DOC_SECRET,
+            b"Hello, World?",
+            Some(DOC_SIG)
+        ));
         assert!(!verify_signature(b"other secret", DOC_BODY, Some(DOC_SIG)));
         assert!(!verify_signature(DOC_SECRET, DOC_BODY, None));
         assert!(!verify_signature(DOC_SECRET, DOC_BODY, Some("sha1=abc")));
@@ -273,8 +297,15 @@ mod tests {
             image: "busybox:local".into(),
             ..Default::default()
         };
-        req.labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut w = Workload::new("w1".into(), req.validate().expect("valid"), chrono::Utc::now());
+        req.labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut w = Workload::new(
+            "w1".into(),
+            req.validate().expect("valid"),
+            chrono::Utc::now(),
+        );
         w.desired_state = desired;
         w
     }
@@ -282,12 +313,36 @@ mod tests {
     #[test]
     fn only_workloads_labelled_with_repo_and_branch_follow_a_push() {
         let both = [(labels::REPO, "acme/web"), (labels::BRANCH, "main")];
-        assert!(follows(&workload(&both, DesiredState::Running), "acme/web", "main"));
-        assert!(follows(&workload(&both, DesiredState::Stopped), "acme/web", "main"));
-        assert!(!follows(&workload(&both, DesiredState::Deleted), "acme/web", "main"));
-        assert!(!follows(&workload(&both, DesiredState::Running), "acme/web", "dev"));
-        assert!(!follows(&workload(&both, DesiredState::Running), "acme/api", "main"));
+        assert!(follows(
+            &workload(&both, DesiredState::Running),
+            "acme/web",
+            "main"
+        ));
+        assert!(follows(
+            &workload(&both, DesiredState::Stopped),
+            "acme/web",
+            "main"
+        ));
+        assert!(!follows(
+            &workload(&both, DesiredState::Deleted),
+            "acme/web",
+            "main"
+        ));
+        assert!(!follows(
+            &workload(&both, DesiredState::Running),
+            "acme/web",
+            "dev"
+        ));
+        assert!(!follows(
+            &workload(&both, DesiredState::Running),
+            "acme/api",
+            "main"
+        ));
         let repo_only = [(labels::REPO, "acme/web")];
-        assert!(!follows(&workload(&repo_only, DesiredState::Running), "acme/web", "main"));
+        assert!(!follows(
+            &workload(&repo_only, DesiredState::Running),
+            "acme/web",
+            "main"
+        ));
     }
 }

@@ -79,13 +79,21 @@ fn add_common(method: &Method, path: &str, op: &mut Operation) {
     if routes::find(method, path).is_some() {
         add_missing(op, "401", "no credential, or an invalid or revoked token");
         add_missing(op, "403", "the credential's role may not do this");
-        add_missing(op, "429", "rate limit of this credential exceeded (see Retry-After)");
+        add_missing(
+            op,
+            "429",
+            "rate limit of this credential exceeded (see Retry-After)",
+        );
         add_missing(op, "502", "the scheduler's answer broke off");
         add_missing(op, "503", "no scheduler (or etcd) is reachable");
         add_missing(op, "504", "the scheduler did not answer in time");
     }
     if op.request_body.is_some() {
-        add_missing(op, "400", "the body is not valid JSON of this shape, or a field is invalid");
+        add_missing(
+            op,
+            "400",
+            "the body is not valid JSON of this shape, or a field is invalid",
+        );
         add_missing(op, "413", "the body is larger than the limit");
     }
     let request_id = HeaderBuilder::new()
@@ -94,7 +102,8 @@ fn add_common(method: &Method, path: &str, op: &mut Operation) {
         .build();
     for resp in op.responses.responses.values_mut() {
         if let utoipa::openapi::RefOr::T(r) = resp {
-            r.headers.insert("X-Request-Id".to_string(), request_id.clone());
+            r.headers
+                .insert("X-Request-Id".to_string(), request_id.clone());
         }
     }
 }

@@ -3,8 +3,8 @@
 //! checks every key they produce is described here, so the two cannot drift apart.
 #![allow(dead_code)] // Fields exist only to be described.
 
-use std::collections::BTreeMap;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// Every non-2xx answer.

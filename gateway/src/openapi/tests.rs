@@ -39,7 +39,10 @@ fn assert_matches(doc: &Value, name: &str, value: &Value) {
     }
     for req in s["required"].as_array().into_iter().flatten() {
         let req = req.as_str().expect("string");
-        assert!(obj.contains_key(req), "{name}.{req} is required but not produced");
+        assert!(
+            obj.contains_key(req),
+            "{name}.{req} is required but not produced"
+        );
     }
 }
 
@@ -114,7 +117,13 @@ fn every_gateway_route_is_documented_with_its_auth_errors() {
             .any(|k| k.starts_with('2'));
         assert!(ok, "{} {} has no success answer", r.method, r.path);
     }
-    for public in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/webhooks/github"] {
+    for public in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/webhooks/github",
+    ] {
         assert!(d["paths"][public].is_object(), "{public}");
     }
 }
@@ -156,7 +165,11 @@ fn schemas_describe_the_real_wire_types() {
         nodes: vec![sample_node()],
         ..Default::default()
     };
-    assert_matches(&d, "ClusterMetrics", &serde_json::to_value(metrics).expect("m"));
+    assert_matches(
+        &d,
+        "ClusterMetrics",
+        &serde_json::to_value(metrics).expect("m"),
+    );
     let err = persys_proto::ApiError {
         error: "e".into(),
         code: "c".into(),
