@@ -13,13 +13,15 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Start order; shutdown goes the other way (agents, then scheduler, then etcd).
+/// Start order; shutdown goes the other way (agents, gateway, scheduler, etcd).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
     /// etcd.
     Store,
     /// The scheduler.
     Scheduler,
+    /// The gateway.
+    Gateway,
     /// The agents.
     Agents,
 }

@@ -3,6 +3,8 @@
 
 use crate::config::{self, ConfigFile};
 use anyhow::Context;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Paths under the data dir.
@@ -14,6 +16,8 @@ pub struct Layout {
     pub etcd: PathBuf,
     /// `scheduler/`: the scheduler's data dir (PKI, join token).
     pub scheduler: PathBuf,
+    /// `gateway/`: the gateway's bootstrap admin token.
+    pub gateway: PathBuf,
     /// `logs/`: one log file per child.
     pub logs: PathBuf,
     /// `config.yaml`: the client config.
@@ -31,11 +35,12 @@ impl Layout {
         let layout = Self {
             etcd: root.join("etcd"),
             scheduler: root.join("scheduler"),
+            gateway: root.join("gateway"),
             logs: root.join("logs"),
             config: root.join("config.yaml"),
             root,
         };
-        for d in [&layout.scheduler, &layout.logs] {
+        for d in [&layout.scheduler, &layout.gateway, &layout.logs] {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
         Ok(layout)
@@ -56,7 +61,22 @@ impl Layout {
         self.scheduler.join("ca.crt")
     }
 
-    /// The client config for this cluster's admin identity.
+    /// The admin token file the gateway writes at its first start.
+    pub fn admin_token(&self) -> PathBuf {
+        self.gateway.join("admin-token")
+    }
+
+    /// The client config through the gateway: the admin token, and the admin
+    /// certificate too, so the same file also works straight at the scheduler.
+    pub fn gateway_client_config(&self, gateway_port: u16, token: &str) -> ConfigFile {
+        ConfigFile {
+            api_endpoint: format!("https://127.0.0.1:{gateway_port}"),
+            token: Some(token.to_string()),
+            ..self.client_config(0)
+        }
+    }
+
+    /// The client config for this cluster's admin identity, straight at the scheduler.
     pub fn client_config(&self, scheduler_port: u16) -> ConfigFile {
         ConfigFile {
             api_endpoint: format!("https://127.0.0.1:{scheduler_port}"),
@@ -81,14 +101,15 @@ pub enum HomeConfig {
     NoHome,
 }
 
-/// Write `DIR/config.yaml` (always) and `~/.persys/config.yaml` (only if none exists).
+/// Write `DIR/config.yaml` (always) and `~/.persys/config.yaml` (only if none exists),
+/// both readable by the owner only: they may hold an admin token.
 pub fn write_configs(
     layout: &Layout,
     file: &ConfigFile,
     home: Option<&Path>,
 ) -> anyhow::Result<HomeConfig> {
     let yaml = config::to_yaml(file).context("cannot encode the client config")?;
-    std::fs::write(&layout.config, &yaml)
+    write_private(&layout.config, &yaml)
         .with_context(|| format!("cannot write {}", layout.config.display()))?;
     let Some(home) = home else {
         return Ok(HomeConfig::NoHome);
@@ -110,13 +131,26 @@ pub fn write_configs(
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&user)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, yaml.as_bytes()));
+        .and_then(|mut f| f.write_all(yaml.as_bytes()));
     match written {
         Ok(()) => Ok(HomeConfig::Written(user)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(HomeConfig::Kept(user)),
         Err(e) => Err(e).with_context(|| format!("cannot write {}", user.display())),
     }
+}
+
+/// Replace `path` with `text`, mode 0600 (also when it existed with wider modes).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())
 }
 
 #[cfg(test)]
@@ -150,5 +184,36 @@ mod tests {
         assert!(kept.contains("8085"), "{kept}");
         let local = config::read(&layout.config, "--config", None).expect("reads");
         assert_eq!(local.file.api_endpoint, "https://127.0.0.1:9999");
+    }
+
+    #[test]
+    fn gateway_config_carries_the_token_and_the_admin_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::create(&dir.path().join("d")).expect("layout");
+        let f = layout.gateway_client_config(8551, "persys_abc");
+        assert_eq!(f.api_endpoint, "https://127.0.0.1:8551");
+        assert_eq!(f.token.as_deref(), Some("persys_abc"));
+        assert_eq!(f.ca_cert_path, Some(layout.ca_cert()));
+        assert_eq!(f.cert_path, Some(layout.root.join("scheduler/admin.crt")));
+        assert_eq!(layout.admin_token(), layout.root.join("gateway/admin-token"));
+        assert!(layout.gateway.is_dir());
+    }
+
+    #[test]
+    fn configs_holding_a_token_are_private_to_the_owner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        let layout = Layout::create(&dir.path().join("d")).expect("layout");
+        std::fs::write(&layout.config, "old").expect("write");
+        std::fs::set_permissions(&layout.config, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let f = layout.gateway_client_config(8551, "persys_abc");
+        write_configs(&layout, &f, Some(&home)).expect("writes");
+        for p in [layout.config.clone(), home.join(".persys/config.yaml")] {
+            let mode = std::fs::metadata(&p).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", p.display());
+        }
+        let back = config::read(&layout.config, "--config", None).expect("reads");
+        assert_eq!(back.file.token.as_deref(), Some("persys_abc"));
     }
 }

@@ -15,10 +15,11 @@ pub fn two_free_ports() -> std::io::Result<(u16, u16)> {
 }
 
 /// The ports the cluster will listen on, named by the flag that sets them; refuses
-/// overflow and two listeners on one port.
+/// overflow and two listeners on one port. `gateway` is `None` when no gateway runs.
 pub fn plan_ports(
     scheduler: u16,
     bootstrap: u16,
+    gateway: Option<u16>,
     agent_base: u16,
     agents: u16,
 ) -> Result<Vec<(String, u16)>, String> {
@@ -26,6 +27,9 @@ pub fn plan_ports(
         ("--scheduler-port".to_string(), scheduler),
         ("--bootstrap-port".to_string(), bootstrap),
     ];
+    if let Some(port) = gateway {
+        plan.push(("--gateway-port".to_string(), port));
+    }
     for i in 0..agents {
         let port = agent_base.checked_add(i).ok_or_else(|| {
             format!("--agent-port {agent_base} + {agents} agents exceeds port 65535")
@@ -71,6 +75,18 @@ pub async fn etcd_healthy(http: &reqwest::Client, endpoint: &str) -> bool {
 /// Whether the scheduler's bootstrap port answers `GET /healthz` over TLS checked
 /// against the cluster CA in `ca_path`.
 pub async fn bootstrap_healthy(ca_path: &Path, port: u16) -> bool {
+    tls_get_ok(ca_path, port, "/healthz").await
+}
+
+/// Whether the gateway answers `GET /readyz` (a scheduler answers it and its token
+/// cache is loaded) over TLS checked against the cluster CA.
+pub async fn gateway_ready(ca_path: &Path, port: u16) -> bool {
+    tls_get_ok(ca_path, port, "/readyz").await
+}
+
+/// Whether `GET https://127.0.0.1:<port><path>` answers 2xx, the server checked
+/// against the CA in `ca_path`.
+async fn tls_get_ok(ca_path: &Path, port: u16, path: &str) -> bool {
     let Ok(ca) = std::fs::read_to_string(ca_path) else {
         return false;
     };
@@ -84,7 +100,7 @@ pub async fn bootstrap_healthy(ca_path: &Path, port: u16) -> bool {
     else {
         return false;
     };
-    http.get(format!("https://127.0.0.1:{port}/healthz"))
+    http.get(format!("https://127.0.0.1:{port}{path}"))
         .send()
         .await
         .is_ok_and(|r| r.status().is_success())
@@ -96,20 +112,23 @@ mod tests {
 
     #[test]
     fn default_ports_plan_one_per_agent() {
-        let plan = plan_ports(8085, 8084, 8080, 3).expect("valid");
+        let plan = plan_ports(8085, 8084, Some(8551), 8080, 3).expect("valid");
         let ports: Vec<u16> = plan.iter().map(|(_, p)| *p).collect();
-        assert_eq!(ports, [8085, 8084, 8080, 8081, 8082]);
+        assert_eq!(ports, [8085, 8084, 8551, 8080, 8081, 8082]);
+        assert_eq!(plan_ports(8085, 8084, None, 8080, 1).expect("valid").len(), 3);
     }
 
     #[test]
     fn agent_range_overlapping_the_scheduler_is_refused() {
-        let e = plan_ports(8085, 8084, 8083, 3).expect_err("overlap");
+        let e = plan_ports(8085, 8084, None, 8083, 3).expect_err("overlap");
         assert!(e.contains("8084"), "{e}");
+        let e = plan_ports(8085, 8084, Some(8080), 8080, 1).expect_err("overlap");
+        assert!(e.contains("--gateway-port"), "{e}");
     }
 
     #[test]
     fn agent_range_past_65535_is_refused() {
-        assert!(plan_ports(8085, 8084, 65535, 2).is_err());
+        assert!(plan_ports(8085, 8084, None, 65535, 2).is_err());
     }
 
     #[test]
