@@ -4,18 +4,21 @@
 //! JSON is camelCase and compatible with the original persys (Go) payloads; see
 //! `shared/spec/api.md`. This crate does no I/O.
 
+pub mod leader;
 pub mod node;
 pub mod status;
 pub mod validate;
 pub mod wire;
 pub mod workload;
 
+pub use leader::{LeaderInfo, LeaderRecord};
 pub use node::{Node, NodeStatus};
 pub use status::{DesiredState, WorkloadStatus};
 pub use validate::ValidationError;
 pub use wire::*;
 pub use workload::{
-    Command, Resources, RestartPolicy, Workload, WorkloadRequest, WorkloadSpec, WorkloadType,
+    Command, Resources, RestartPolicy, RetiringCopy, Workload, WorkloadRequest, WorkloadSpec,
+    WorkloadType,
 };
 
 /// Labels every persys container carries (see "Agent API" in the contract).

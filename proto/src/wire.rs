@@ -205,7 +205,8 @@ pub struct RunRequest {
     pub workload_id: String,
     /// Image reference.
     pub image: String,
-    /// Container name (the workload id).
+    /// Container name, [`container_name`] of the workload id and generation (agents
+    /// derive it themselves; the field is informative).
     pub name: String,
     /// Human name (label `persys.displayName`).
     pub display_name: String,
@@ -243,7 +244,7 @@ impl RunRequest {
         Self {
             workload_id: w.id.clone(),
             image: w.spec.image.clone(),
-            name: w.id.clone(),
+            name: container_name(&w.id, w.generation),
             display_name: w.spec.name.clone(),
             command: w.spec.command.clone(),
             env: w.spec.env_vars.clone(),
@@ -256,6 +257,14 @@ impl RunRequest {
             labels: w.spec.labels.clone(),
         }
     }
+}
+
+/// The Docker container name of one generation of a workload: `<workload id>-g<generation>`.
+/// One name per generation lets an old copy and its replacement coexist on one engine
+/// (make-before-break moves, nodes sharing an engine); containers are found by their
+/// labels, never by this name alone.
+pub fn container_name(workload_id: &str, generation: u64) -> String {
+    format!("{workload_id}-g{generation}")
 }
 
 /// Answer of `POST /docker/run`, `/docker/stop/{id}`, `/docker/remove/{id}`: the state
@@ -374,6 +383,22 @@ mod tests {
         for k in ["id", "workloadId", "nodeId", "node_id", "status"] {
             assert!(v[k].is_string(), "{k}");
         }
+    }
+
+    #[test]
+    fn container_names_differ_per_generation_and_retiring_is_omitted_when_empty() {
+        assert_eq!(container_name("w1", 3), "w1-g3");
+        let mut w = sample();
+        w.generation = 2;
+        assert_eq!(RunRequest::for_workload(&w).name, "id-1-g2");
+        let v = serde_json::to_value(&w).expect("serializes");
+        assert!(v.get("retiring").is_none());
+        w.retiring.push(crate::RetiringCopy {
+            node_id: "n1".into(),
+            generation: 1,
+        });
+        let v = serde_json::to_value(&w).expect("serializes");
+        assert_eq!(v["retiring"][0]["nodeId"], "n1");
     }
 
     #[test]

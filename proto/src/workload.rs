@@ -108,6 +108,13 @@ impl RestartPolicy {
     pub fn reschedules_on_node_loss(self) -> bool {
         !matches!(self, Self::No)
     }
+
+    /// Whether a move (drain, redeploy elsewhere) starts the new copy before the old one
+    /// is removed: services that must stay up (`always`, `unless-stopped`). Others stop
+    /// the old copy first, so a job never runs twice at once.
+    pub fn make_before_break(self) -> bool {
+        matches!(self, Self::Always | Self::UnlessStopped)
+    }
 }
 
 /// Requested resources: `cpu` in millicores, `memory` in MB. `0` means no request and
@@ -238,6 +245,21 @@ pub struct Workload {
     /// Docker container id on the node.
     #[serde(default)]
     pub container_id: Option<String>,
+    /// Older copies on other nodes still to be removed after a move (drain, redeploy
+    /// elsewhere): at once, or once this generation runs (make-before-break). Absent
+    /// when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retiring: Vec<RetiringCopy>,
+}
+
+/// A previous placement of a workload whose container is still to be removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiringCopy {
+    /// Node that runs the old copy.
+    pub node_id: String,
+    /// Its generation (its container is `container_name(id, generation)`).
+    pub generation: u64,
 }
 
 impl Workload {
@@ -256,6 +278,7 @@ impl Workload {
             exit_code: None,
             restart_count: 0,
             container_id: None,
+            retiring: Vec::new(),
         }
     }
 }
