@@ -287,16 +287,16 @@ mod tests {
         let e = parse(text, Syntax::Yaml).expect("parses");
         assert_eq!(names(&e), ["web"]);
         assert_eq!(e[0].request.env_vars["MODE"], "prod");
-        assert_eq!(
-            e[0].request.command,
-            Some(Value::String("echo hi".into()))
-        );
+        assert_eq!(e[0].request.command, Some(Value::String("echo hi".into())));
     }
 
     #[test]
     fn yaml_list_is_several_workloads() {
         let text = "- name: a\n  image: busybox:local\n- name: b\n  image: busybox:local\n";
-        assert_eq!(names(&parse(text, Syntax::Yaml).expect("parses")), ["a", "b"]);
+        assert_eq!(
+            names(&parse(text, Syntax::Yaml).expect("parses")),
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -355,7 +355,10 @@ mod tests {
     #[test]
     fn wrong_field_type_is_refused() {
         let e = parse("name: web\nimage: x\nports: 8080\n", Syntax::Yaml).expect_err("invalid");
-        assert!(matches!(e, ManifestError::Invalid { position: 1, .. }), "{e:?}");
+        assert!(
+            matches!(e, ManifestError::Invalid { position: 1, .. }),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -372,8 +375,14 @@ mod tests {
 
     #[test]
     fn empty_file_is_refused() {
-        assert_eq!(parse("", Syntax::Yaml).expect_err("empty"), ManifestError::Empty);
-        assert_eq!(parse("[]", Syntax::Json).expect_err("empty"), ManifestError::Empty);
+        assert_eq!(
+            parse("", Syntax::Yaml).expect_err("empty"),
+            ManifestError::Empty
+        );
+        assert_eq!(
+            parse("[]", Syntax::Json).expect_err("empty"),
+            ManifestError::Empty
+        );
     }
 
     #[test]

@@ -1,78 +1,11 @@
 //! The built `persys` binary: usage errors, config errors, exit codes and output, against
 //! a canned plain-HTTP server (the real cluster is exercised by the workspace `tests/`).
 
-use assert_cmd::Command;
+mod common;
+
+use common::{config_for, fake_server, persys, WORKLOAD};
 use predicates::prelude::*;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::sync::mpsc;
-use std::thread;
-
-/// `persys` with a clean environment: no config from the developer's machine leaks in.
-fn persys(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("persys").expect("persys binary is built");
-    cmd.env_remove("PERSYS_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("HOME", home);
-    cmd
-}
-
-/// One request the fake server saw.
-#[derive(Debug)]
-struct Seen {
-    request_line: String,
-    body: String,
-}
-
-/// Serve `answers` (status, body), one per connection, then stop; report what was asked.
-fn fake_server(answers: Vec<(u16, &'static str)>) -> (String, mpsc::Receiver<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for (status, body) in answers {
-            let Ok((stream, _)) = listener.accept() else {
-                return;
-            };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).expect("request line");
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).expect("header");
-                if line.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().expect("length");
-                }
-            }
-            let mut buf = vec![0; length];
-            reader.read_exact(&mut buf).expect("body");
-            let _ = tx.send(Seen {
-                request_line: request_line.trim().to_string(),
-                body: String::from_utf8_lossy(&buf).into_owned(),
-            });
-            let mut stream = stream;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, rx)
-}
-
-fn config_for(dir: &Path, endpoint: &str) -> std::path::PathBuf {
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, format!("api_endpoint: {endpoint}\n")).expect("write config");
-    path
-}
-
-const WORKLOAD: &str = r#"{"id":"0b3e4c1a-1111-4222-8333-444455556666","name":"hello","type":"docker-container","image":"busybox:local","command":["echo","hi"],"envVars":{},"ports":[],"volumes":[],"restartPolicy":"no","resources":{"cpu":0,"memory":0},"labels":{},"nodeSelector":{},"nodeId":"node-1","status":"Running","desiredState":"Running","createdAt":"2024-01-01T00:00:00Z","updatedAt":"2024-01-01T00:00:00Z","generation":1}"#;
 
 #[test]
 fn help_lists_every_verb() {

@@ -1,5 +1,6 @@
-//! `persys dev` for real: Debian's etcd, the built `persys-scheduler` and `persys-agent`
-//! (next to `persys`; `cargo build --workspace --bins` first), the local Docker engine.
+//! `persys dev` for real: Debian's etcd, the built `persys-scheduler`, `persys-gateway`
+//! and `persys-agent` (next to `persys`; `cargo build --workspace --bins` first), the
+//! local Docker engine.
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -34,16 +35,19 @@ struct Dev {
     home: tempfile::TempDir,
     data: PathBuf,
     scheduler_port: u16,
+    gateway_port: u16,
 }
 
 impl Dev {
     /// Start it and wait until it says the cluster is up.
     fn start() -> Dev {
         bin("persys-scheduler");
+        bin("persys-gateway");
         bin("persys-agent");
         let home = tempfile::tempdir().expect("tempdir");
         let data = home.path().join("cluster");
         let scheduler_port = free_port();
+        let gateway_port = free_port();
         let stderr = std::fs::File::create(home.path().join("dev.err")).expect("stderr file");
         let mut child = Command::new(bin("persys"))
             .arg("dev")
@@ -51,6 +55,7 @@ impl Dev {
             .arg(&data)
             .args(["--agents", "1"])
             .args(["--scheduler-port", &scheduler_port.to_string()])
+            .args(["--gateway-port", &gateway_port.to_string()])
             .args(["--bootstrap-port", &free_port().to_string()])
             .args(["--agent-port", &free_port().to_string()])
             .env("HOME", home.path())
@@ -90,6 +95,7 @@ impl Dev {
             home,
             data,
             scheduler_port,
+            gateway_port,
         }
     }
 
@@ -151,6 +157,7 @@ fn alive(pid: i32) -> bool {
 
 fn persys(config: &Path, args: &[&str]) -> std::process::Output {
     Command::new(bin("persys"))
+        .env_remove("PERSYS_TOKEN")
         .arg("--config")
         .arg(config)
         .args(args)
@@ -173,8 +180,23 @@ fn dev_runs_a_usable_cluster_and_stops_it_cleanly_on_sigterm() {
     assert_eq!(nodes[0]["status"], "Active");
     let home_config =
         std::fs::read_to_string(dev.home.path().join(".persys/config.yaml")).expect("home config");
-    assert!(home_config.contains(&format!("https://127.0.0.1:{}", dev.scheduler_port)));
-    for name in ["etcd", "scheduler", "agent-1"] {
+    assert!(
+        home_config.contains(&format!("https://127.0.0.1:{}", dev.gateway_port)),
+        "the config points at the gateway: {home_config}"
+    );
+    assert!(
+        home_config.contains("token: persys_"),
+        "with the admin token"
+    );
+    let out = persys(&config, &["token", "list", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "the admin token works through the gateway: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(tokens[0]["role"], "admin");
+    for name in ["etcd", "scheduler", "gateway", "agent-1"] {
         assert!(
             dev.data.join(format!("logs/{name}.log")).is_file(),
             "{name}.log"
@@ -184,8 +206,8 @@ fn dev_runs_a_usable_cluster_and_stops_it_cleanly_on_sigterm() {
     let children = children_of(dev.child.id());
     assert_eq!(
         children.len(),
-        3,
-        "etcd, scheduler, one agent: {children:?}"
+        4,
+        "etcd, scheduler, gateway, one agent: {children:?}"
     );
     kill(dev.pid(), Signal::SIGTERM).expect("sigterm");
     let status = dev
@@ -197,13 +219,17 @@ fn dev_runs_a_usable_cluster_and_stops_it_cleanly_on_sigterm() {
         TcpListener::bind(("127.0.0.1", dev.scheduler_port)).is_ok(),
         "scheduler port released"
     );
+    assert!(
+        TcpListener::bind(("127.0.0.1", dev.gateway_port)).is_ok(),
+        "gateway port released"
+    );
 }
 
 #[test]
 fn killing_dev_with_sigkill_leaves_no_child_behind() {
     let mut dev = Dev::start();
     let children = children_of(dev.child.id());
-    assert_eq!(children.len(), 3, "{children:?}");
+    assert_eq!(children.len(), 4, "{children:?}");
     kill(dev.pid(), Signal::SIGKILL).expect("sigkill");
     dev.wait(Duration::from_secs(5)).expect("dies");
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -67,8 +67,7 @@ pub async fn apply(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {
 }
 
 async fn create(ctx: &Ctx, e: &Entry) -> Result<Value, ClientError> {
-    let body =
-        serde_json::to_vec(&e.request).map_err(|err| ClientError::Setup(err.to_string()))?;
+    let body = serde_json::to_vec(&e.request).map_err(|err| ClientError::Setup(err.to_string()))?;
     ctx.client.post_json("/workloads", body).await
 }
 

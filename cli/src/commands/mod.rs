@@ -82,9 +82,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             NodeCommand::List => nodes::list(&ctx).await,
             NodeCommand::Get { id } => nodes::get(&ctx, &id).await,
             NodeCommand::Cordon { id } => nodes::control(&ctx, NodeAction::Cordon, &id).await,
-            NodeCommand::Uncordon { id } => {
-                nodes::control(&ctx, NodeAction::Uncordon, &id).await
-            }
+            NodeCommand::Uncordon { id } => nodes::control(&ctx, NodeAction::Uncordon, &id).await,
             NodeCommand::Drain { id } => nodes::control(&ctx, NodeAction::Drain, &id).await,
         },
         Command::Events(args) => events::events(&ctx, &args).await,

@@ -237,9 +237,9 @@ impl Waiter<'_> {
             Ok(Some(Incoming::Event {
                 event: ClusterEvent::Workload { workload },
                 raw,
-            })) if workload.id == self.id => Ok(Step::Record(
-                raw.get("workload").cloned().unwrap_or(raw),
-            )),
+            })) if workload.id == self.id => {
+                Ok(Step::Record(raw.get("workload").cloned().unwrap_or(raw)))
+            }
             Ok(Some(Incoming::Event {
                 event: ClusterEvent::WorkloadDeleted { id },
                 ..

@@ -34,7 +34,10 @@ mod tests {
 
     #[test]
     fn version_line_shows_git_only_when_known() {
-        assert_eq!(line("0.1.0", Some("v0.1.0-3-gabc")), "persys 0.1.0 (git v0.1.0-3-gabc)");
+        assert_eq!(
+            line("0.1.0", Some("v0.1.0-3-gabc")),
+            "persys 0.1.0 (git v0.1.0-3-gabc)"
+        );
         assert_eq!(line("0.1.0", None), "persys 0.1.0");
         assert_eq!(line("0.1.0", Some("")), "persys 0.1.0");
     }

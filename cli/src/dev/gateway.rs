@@ -50,7 +50,6 @@ impl Cluster<'_> {
         check_admin_token(&file, layout, &admin_token).await?;
         Ok(Some(file))
     }
-
 }
 
 /// The token in a token file, if it has one yet (the gateway may be writing it).
@@ -81,4 +80,3 @@ async fn check_admin_token(
         _ => Ok(()),
     }
 }
-

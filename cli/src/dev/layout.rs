@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(f.token.as_deref(), Some("persys_abc"));
         assert_eq!(f.ca_cert_path, Some(layout.ca_cert()));
         assert_eq!(f.cert_path, Some(layout.root.join("scheduler/admin.crt")));
-        assert_eq!(layout.admin_token(), layout.root.join("gateway/admin-token"));
+        assert_eq!(
+            layout.admin_token(),
+            layout.root.join("gateway/admin-token")
+        );
         assert!(layout.gateway.is_dir());
     }
 

@@ -115,7 +115,10 @@ mod tests {
         let plan = plan_ports(8085, 8084, Some(8551), 8080, 3).expect("valid");
         let ports: Vec<u16> = plan.iter().map(|(_, p)| *p).collect();
         assert_eq!(ports, [8085, 8084, 8551, 8080, 8081, 8082]);
-        assert_eq!(plan_ports(8085, 8084, None, 8080, 1).expect("valid").len(), 3);
+        assert_eq!(
+            plan_ports(8085, 8084, None, 8080, 1).expect("valid").len(),
+            3
+        );
     }
 
     #[test]

@@ -12,7 +12,11 @@ fn exe_dir() -> Option<PathBuf> {
 
 /// `name` next to the current executable, else on `PATH`; `None` if neither has it.
 pub fn find(name: &str) -> Option<PathBuf> {
-    find_in(name, exe_dir().as_deref(), std::env::var_os("PATH").as_deref())
+    find_in(
+        name,
+        exe_dir().as_deref(),
+        std::env::var_os("PATH").as_deref(),
+    )
 }
 
 /// [`find`] with its inputs given, for tests.

@@ -69,9 +69,18 @@ mod tests {
             etcd: "http://127.0.0.1:2379",
         };
         let text = summary(&layout, &at, 2, &HomeConfig::NoHome);
-        assert!(text.starts_with("persys dev cluster is up: 2 node(s) Active"), "{text}");
-        assert!(text.contains("https://127.0.0.1:8551 (gateway; admin token in"), "{text}");
-        assert!(text.contains("scheduler:      https://127.0.0.1:8085"), "{text}");
+        assert!(
+            text.starts_with("persys dev cluster is up: 2 node(s) Active"),
+            "{text}"
+        );
+        assert!(
+            text.contains("https://127.0.0.1:8551 (gateway; admin token in"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scheduler:      https://127.0.0.1:8085"),
+            "{text}"
+        );
         let direct = Endpoints {
             api: "https://127.0.0.1:8085",
             gateway: false,

@@ -8,7 +8,12 @@ use persys_proto::ClusterEvent;
 pub fn event_header() -> String {
     line_of(
         "TIME",
-        &["KIND".into(), "NAME".into(), "STATUS".into(), "DETAIL".into()],
+        &[
+            "KIND".into(),
+            "NAME".into(),
+            "STATUS".into(),
+            "DETAIL".into(),
+        ],
         false,
     )
 }
@@ -115,8 +120,14 @@ mod tests {
             ]
         );
         let line = event_line(t(), &cells, false);
-        assert!(line.starts_with("2023-11-14T22:13:20Z   workload   web/0b3e4c1a "), "{line}");
-        assert!(line.ends_with("Running             node node-1, generation 2"), "{line}");
+        assert!(
+            line.starts_with("2023-11-14T22:13:20Z   workload   web/0b3e4c1a "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("Running             node node-1, generation 2"),
+            "{line}"
+        );
     }
 
     #[test]
@@ -147,12 +158,7 @@ mod tests {
 
     #[test]
     fn coloured_status_keeps_the_detail_column_in_place() {
-        let cells: [String; 4] = [
-            "node".into(),
-            "n".into(),
-            "Active".into(),
-            "d".into(),
-        ];
+        let cells: [String; 4] = ["node".into(), "n".into(), "Active".into(), "d".into()];
         let plain = event_line(t(), &cells, false);
         let coloured = event_line(t(), &cells, true);
         assert_eq!(crate::dev::child::strip_ansi(&coloured), plain);
@@ -162,7 +168,10 @@ mod tests {
     #[test]
     fn header_has_the_same_columns() {
         let h = event_header();
-        assert!(h.starts_with("TIME                   KIND       NAME"), "{h}");
+        assert!(
+            h.starts_with("TIME                   KIND       NAME"),
+            "{h}"
+        );
         assert!(h.ends_with("STATUS              DETAIL"), "{h}");
     }
 }

@@ -94,9 +94,18 @@ mod tests {
             allocated_memory_mb: 128,
         };
         let text = metrics_summary(&m);
-        assert!(text.contains("Nodes:     2 (1 Active, 1 Cordoned)"), "{text}");
-        assert!(text.contains("CPU:       0.5 of 8 cores allocated (6%)"), "{text}");
-        assert!(text.contains("Memory:    128 of 16000 MB allocated (1%)"), "{text}");
+        assert!(
+            text.contains("Nodes:     2 (1 Active, 1 Cordoned)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CPU:       0.5 of 8 cores allocated (6%)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Memory:    128 of 16000 MB allocated (1%)"),
+            "{text}"
+        );
         assert!(text.contains("Workloads: 4"), "{text}");
         assert!(text.contains("Running   3"), "{text}");
         assert!(!text.contains("Failed"), "{text}");

@@ -13,8 +13,8 @@ pub mod workload;
 pub use node::{describe_node, node_rows, NODE_HEADERS, NODE_STATUS_COLUMN};
 pub use table::{age, labels, status_colour, stdout_colour, table, table_styled, Colour};
 pub use workload::{
-    describe_workload, workload_rows, workload_rows_wide, WORKLOAD_HEADERS,
-    WORKLOAD_STATUS_COLUMN, WORKLOAD_WIDE_HEADERS,
+    describe_workload, workload_rows, workload_rows_wide, WORKLOAD_HEADERS, WORKLOAD_STATUS_COLUMN,
+    WORKLOAD_WIDE_HEADERS,
 };
 
 use std::io::Write;

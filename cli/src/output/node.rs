@@ -133,7 +133,10 @@ pub(crate) mod tests {
     fn describe_node_adds_host_dns_and_free_resources() {
         let text = describe_node(&node("node-1", NodeStatus::Active, t(0)), t(5));
         assert!(text.starts_with("NODE "), "{text}");
-        assert!(text.contains("dns:        node-1.cluster.local.dev"), "{text}");
+        assert!(
+            text.contains("dns:        node-1.cluster.local.dev"),
+            "{text}"
+        );
         assert!(text.contains("free:       3 cores, 7000MB"), "{text}");
         assert!(text.contains("os:         linux 6.1"), "{text}");
     }

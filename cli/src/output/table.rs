@@ -52,8 +52,8 @@ pub fn stdout_colour() -> bool {
 pub fn status_colour(status: &str) -> Option<Colour> {
     match status {
         "Running" | "Active" => Some(Colour::Green),
-        "Pending" | "Scheduled" | "Pulling" | "ContainerCreating" | "Restarting"
-        | "Stopping" | "Cordoned" | "Draining" => Some(Colour::Yellow),
+        "Pending" | "Scheduled" | "Pulling" | "ContainerCreating" | "Restarting" | "Stopping"
+        | "Cordoned" | "Draining" => Some(Colour::Yellow),
         "Failed" | "ImagePullBackOff" | "Missing" | "Unknown" | "Inactive" => Some(Colour::Red),
         _ => None,
     }

@@ -64,7 +64,10 @@ fn node_of(w: &Workload) -> String {
 /// Why a workload is in its status, on one line: the server's reason, else the exit
 /// code of an exited container.
 pub fn reason(w: &Workload) -> Option<String> {
-    match (w.status_reason.as_deref().filter(|r| !r.is_empty()), w.exit_code) {
+    match (
+        w.status_reason.as_deref().filter(|r| !r.is_empty()),
+        w.exit_code,
+    ) {
         (Some(r), _) => Some(crate::client::one_line(r)),
         (None, Some(c)) => Some(format!("exit code {c}")),
         (None, None) => None,
@@ -231,10 +234,7 @@ pub(crate) mod tests {
         w.spec.ports = vec!["8080:80".into()];
         let rows = workload_rows_wide(&[w], t(10));
         assert_eq!(rows[0].len(), WORKLOAD_WIDE_HEADERS.len());
-        assert_eq!(
-            rows[0][5..],
-            ["2", "3", "8080:80", "10s", "exit code 1"]
-        );
+        assert_eq!(rows[0][5..], ["2", "3", "8080:80", "10s", "exit code 1"]);
         assert_eq!(rows[0][WORKLOAD_STATUS_COLUMN], "Exited");
     }
 
