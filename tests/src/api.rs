@@ -15,6 +15,20 @@ pub struct Api {
 impl Api {
     /// Client trusting `ca` and presenting `identity` (cert, key) when given.
     pub fn new(base: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Self> {
+        Self::build(base, ca, identity, None)
+    }
+
+    /// Client trusting `ca` that sends `Authorization: Bearer <token>`.
+    pub fn with_token(base: &str, ca: &Path, token: &str) -> Result<Self> {
+        Self::build(base, ca, None, Some(token))
+    }
+
+    fn build(
+        base: &str,
+        ca: &Path,
+        identity: Option<(&Path, &Path)>,
+        token: Option<&str>,
+    ) -> Result<Self> {
         let ca_pem =
             std::fs::read_to_string(ca).with_context(|| format!("read {}", ca.display()))?;
         let ident = match identity {
@@ -25,8 +39,15 @@ impl Api {
             &ca_pem,
             ident.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
         )?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
+            .default_headers(headers)
             .timeout(Duration::from_secs(30))
             .build()?;
         Ok(Self {
