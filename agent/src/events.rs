@@ -105,7 +105,7 @@ mod tests {
         }))
         .expect("request");
         sup.run(&req).await.expect("runs");
-        rt.exit("w1", 3).expect("exits");
+        rt.exit("w1-g1", 3).expect("exits");
         let mut failed = None;
         while let Some(s) = tokio::time::timeout(Duration::from_secs(2), inbox.next_state())
             .await

@@ -141,7 +141,12 @@ async fn the_agent_joins_heartbeats_serves_the_scheduler_only_and_shuts_down_cle
         .expect("joins");
     assert!(result.is_ok(), "{result:?}");
     let c = std::process::Command::new("docker")
-        .args(["inspect", "-f", "{{.State.Running}}", &workload])
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Running}}",
+            &format!("{workload}-g1"),
+        ])
         .output()
         .expect("docker inspect");
     assert_eq!(

@@ -8,7 +8,7 @@ use persys_agent::adopt::adopt;
 use persys_agent::events::follow_events;
 use persys_agent::runtime::{ContainerRuntime, EngineStatus, LogOptions, RuntimeError};
 use persys_agent::supervisor::SupervisorError;
-use persys_proto::{labels, Resources, WorkloadStatus};
+use persys_proto::{container_name, labels, Resources, RestartPolicy, WorkloadStatus};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -26,9 +26,10 @@ async fn run_reaches_running_with_labels_and_limits() {
     req.labels.insert("team".into(), "web".into());
     let state = sup.run(&req).await.expect("runs");
     assert_eq!(state.status, WorkloadStatus::Running);
-    let c = sup.runtime().inspect(&workload).await.expect("exists");
+    let name = container_name(&workload, 1);
+    let c = sup.runtime().inspect(&name).await.expect("exists");
     assert_eq!(Some(c.id.as_str()), state.container_id.as_deref());
-    assert_eq!(c.name, workload);
+    assert_eq!(c.name, name, "named after workload and generation");
     assert_eq!(c.status, EngineStatus::Running);
     assert_eq!((c.nano_cpus, c.memory_bytes), (250_000_000, 64 << 20));
     assert_eq!(c.labels[labels::NODE_ID], node);
@@ -68,7 +69,11 @@ async fn an_exit_with_code_three_is_reported_failed_within_a_second() {
         elapsed < Duration::from_millis(2500),
         "reported after {elapsed:?}"
     );
-    let finished = sup.runtime().inspect(&workload).await.expect("exists");
+    let finished = sup
+        .runtime()
+        .inspect(&container_name(&workload, 1))
+        .await
+        .expect("exists");
     assert_eq!(finished.exit_code, Some(3));
     shutdown.cancel();
     follower.await.expect("joins");
@@ -120,7 +125,11 @@ async fn a_stale_generation_is_removed_and_replaced() {
         Err(RuntimeError::NotFound(_))
     ));
     assert_eq!(docker_ids(&node).len(), 1);
-    let c = sup.runtime().inspect(&workload).await.expect("exists");
+    let c = sup
+        .runtime()
+        .inspect(&container_name(&workload, 2))
+        .await
+        .expect("exists");
     assert_eq!(c.labels[labels::GENERATION], "2");
     let refused = sup.run(&request(&workload, 1, "sleep 30")).await;
     assert!(
@@ -166,14 +175,14 @@ async fn agents_with_different_node_ids_never_see_or_touch_each_others_container
         WorkloadStatus::Missing
     );
     let err = sup_a
-        .run(&request(&wb, 5, "sleep 30"))
+        .run(&request(&wb, 1, "sleep 30"))
         .await
-        .expect_err("name held by b");
+        .expect_err("name of the same generation held by b");
     assert!(err.to_string().contains(&b), "{err}");
     assert_eq!(
         sup_b
             .runtime()
-            .inspect(&wb)
+            .inspect(&container_name(&wb, 1))
             .await
             .expect("b's container")
             .status,
@@ -291,4 +300,69 @@ async fn a_requested_stop_is_reported_stopped_not_failed() {
     assert!(docker_ids(&node).is_empty());
     shutdown.cancel();
     follower.await.expect("joins");
+}
+
+#[tokio::test]
+async fn on_failure_restarts_with_growing_delays_and_reports_a_crash_loop() {
+    let node = unique("t-crash");
+    let _cleanup = Cleanup(node.clone());
+    let (sup, mut inbox) = supervisor(&node).await;
+    let shutdown = CancellationToken::new();
+    let follower = tokio::spawn(follow_events(sup.clone(), shutdown.clone()));
+    let workload = unique("w");
+    let mut req = request(&workload, 1, "exit 1");
+    req.restart_policy = RestartPolicy::OnFailure;
+    sup.run(&req).await.expect("runs");
+    // Docker restarts after 0.1, 0.2, 0.4, 0.8, 1.6 s: five restarts within ~4 s.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut restarting: Vec<(u32, Instant)> = Vec::new();
+    let mut crash_loop = None;
+    while restarting.last().is_none_or(|(n, _)| *n < 5) {
+        let s = tokio::time::timeout_at(deadline.into(), inbox.next_state())
+            .await
+            .expect("restarts in time")
+            .expect("inbox open");
+        if s.workload_id != workload || s.status != WorkloadStatus::Restarting {
+            continue;
+        }
+        assert_eq!(s.exit_code, Some(1), "{s:?}");
+        if restarting.last().is_none_or(|(n, _)| *n < s.restart_count) {
+            restarting.push((s.restart_count, Instant::now()));
+        }
+        if s.restart_count >= 3 {
+            crash_loop = s.reason.clone();
+        }
+    }
+    let reason = crash_loop.expect("a crash-loop reason");
+    assert!(
+        reason.starts_with("crash loop: restarted ") && reason.contains("last exit code 1"),
+        "{reason}"
+    );
+    // Growing delays: the later restarts are further apart than the first ones.
+    let gap = |i: usize| restarting[i + 1].1 - restarting[i].1;
+    let last = restarting.len() - 2;
+    assert!(gap(last) > gap(0), "{restarting:?}");
+    shutdown.cancel();
+    follower.await.expect("joins");
+}
+
+#[tokio::test]
+async fn on_failure_with_exit_zero_is_exited_and_not_restarted() {
+    let node = unique("t-exit0");
+    let _cleanup = Cleanup(node.clone());
+    let (sup, _inbox) = supervisor(&node).await;
+    let workload = unique("w");
+    let mut req = request(&workload, 1, "exit 0");
+    req.restart_policy = RestartPolicy::OnFailure;
+    sup.run(&req).await.expect("runs");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let states = sup.list().await.expect("lists");
+    let s = states
+        .iter()
+        .find(|s| s.workload_id == workload)
+        .expect("listed");
+    assert_eq!(
+        (s.status, s.exit_code, s.restart_count),
+        (WorkloadStatus::Exited, Some(0), 0)
+    );
 }

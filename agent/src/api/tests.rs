@@ -235,8 +235,8 @@ async fn logs_are_plain_text_lines_and_unknown_containers_are_404() {
         ),
     )
     .await;
-    rt.write_log("w1", "one");
-    rt.write_log("w1", "two");
+    rt.write_log("w1-g1", "one");
+    rt.write_log("w1-g1", "two");
     let (status, body) = call(
         &app,
         request(

@@ -62,6 +62,35 @@ impl DockerRuntime {
     pub fn client(&self) -> &Docker {
         &self.docker
     }
+
+    /// Every container (running or not) carrying all of `label_filters` (`k=v`).
+    async fn list_labelled(&self, label_filters: Vec<String>) -> Result<Vec<Listed>, RuntimeError> {
+        let filters = HashMap::from([("label".to_string(), label_filters)]);
+        let options = ListContainersOptions {
+            all: true,
+            filters,
+            ..Default::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| map_err(e, "containers"))?;
+        Ok(summaries
+            .into_iter()
+            .map(|s| Listed {
+                id: s.id.unwrap_or_default(),
+                name: s
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                labels: s.labels.unwrap_or_default(),
+                running: s.state.as_deref() == Some("running"),
+            })
+            .collect())
+    }
 }
 
 /// Map a bollard error; `subject` names the container or image for `NotFound`.
@@ -144,8 +173,23 @@ fn engine_status(s: Option<ContainerStateStatusEnum>) -> EngineStatus {
     }
 }
 
+/// Duration between two RFC 3339 engine times; `None` when either is absent or the zero
+/// time Docker uses for "never" (or the finish precedes the start: a run in progress).
+fn run_time(started: Option<&str>, finished: Option<&str>) -> Option<Duration> {
+    let parse = |s: Option<&str>| {
+        chrono::DateTime::parse_from_rfc3339(s?)
+            .ok()
+            .filter(|t| t.timestamp() > 0)
+    };
+    (parse(finished)? - parse(started)?).to_std().ok()
+}
+
 fn observed(r: ContainerInspectResponse) -> Observed {
     let state = r.state.unwrap_or_default();
+    let status = engine_status(state.status);
+    let last_run = (status != EngineStatus::Running)
+        .then(|| run_time(state.started_at.as_deref(), state.finished_at.as_deref()))
+        .flatten();
     let config = r.config.unwrap_or_default();
     let host = r.host_config.unwrap_or_default();
     Observed {
@@ -157,7 +201,7 @@ fn observed(r: ContainerInspectResponse) -> Observed {
             .to_string(),
         image: config.image.unwrap_or_default(),
         labels: config.labels.unwrap_or_default(),
-        status: engine_status(state.status),
+        status,
         exit_code: state.exit_code,
         oom_killed: state.oom_killed.unwrap_or(false),
         error: state.error.filter(|e| !e.is_empty()),
@@ -165,6 +209,7 @@ fn observed(r: ContainerInspectResponse) -> Observed {
             .restart_count
             .and_then(|c| u32::try_from(c).ok())
             .unwrap_or(0),
+        last_run,
         nano_cpus: host.nano_cpus.unwrap_or(0),
         memory_bytes: host.memory.unwrap_or(0),
     }
@@ -261,34 +306,21 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn list(&self, node_id: &str) -> Result<Vec<Listed>, RuntimeError> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{}={node_id}", labels::NODE_ID)],
-        )]);
-        let options = ListContainersOptions {
-            all: true,
-            filters,
-            ..Default::default()
-        };
-        let summaries = self
-            .docker
-            .list_containers(Some(options))
+        self.list_labelled(vec![format!("{}={node_id}", labels::NODE_ID)])
             .await
-            .map_err(|e| map_err(e, node_id))?;
-        Ok(summaries
-            .into_iter()
-            .map(|s| Listed {
-                id: s.id.unwrap_or_default(),
-                name: s
-                    .names
-                    .and_then(|n| n.into_iter().next())
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_string(),
-                labels: s.labels.unwrap_or_default(),
-                running: s.state.as_deref() == Some("running"),
-            })
-            .collect())
+    }
+
+    async fn list_workload(
+        &self,
+        node_id: &str,
+        workload_id: &str,
+    ) -> Result<Vec<Listed>, RuntimeError> {
+        // Several label filters must all match.
+        self.list_labelled(vec![
+            format!("{}={node_id}", labels::NODE_ID),
+            format!("{}={workload_id}", labels::WORKLOAD_ID),
+        ])
+        .await
     }
 
     fn logs(&self, id: &str, options: LogOptions) -> LogStream {
@@ -368,43 +400,5 @@ impl ContainerRuntime for DockerRuntime {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::runtime::PortMapping;
-
-    fn spec() -> ContainerSpec {
-        ContainerSpec {
-            name: "w".into(),
-            image: "busybox:local".into(),
-            cmd: None,
-            env: vec![],
-            labels: HashMap::new(),
-            ports: vec![
-                PortMapping::parse("8080:80").expect("valid"),
-                PortMapping::parse("8081:80").expect("valid"),
-            ],
-            binds: vec![],
-            network: None,
-            restart_policy: RestartPolicy::UnlessStopped,
-            nano_cpus: 0,
-            memory_bytes: 0,
-        }
-    }
-
-    #[test]
-    fn ports_bind_every_host_port_of_one_container_port() {
-        let c = create_config(&spec());
-        let hc = c.host_config.expect("host config");
-        let b = hc.port_bindings.expect("bindings");
-        assert_eq!(b["80/tcp"].as_ref().map(Vec::len), Some(2));
-        assert!(c.exposed_ports.expect("exposed").contains_key("80/tcp"));
-    }
-
-    #[test]
-    fn zero_limits_are_left_unset_and_restart_policy_is_docker_spelled() {
-        let hc = create_config(&spec()).host_config.expect("host config");
-        assert_eq!((hc.nano_cpus, hc.memory), (None, None));
-        let name = hc.restart_policy.and_then(|p| p.name).expect("policy");
-        assert_eq!(name.to_string(), RestartPolicy::UnlessStopped.as_str());
-    }
-}
+#[path = "docker_tests.rs"]
+mod tests;

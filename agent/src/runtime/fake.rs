@@ -102,6 +102,23 @@ impl FakeRuntime {
         }
     }
 
+    /// Make a running container crash with `code` after a short run, as the engine's
+    /// restart policy sees it: `Restarting`, restart count up, `die` emitted. Restart it
+    /// with `start`.
+    pub fn crash(&self, name_or_id: &str, code: i64) -> Result<(), RuntimeError> {
+        let c = {
+            let mut s = self.lock();
+            let c = find_mut(&mut s, name_or_id)?;
+            c.status = EngineStatus::Restarting;
+            c.exit_code = Some(code);
+            c.restart_count += 1;
+            c.last_run = Some(Duration::from_millis(200));
+            c.clone()
+        };
+        self.emit(&c, EventAction::Die);
+        Ok(())
+    }
+
     /// Make a running container exit with `code` (emits `die`).
     pub fn exit(&self, name_or_id: &str, code: i64) -> Result<(), RuntimeError> {
         let c = {
@@ -153,6 +170,7 @@ impl ContainerRuntime for FakeRuntime {
                 oom_killed: false,
                 error: None,
                 restart_count: 0,
+                last_run: None,
                 nano_cpus: spec.nano_cpus,
                 memory_bytes: spec.memory_bytes,
             };
@@ -223,6 +241,19 @@ impl ContainerRuntime for FakeRuntime {
         find(&self.lock(), name_or_id)
             .cloned()
             .ok_or_else(|| RuntimeError::NotFound(name_or_id.to_string()))
+    }
+
+    async fn list_workload(
+        &self,
+        node_id: &str,
+        workload_id: &str,
+    ) -> Result<Vec<Listed>, RuntimeError> {
+        Ok(self
+            .list(node_id)
+            .await?
+            .into_iter()
+            .filter(|c| c.labels.get(labels::WORKLOAD_ID).map(String::as_str) == Some(workload_id))
+            .collect())
     }
 
     async fn list(&self, node_id: &str) -> Result<Vec<Listed>, RuntimeError> {

@@ -93,6 +93,9 @@ pub struct Observed {
     pub error: Option<String>,
     /// How often the engine restarted it.
     pub restart_count: u32,
+    /// How long the last run lasted, when the container is not running (from the
+    /// engine's start and finish times); the engine's restart back-off depends on it.
+    pub last_run: Option<Duration>,
     /// CPU limit in nano CPUs (0 = none).
     pub nano_cpus: i64,
     /// Memory limit in bytes (0 = none).
@@ -207,6 +210,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// All containers (running or not) labelled with `persys.nodeId=<node_id>`.
     fn list(&self, node_id: &str)
         -> impl Future<Output = Result<Vec<Listed>, RuntimeError>> + Send;
+    /// The containers (running or not) of one workload on this node: labelled
+    /// `persys.nodeId=<node_id>` and `persys.workloadId=<workload_id>`.
+    fn list_workload(
+        &self,
+        node_id: &str,
+        workload_id: &str,
+    ) -> impl Future<Output = Result<Vec<Listed>, RuntimeError>> + Send;
     /// Container output.
     fn logs(&self, id: &str, options: LogOptions) -> LogStream;
     /// Lifecycle events of containers labelled `persys.nodeId=<node_id>`.

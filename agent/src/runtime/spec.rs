@@ -1,6 +1,6 @@
 //! What the agent asks the engine to create, derived from a `RunRequest`. Pure.
 
-use persys_proto::{labels, RestartPolicy, RunRequest};
+use persys_proto::{container_name, labels, RestartPolicy, RunRequest};
 use std::collections::HashMap;
 
 /// One published port: `[ip:][host:]container[/proto]`.
@@ -58,7 +58,8 @@ impl PortMapping {
 /// Everything needed to create one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSpec {
-    /// Container name (the workload id).
+    /// Container name: `<workload id>-g<generation>` (one name per generation, so an
+    /// old copy and its replacement can coexist on one engine).
     pub name: String,
     /// Image reference.
     pub image: String,
@@ -104,7 +105,7 @@ impl ContainerSpec {
         let cpu = i64::try_from(req.resources.cpu).unwrap_or(i64::MAX / 1_000_000);
         let mem = i64::try_from(req.resources.memory).unwrap_or(i64::MAX / (1 << 20));
         Ok(Self {
-            name: req.workload_id.clone(),
+            name: container_name(&req.workload_id, req.generation),
             image: req.image.clone(),
             cmd: req
                 .command
@@ -175,7 +176,7 @@ mod tests {
         assert_eq!(spec.labels[labels::DISPLAY_NAME], "web");
         assert_eq!(spec.labels[labels::MANAGED], "true");
         assert_eq!(spec.labels["team"], "web");
-        assert_eq!(spec.name, "w1");
+        assert_eq!(spec.name, "w1-g7", "one name per generation");
     }
 
     #[test]

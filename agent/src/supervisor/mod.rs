@@ -9,10 +9,11 @@ mod run;
 
 use crate::report::{ReportHandle, Snapshot};
 use crate::runtime::{ContainerRuntime, LogOptions, LogStream, Observed, RuntimeError};
-use crate::state::{container_state, without_container, workload_of};
+use crate::state::{container_state, generation_of, without_container, workload_of};
 use chrono::Utc;
 use ledger::{Intent, Ledger};
 use persys_proto::{labels, ContainerState, RunRequest, WorkloadStatus};
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,6 +59,9 @@ pub struct Supervisor<R> {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Container id → (nano CPUs, memory bytes), so heartbeats need no inspect.
     limits: Mutex<HashMap<String, (i64, i64)>>,
+    /// Container id → exit code of its last run (from `die` events), so a container the
+    /// engine restarted still reports why it had to.
+    last_exits: Mutex<HashMap<String, i64>>,
 }
 
 impl<R> std::fmt::Debug for Supervisor<R> {
@@ -78,6 +82,7 @@ impl<R: ContainerRuntime> Supervisor<R> {
             reports,
             locks: Mutex::new(HashMap::new()),
             limits: Mutex::new(HashMap::new()),
+            last_exits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -115,18 +120,77 @@ impl<R: ContainerRuntime> Supervisor<R> {
             .insert(id.to_string(), (nano_cpus, memory_bytes));
     }
 
-    fn state_of(&self, o: &Observed) -> ContainerState {
-        let stopped = self.ledger.intent(&o.id) == Some(Intent::Stop);
-        container_state(o, stopped, Utc::now())
+    fn forget_container(&self, id: &str) {
+        self.limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.last_exits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
-    /// The container `name_or_id` if it exists and belongs to this node.
+    fn remember_exit(&self, id: &str, code: i64) {
+        self.last_exits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), code);
+    }
+
+    fn state_of(&self, o: &Observed) -> ContainerState {
+        let stopped = self.ledger.intent(&o.id) == Some(Intent::Stop);
+        let last_exit = self
+            .last_exits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&o.id)
+            .copied();
+        container_state(o, stopped, last_exit, Utc::now())
+    }
+
+    fn is_ours(&self, o: &Observed) -> bool {
+        o.labels.get(labels::NODE_ID) == Some(&self.node_id)
+    }
+
+    /// The container `name_or_id` (container name or id) if it exists and belongs to
+    /// this node.
     pub async fn own(&self, name_or_id: &str) -> Result<Option<Observed>, SupervisorError> {
         match self.runtime.inspect(name_or_id).await {
-            Ok(o) if o.labels.get(labels::NODE_ID) == Some(&self.node_id) => Ok(Some(o)),
+            Ok(o) if self.is_ours(&o) => Ok(Some(o)),
             Ok(_) | Err(RuntimeError::NotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// This node's containers of the workload `workload_id`, newest generation first.
+    /// Found by labels: names carry the generation (`<workload id>-g<generation>`).
+    pub async fn containers_of(&self, workload_id: &str) -> Result<Vec<Observed>, SupervisorError> {
+        let listed = self
+            .runtime
+            .list_workload(&self.node_id, workload_id)
+            .await?;
+        let mut found = Vec::with_capacity(listed.len());
+        for c in &listed {
+            match self.runtime.inspect(&c.id).await {
+                Ok(o) if self.is_ours(&o) => found.push(o),
+                // Removed between list and inspect.
+                Ok(_) | Err(RuntimeError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        found.sort_by_key(|o| Reverse(generation_of(&o.labels)));
+        Ok(found)
+    }
+
+    /// What a request path names: a workload id (all of its containers on this node,
+    /// newest first), else one container by name or id. Empty when none is ours.
+    pub async fn find(&self, key: &str) -> Result<Vec<Observed>, SupervisorError> {
+        let by_workload = self.containers_of(key).await?;
+        if !by_workload.is_empty() {
+            return Ok(by_workload);
+        }
+        Ok(self.own(key).await?.into_iter().collect())
     }
 
     fn bare(
@@ -143,13 +207,14 @@ impl<R: ContainerRuntime> Supervisor<R> {
         state
     }
 
-    /// Stop a container of this node (killed after `timeout`). Unknown → `Missing`.
+    /// Stop the (newest) container of a workload, or a container by name or id, of this
+    /// node (killed after `timeout`). Unknown → `Missing`.
     pub async fn stop(
         &self,
         name_or_id: &str,
         timeout: Duration,
     ) -> Result<ContainerState, SupervisorError> {
-        let Some(o) = self.own(name_or_id).await? else {
+        let Some(o) = self.find(name_or_id).await?.into_iter().next() else {
             return Ok(without_container(
                 name_or_id,
                 0,
@@ -191,10 +256,12 @@ impl<R: ContainerRuntime> Supervisor<R> {
         }
     }
 
-    /// Force-remove a container of this node. The answer is `Stopped` without a
-    /// container id; unknown → `Missing` (idempotent).
+    /// Force-remove every container of a workload on this node, or one container by
+    /// name or id (e.g. `<workload id>-g<generation>`: one old copy). The answer is
+    /// `Stopped` without a container id; unknown → `Missing` (idempotent).
     pub async fn remove(&self, name_or_id: &str) -> Result<ContainerState, SupervisorError> {
-        let Some(o) = self.own(name_or_id).await? else {
+        let found = self.find(name_or_id).await?;
+        let Some(newest) = found.first() else {
             return Ok(without_container(
                 name_or_id,
                 0,
@@ -203,17 +270,16 @@ impl<R: ContainerRuntime> Supervisor<R> {
                 Utc::now(),
             ));
         };
-        let (workload, generation) = workload_of(&o.labels, &o.name);
+        let (workload, generation) = workload_of(&newest.labels, &newest.name);
         let _guard = self.lock_workload(&workload).await;
-        self.ledger.record(&o.id, Intent::Remove).await;
-        match self.runtime.remove(&o.id).await {
-            Ok(()) | Err(RuntimeError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
+        for o in &found {
+            self.ledger.record(&o.id, Intent::Remove).await;
+            match self.runtime.remove(&o.id).await {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.forget_container(&o.id);
         }
-        self.limits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&o.id);
         Ok(without_container(
             &workload,
             generation,
@@ -243,15 +309,18 @@ impl<R: ContainerRuntime> Supervisor<R> {
         Ok(states)
     }
 
-    /// Output of a container of this node.
+    /// Output of the (newest) container of a workload, or of a container by name or id,
+    /// of this node.
     pub async fn logs(
         &self,
         name_or_id: &str,
         options: LogOptions,
     ) -> Result<LogStream, SupervisorError> {
         let o = self
-            .own(name_or_id)
+            .find(name_or_id)
             .await?
+            .into_iter()
+            .next()
             .ok_or_else(|| SupervisorError::NotFound(name_or_id.to_string()))?;
         Ok(self.runtime.logs(&o.id, options))
     }

@@ -15,10 +15,7 @@ impl<R: ContainerRuntime> Supervisor<R> {
         let intent = self.ledger.intent(&ev.container_id);
         if ev.action == EventAction::Destroy {
             self.ledger.forget(&ev.container_id).await;
-            self.limits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&ev.container_id);
+            self.forget_container(&ev.container_id);
             return match intent {
                 Some(Intent::Fence) => None,
                 Some(Intent::Remove | Intent::Stop) => Some(without_container(
@@ -36,6 +33,11 @@ impl<R: ContainerRuntime> Supervisor<R> {
                     Utc::now(),
                 )),
             };
+        }
+        if ev.action == EventAction::Die {
+            if let Some(code) = ev.exit_code {
+                self.remember_exit(&ev.container_id, code);
+            }
         }
         // A container being removed on purpose dies on the way; only its removal counts.
         if matches!(intent, Some(Intent::Fence | Intent::Remove)) {

@@ -95,6 +95,7 @@ mod tests {
             oom_killed: false,
             error: None,
             restart_count: 0,
+            last_run: None,
             nano_cpus: 0,
             memory_bytes: 0,
         }

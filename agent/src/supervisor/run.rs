@@ -4,7 +4,7 @@ use super::ledger::Intent;
 use super::plan::{plan_run, RunPlan};
 use super::{Supervisor, SupervisorError, RUN_ATTEMPTS};
 use crate::runtime::{ContainerRuntime, ContainerSpec, RuntimeError};
-use persys_proto::{ContainerState, RunRequest, WorkloadStatus};
+use persys_proto::{container_name, ContainerState, RunRequest, WorkloadStatus};
 
 /// Container names Docker accepts (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
 fn is_container_name(s: &str) -> bool {
@@ -18,10 +18,11 @@ fn is_container_name(s: &str) -> bool {
 
 impl<R: ContainerRuntime> Supervisor<R> {
     /// Run a workload: create and start its container, or answer the state of the one
-    /// that already runs it (idempotent), replacing an older generation. An image that
-    /// cannot be pulled is the state `ImagePullBackOff`, not an error.
+    /// that already runs it (idempotent), replacing older generations on this node. An
+    /// image that cannot be pulled is the state `ImagePullBackOff`, not an error.
     pub async fn run(&self, req: &RunRequest) -> Result<ContainerState, SupervisorError> {
-        if !is_container_name(&req.workload_id) {
+        let name = container_name(&req.workload_id, req.generation);
+        if !is_container_name(&req.workload_id) || !is_container_name(&name) {
             return Err(SupervisorError::Invalid(format!(
                 "workloadId {:?} is not a valid container name",
                 req.workload_id
@@ -35,6 +36,9 @@ impl<R: ContainerRuntime> Supervisor<R> {
         let _guard = self.lock_workload(&req.workload_id).await;
         let mut pulled = false;
         for _ in 0..RUN_ATTEMPTS {
+            if let Some(state) = self.settle_existing(req).await? {
+                return Ok(state);
+            }
             match self.runtime.run(&spec).await {
                 Ok(id) => {
                     self.remember_limits(&id, spec.nano_cpus, spec.memory_bytes);
@@ -81,74 +85,87 @@ impl<R: ContainerRuntime> Supervisor<R> {
                     tracing::warn!(workload = %req.workload_id, reason = %message, "container not created");
                     return Ok(self.report(self.bare(req, WorkloadStatus::Failed, Some(message))));
                 }
-                Err(RuntimeError::NameConflict(_)) => {
-                    if let Some(state) = self.resolve_conflict(req).await? {
-                        return Ok(state);
-                    }
-                }
+                Err(RuntimeError::NameConflict(_)) => self.check_name_holder(req, &name).await?,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(SupervisorError::Conflict(format!(
-            "container {:?} kept changing while it was being run; try again",
-            req.workload_id
+            "container {name:?} kept changing while it was being run; try again"
         )))
     }
 
-    /// The name is taken: decide from the container holding it. `None` means "the way is
-    /// clear now, create again".
-    async fn resolve_conflict(
+    /// Adopt or fence what this node already has of the workload: older generations are
+    /// removed, the same generation is answered (started again if it stopped), a newer
+    /// one refuses the request. `None` means "create the container".
+    async fn settle_existing(
         &self,
         req: &RunRequest,
     ) -> Result<Option<ContainerState>, SupervisorError> {
-        let existing = match self.runtime.inspect(&req.workload_id).await {
+        let mut current = None;
+        for existing in self.containers_of(&req.workload_id).await? {
+            match plan_run(&existing, &self.node_id, req.generation) {
+                RunPlan::RefuseNewer { existing: have } => {
+                    return Err(SupervisorError::Conflict(format!(
+                        "workload {} already runs generation {have} on this node; generation {} is stale",
+                        req.workload_id, req.generation
+                    )))
+                }
+                RunPlan::Replace { stale } => {
+                    tracing::info!(workload = %req.workload_id, stale_generation = stale, generation = req.generation, container = %existing.id, "removing stale generation");
+                    self.ledger.record(&existing.id, Intent::Fence).await;
+                    match self.runtime.remove(&existing.id).await {
+                        Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    self.forget_container(&existing.id);
+                }
+                plan @ (RunPlan::Keep | RunPlan::Start) if current.is_none() => {
+                    current = Some((plan, existing));
+                }
+                // Listed by our node label, so never foreign; a second copy of the same
+                // generation cannot exist (one name per generation).
+                RunPlan::Keep | RunPlan::Start | RunPlan::RefuseForeign { .. } => {}
+            }
+        }
+        let Some((plan, existing)) = current else {
+            return Ok(None);
+        };
+        self.remember_limits(&existing.id, existing.nano_cpus, existing.memory_bytes);
+        if plan == RunPlan::Keep {
+            return Ok(Some(self.state_of(&existing)));
+        }
+        self.ledger.forget(&existing.id).await;
+        match self.runtime.start(&existing.id).await {
+            Ok(()) => Ok(Some(ContainerState {
+                container_id: Some(existing.id),
+                restart_count: existing.restart_count,
+                ..self.bare(req, WorkloadStatus::Running, None)
+            })),
+            Err(RuntimeError::Engine(message)) => Ok(Some(self.report(ContainerState {
+                container_id: Some(existing.id),
+                ..self.bare(req, WorkloadStatus::Failed, Some(message))
+            }))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The generation's name is taken: by another node's container on a shared engine
+    /// (refused, never touched), or by one of ours that appeared meanwhile (`Ok`: the
+    /// next attempt adopts it).
+    async fn check_name_holder(&self, req: &RunRequest, name: &str) -> Result<(), SupervisorError> {
+        let holder = match self.runtime.inspect(name).await {
             Ok(o) => o,
-            Err(RuntimeError::NotFound(_)) => return Ok(None),
+            Err(RuntimeError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        match plan_run(&existing, &self.node_id, req.generation) {
-            RunPlan::Keep => {
-                self.remember_limits(&existing.id, existing.nano_cpus, existing.memory_bytes);
-                Ok(Some(self.state_of(&existing)))
-            }
-            RunPlan::Start => {
-                self.ledger.forget(&existing.id).await;
-                self.remember_limits(&existing.id, existing.nano_cpus, existing.memory_bytes);
-                match self.runtime.start(&existing.id).await {
-                    Ok(()) => Ok(Some(ContainerState {
-                        container_id: Some(existing.id),
-                        restart_count: existing.restart_count,
-                        ..self.bare(req, WorkloadStatus::Running, None)
-                    })),
-                    Err(RuntimeError::Engine(message)) => Ok(Some(self.report(ContainerState {
-                        container_id: Some(existing.id),
-                        ..self.bare(req, WorkloadStatus::Failed, Some(message))
-                    }))),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            RunPlan::Replace { stale } => {
-                tracing::info!(workload = %req.workload_id, stale_generation = stale, generation = req.generation, container = %existing.id, "removing stale generation");
-                self.ledger.record(&existing.id, Intent::Fence).await;
-                match self.runtime.remove(&existing.id).await {
-                    Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(None),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            RunPlan::RefuseNewer { existing: have } => Err(SupervisorError::Conflict(format!(
-                "workload {} already runs generation {have} on this node; generation {} is stale",
-                req.workload_id, req.generation
-            ))),
+        match plan_run(&holder, &self.node_id, req.generation) {
             RunPlan::RefuseForeign { owner } => Err(SupervisorError::Conflict(match owner {
                 Some(node) => format!(
-                    "container name {:?} is held by a container of node {node:?} on the same engine (a stale copy; that node's agent removes it)",
-                    req.workload_id
+                    "container name {name:?} is held by a container of node {node:?} on the same engine (a stale copy; that node's agent removes it)"
                 ),
-                None => format!(
-                    "container name {:?} is held by a container not managed by persys",
-                    req.workload_id
-                ),
+                None => format!("container name {name:?} is held by a container not managed by persys"),
             })),
+            _ => Ok(()),
         }
     }
 }

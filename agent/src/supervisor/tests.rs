@@ -40,7 +40,10 @@ async fn run_creates_a_running_container_labelled_for_this_node() {
     let state = sup.run(&request("w1", 1)).await.expect("runs");
     assert_eq!(state.status, WorkloadStatus::Running);
     assert_eq!((state.workload_id.as_str(), state.generation), ("w1", 1));
-    let c = rt.inspect("w1").await.expect("exists");
+    let c = rt
+        .inspect("w1-g1")
+        .await
+        .expect("named after workload and generation");
     assert_eq!(state.container_id.as_deref(), Some(c.id.as_str()));
     assert_eq!(c.labels[labels::NODE_ID], "n1");
     assert_eq!(c.labels[labels::GENERATION], "1");
@@ -85,7 +88,7 @@ async fn a_stopped_container_of_the_same_generation_is_started_again() {
     assert_eq!(again.status, WorkloadStatus::Running);
     assert_eq!(again.container_id, first.container_id);
     assert_eq!(
-        rt.inspect("w1").await.expect("exists").status,
+        rt.inspect("w1-g1").await.expect("exists").status,
         EngineStatus::Running
     );
 }
@@ -99,7 +102,7 @@ async fn a_newer_generation_removes_the_stale_container_and_creates_anew() {
     assert_ne!(old.container_id, new.container_id);
     assert_eq!(rt.containers().len(), 1);
     assert_eq!(
-        rt.inspect("w1").await.expect("exists").labels[labels::GENERATION],
+        rt.inspect("w1-g2").await.expect("exists").labels[labels::GENERATION],
         "2"
     );
 }
@@ -115,7 +118,7 @@ async fn an_older_generation_request_is_refused_when_a_newer_one_runs() {
         .expect_err("stale request refused");
     assert!(matches!(err, SupervisorError::Conflict(_)), "{err}");
     assert_eq!(
-        rt.inspect("w1").await.expect("kept").labels[labels::GENERATION],
+        rt.inspect("w1-g3").await.expect("kept").labels[labels::GENERATION],
         "3"
     );
 }
@@ -129,7 +132,8 @@ async fn another_nodes_container_is_never_touched_and_gives_a_clear_error() {
         .run(&request("w1", 1))
         .await
         .expect("other node runs it");
-    let err = sup.run(&request("w1", 2)).await.expect_err("refused");
+    // The same generation's name is held by n2's container on the shared engine.
+    let err = sup.run(&request("w1", 1)).await.expect_err("refused");
     assert!(err.to_string().contains("n2"), "{err}");
     assert_eq!(
         sup.remove("w1").await.expect("answers").status,
@@ -142,11 +146,41 @@ async fn another_nodes_container_is_never_touched_and_gives_a_clear_error() {
             .status,
         WorkloadStatus::Missing
     );
+    assert_eq!(
+        sup.remove("w1-g1").await.expect("answers").status,
+        WorkloadStatus::Missing,
+        "a container name of another node is not ours either"
+    );
     assert!(sup.list().await.expect("lists").is_empty());
     assert_eq!(
-        rt.inspect("w1").await.expect("still there").status,
+        rt.inspect("w1-g1").await.expect("still there").status,
         EngineStatus::Running
     );
+}
+
+#[tokio::test]
+async fn a_moved_workload_runs_beside_its_old_copy_which_is_removed_by_name() {
+    let rt = Arc::new(FakeRuntime::new());
+    let (old_node, _i1) = supervisor("n1", rt.clone());
+    let (new_node, _i2) = supervisor("n2", rt.clone());
+    old_node
+        .run(&request("w1", 1))
+        .await
+        .expect("old copy runs");
+    // Make before break on one engine: the new generation starts while the old runs.
+    let new = new_node
+        .run(&request("w1", 2))
+        .await
+        .expect("new copy runs");
+    assert_eq!(new.status, WorkloadStatus::Running);
+    assert_eq!(rt.containers().len(), 2);
+    assert_eq!(
+        old_node.remove("w1-g1").await.expect("removes").status,
+        WorkloadStatus::Stopped
+    );
+    let left = rt.containers();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].name, "w1-g2");
 }
 
 #[tokio::test]
@@ -220,7 +254,7 @@ async fn an_exit_with_code_three_is_reported_failed_with_exit_code_three() {
     let (sup, _inbox) = supervisor("n1", rt.clone());
     let mut events = rt.events("n1");
     sup.run(&request("w1", 1)).await.expect("runs");
-    rt.exit("w1", 3).expect("exits");
+    rt.exit("w1-g1", 3).expect("exits");
     use futures::StreamExt;
     let start = events.next().await.expect("start event").expect("ok");
     assert_eq!(start.action, EventAction::Start);
@@ -252,7 +286,7 @@ async fn a_removal_nobody_asked_for_is_reported_missing() {
     let (sup, _inbox) = supervisor("n1", rt.clone());
     let mut events = rt.events("n1");
     sup.run(&request("w1", 1)).await.expect("runs");
-    rt.remove("w1")
+    rt.remove("w1-g1")
         .await
         .expect("removed behind the agent's back");
     use futures::StreamExt;
@@ -269,7 +303,7 @@ async fn usage_sums_the_limits_of_running_containers_only() {
     sup.run(&request("w1", 1)).await.expect("runs");
     sup.run(&request("w2", 1)).await.expect("runs");
     sup.run(&request("w3", 1)).await.expect("runs");
-    rt.exit("w3", 0).expect("exits");
+    rt.exit("w3-g1", 0).expect("exits");
     let usage = sup.usage().await.expect("usage");
     assert_eq!(usage.running, 2);
     assert_eq!(usage.nano_cpus, 1_000_000_000);
@@ -292,4 +326,47 @@ async fn invalid_requests_are_refused_before_touching_the_engine() {
         Err(SupervisorError::Invalid(_))
     ));
     assert_eq!(rt.runs(), 0);
+}
+
+#[tokio::test]
+async fn an_engine_restart_is_reported_restarting_then_running_with_the_last_exit_code() {
+    let rt = Arc::new(FakeRuntime::new());
+    let (sup, _inbox) = supervisor("n1", rt.clone());
+    let mut events = rt.events("n1");
+    let mut req = request("w1", 1);
+    req.restart_policy = persys_proto::RestartPolicy::OnFailure;
+    sup.run(&req).await.expect("runs");
+    use futures::StreamExt;
+    let _start = events.next().await;
+    for _ in 0..3 {
+        rt.crash("w1-g1", 1).expect("crashes");
+        let die = events.next().await.expect("die").expect("ok");
+        let state = sup.state_for_event(&die).await.expect("a state");
+        assert_eq!(
+            (state.status, state.exit_code),
+            (WorkloadStatus::Restarting, Some(1))
+        );
+        rt.start("w1-g1").await.expect("engine restarts it");
+        let _ = events.next().await;
+    }
+    let crashed = {
+        rt.crash("w1-g1", 1).expect("crashes");
+        let die = events.next().await.expect("die").expect("ok");
+        sup.state_for_event(&die).await.expect("a state")
+    };
+    assert_eq!(crashed.restart_count, 4);
+    assert!(
+        crashed
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("crash loop: restarted 4 times, last exit code 1")),
+        "{crashed:?}"
+    );
+    rt.start("w1-g1").await.expect("engine restarts it");
+    let start = events.next().await.expect("start").expect("ok");
+    let running = sup.state_for_event(&start).await.expect("a state");
+    assert_eq!(
+        (running.status, running.exit_code, running.restart_count),
+        (WorkloadStatus::Running, Some(1), 4)
+    );
 }
