@@ -6,7 +6,7 @@ use crate::state::{generation_of, workload_of};
 use persys_proto::labels;
 use std::collections::HashMap;
 
-/// What `run` does with the container that already holds the workload's name.
+/// What `run` does with an existing container of the workload (or one holding its name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunPlan {
     /// Same generation and alive: answer its state, create nothing.
@@ -30,7 +30,7 @@ pub enum RunPlan {
     },
 }
 
-/// Decide for `existing` (found under the workload's name) on node `node_id`.
+/// Decide for `existing` (a container of the workload, or the holder of its name) on node `node_id`.
 pub fn plan_run(existing: &Observed, node_id: &str, generation: u64) -> RunPlan {
     let owner = existing.labels.get(labels::NODE_ID);
     if owner.map(String::as_str) != Some(node_id) {
