@@ -13,7 +13,23 @@ fn help_lists_every_verb() {
     let out = persys(home.path()).arg("--help").assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     for verb in [
-        "dev", "run", "workload", "logs", "stop", "start", "rm", "node",
+        "dev",
+        "run",
+        "apply",
+        "ps",
+        "get",
+        "describe",
+        "workload",
+        "logs",
+        "stop",
+        "start",
+        "rm",
+        "node",
+        "events",
+        "metrics",
+        "token",
+        "completion",
+        "version",
     ] {
         assert!(text.contains(verb), "{verb} missing from --help:\n{text}");
     }

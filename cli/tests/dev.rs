@@ -86,7 +86,9 @@ impl Dev {
                                 .collect::<Vec<_>>()
                         })
                         .unwrap_or_default();
-                    panic!("persys dev did not come up; logs: {logs:?}");
+                    let err =
+                        std::fs::read_to_string(home.path().join("dev.err")).unwrap_or_default();
+                    panic!("persys dev did not come up; stderr:\n{err}\nlogs: {logs:?}");
                 }
             }
         }

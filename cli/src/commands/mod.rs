@@ -12,6 +12,7 @@ pub mod run;
 pub mod schedule;
 pub mod tokens;
 pub mod version;
+pub mod wait;
 pub mod workloads;
 
 use crate::args::{Cli, Command, NodeCommand, TokenCommand, WorkloadCommand};

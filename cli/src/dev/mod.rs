@@ -158,8 +158,11 @@ impl Cluster<'_> {
 
     /// Start etcd on two free loopback ports and wait until it is healthy.
     async fn start_etcd(&mut self) -> anyhow::Result<(Flow, String)> {
+        let args = self.args;
+        let mut planned = vec![args.scheduler_port, args.bootstrap_port, args.gateway_port];
+        planned.extend((0..args.agents).filter_map(|i| args.agent_port.checked_add(i)));
         let (client_port, peer_port) =
-            net::two_free_ports().context("cannot find free ports for etcd")?;
+            net::two_free_ports(&planned).context("cannot find free ports for etcd")?;
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         crate::output::say(&format!("starting etcd on {client_url}"));

@@ -7,11 +7,26 @@ use std::time::Duration;
 /// How long one readiness probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Two distinct free ports on 127.0.0.1 (held open together so they differ).
-pub fn two_free_ports() -> std::io::Result<(u16, u16)> {
-    let a = TcpListener::bind("127.0.0.1:0")?;
-    let b = TcpListener::bind("127.0.0.1:0")?;
-    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+/// Two distinct free ports on 127.0.0.1, none of them in `avoid` (the ports the
+/// cluster's own flags name, which are free now but taken later).
+pub fn two_free_ports(avoid: &[u16]) -> std::io::Result<(u16, u16)> {
+    // Every listener stays open until the end, so each bind gets a new port.
+    let mut held = Vec::new();
+    let mut found = Vec::new();
+    while found.len() < 2 {
+        if held.len() > 64 {
+            return Err(std::io::Error::other(
+                "no free port outside the planned ones",
+            ));
+        }
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        if !avoid.contains(&port) {
+            found.push(port);
+        }
+        held.push(l);
+    }
+    Ok((found[0], found[1]))
 }
 
 /// The ports the cluster will listen on, named by the flag that sets them; refuses
@@ -132,6 +147,14 @@ mod tests {
     #[test]
     fn agent_range_past_65535_is_refused() {
         assert!(plan_ports(8085, 8084, None, 65535, 2).is_err());
+    }
+
+    #[test]
+    fn free_ports_avoid_the_planned_ones() {
+        let (a, b) = two_free_ports(&[]).expect("ports");
+        assert_ne!(a, b);
+        let (c, d) = two_free_ports(&[a, b]).expect("ports");
+        assert!(![a, b].contains(&c) && ![a, b].contains(&d));
     }
 
     #[test]
