@@ -74,7 +74,7 @@ pub enum Command {
     Apply(ApplyArgs),
     /// List workloads (same as `workload list`).
     Ps(ListArgs),
-    /// Show one workload (a table row; `-o json|yaml` the record).
+    /// Show one workload (`key: value` lines; `-o json|yaml` the record as is).
     Get(IdArg),
     /// Describe one workload: its record, why it is in its status, where it runs.
     Describe(IdArg),
