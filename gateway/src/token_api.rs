@@ -70,7 +70,7 @@ pub async fn create(
     let by = who(&req);
     let body: serde_json::Value = read_json(req.into_body(), app.max_body_bytes).await?;
     let name = match body.get("name") {
-        Some(serde_json::Value::String(s)) => s.trim().to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
         Some(_) => return Err(ApiFailure::invalid("name", "must be a string")),
         None => return Err(ApiFailure::invalid("name", "is required")),
     };

@@ -3,6 +3,7 @@
 //! operation shares added by [`CommonResponses`] from the route table.
 
 pub mod paths;
+mod refine;
 pub mod schemas;
 
 use crate::routes;
@@ -46,10 +47,12 @@ pub struct ApiDoc;
 
 /// The document as JSON.
 pub fn document() -> serde_json::Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|e| {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|e| {
         tracing::error!(error = %e, "serializing the OpenAPI document failed");
         serde_json::Value::Null
-    })
+    });
+    refine::refine(&mut doc);
+    doc
 }
 
 /// Adds the bearer security scheme, the error answers every authenticated operation
