@@ -52,7 +52,8 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Schedulers at `urls` (`https://host:port`), reached with `tls` (which carries the
-    /// gateway's client certificate). All start healthy until a probe says otherwise.
+    /// gateway's client certificate). None counts as healthy until it answers a probe or
+    /// a request (requests still try every scheduler meanwhile).
     pub fn new(
         urls: &[String],
         tls: rustls::ClientConfig,
@@ -69,7 +70,7 @@ impl Upstreams {
             }
             targets.push(Target {
                 base: url.trim_end_matches('/').to_string(),
-                healthy: AtomicBool::new(true),
+                healthy: AtomicBool::new(false),
             });
         }
         if targets.is_empty() {
