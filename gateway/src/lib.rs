@@ -167,7 +167,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let tls = pki::load(&config)?;
+    let tls = pki::load_when_ready(&config).await?;
     let app = App::new(&config, tls.upstream, shutdown.clone()).await?;
     let tasks = TaskTracker::new();
     tasks.spawn(

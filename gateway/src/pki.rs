@@ -7,6 +7,7 @@ use persys_certs::ca::{CA_CERT_FILE, CA_KEY_FILE};
 use persys_certs::CertificateAuthority;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Common name of the gateway's certificates.
 pub const GATEWAY_CN: &str = "persys-gateway";
@@ -47,6 +48,30 @@ pub fn server_sans(extra: &[String]) -> Vec<String> {
     sans
 }
 
+/// How long to wait for the scheduler to create the CA (both may start together).
+const CA_WAIT: Duration = Duration::from_secs(15);
+
+/// [`load`], waiting up to 15 s for the CA files to appear when they do not exist yet.
+pub async fn load_when_ready(config: &Config) -> Result<GatewayTls, StartError> {
+    let deadline = tokio::time::Instant::now() + CA_WAIT;
+    let mut logged = false;
+    loop {
+        match load(config) {
+            Err(StartError::Io { ref source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                if !logged {
+                    tracing::info!(dir = %config.scheduler_data_dir.display(), "waiting for the scheduler to create the cluster CA");
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Loads the CA (never creates one: the scheduler owns it) and builds both configs.
 pub fn load(config: &Config) -> Result<GatewayTls, StartError> {
     let dir = &config.scheduler_data_dir;
@@ -66,4 +91,53 @@ pub fn load(config: &Config) -> Result<GatewayTls, StartError> {
     let upstream =
         persys_certs::client_config(ca.cert_pem(), Some((&client.cert_pem, &client.key_pem)))?;
     Ok(GatewayTls { server, upstream })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(dir: &Path) -> Config {
+        Config::parse_from([
+            "persys-gateway",
+            "--scheduler-data-dir",
+            &dir.to_string_lossy(),
+            "--tls-san",
+            "gw.example",
+        ])
+    }
+
+    #[test]
+    fn sans_always_cover_loopback_and_extras_once() {
+        let sans = server_sans(&["gw.example".into(), "localhost".into(), " ".into()]);
+        assert!(sans.iter().any(|s| s == "127.0.0.1"));
+        assert_eq!(sans.iter().filter(|s| *s == "localhost").count(), 1);
+        assert!(sans.iter().any(|s| s == "gw.example"));
+    }
+
+    #[tokio::test]
+    async fn waits_for_the_scheduler_to_create_the_ca() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            CertificateAuthority::load_or_generate(&path).expect("ca");
+        });
+        let tls = load_when_ready(&config(dir.path())).await;
+        writer.await.expect("writer");
+        assert!(tls.is_ok());
+    }
+
+    #[test]
+    fn a_corrupt_ca_is_an_error_not_a_new_ca() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(CA_CERT_FILE), "not pem").expect("write");
+        std::fs::write(dir.path().join(CA_KEY_FILE), "not pem").expect("write");
+        assert!(matches!(load(&config(dir.path())), Err(StartError::Pki(_))));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(CA_CERT_FILE)).expect("read"),
+            "not pem"
+        );
+    }
 }
