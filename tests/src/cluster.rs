@@ -2,8 +2,16 @@
 //! ports, talking real mTLS, running containers on the host's Docker engine. Everything
 //! started is stopped on drop, containers included (by their `persys.nodeId` label).
 
+mod gateway;
+mod hosts;
+mod replicas;
+
+pub use gateway::Gateway;
+pub use replicas::Replica;
+
 use crate::api::Api;
 use crate::etcd::Etcd;
+use crate::netns::Host;
 use crate::process::{free_port, Process};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -64,6 +72,11 @@ pub struct ClusterOptions {
     pub node_timeout_ms: Option<u64>,
     /// Extra scheduler flags.
     pub scheduler_args: Vec<String>,
+    /// Run each agent as a separate host: in its own network namespace with its own
+    /// address (see [`crate::netns`]). The schedulers then listen on all addresses.
+    pub netns: bool,
+    /// Scheduler replicas sharing etcd and the data dir (0 or 1: one scheduler).
+    pub schedulers: usize,
 }
 
 /// One agent process and its identity.
@@ -98,19 +111,15 @@ pub struct Cluster {
     pub prefix: String,
     /// The gateway, once started.
     pub gateway: Option<Gateway>,
+    /// Scheduler replicas 1.. (replica 0 is `scheduler`, `api_port`, `bootstrap_port`).
+    pub replicas: Vec<Replica>,
+    /// Test hosts by agent index (agents run inside them when `netns` is set).
+    pub hosts: BTreeMap<usize, Host>,
+    /// Hosts created at start for agents not added yet (their addresses are in the
+    /// schedulers' certificates).
+    spare_hosts: Vec<Host>,
     scheduler_args: Vec<String>,
-}
-
-/// A running `persys-gateway`.
-pub struct Gateway {
-    /// Its process.
-    pub process: Process,
-    /// HTTPS port.
-    pub port: u16,
-    /// The bootstrap admin token it wrote.
-    pub admin_token: String,
-    /// Its log file.
-    pub log: PathBuf,
+    netns: bool,
 }
 
 impl Cluster {
@@ -125,6 +134,18 @@ impl Cluster {
             options.node_timeout_ms.unwrap_or(5000).to_string(),
         ];
         scheduler_args.extend(options.scheduler_args.iter().cloned());
+        let mut spare_hosts = Vec::new();
+        if options.netns {
+            for _ in &options.agents {
+                spare_hosts.push(Host::create()?);
+            }
+            // Schedulers are reached at the root side of every host's link.
+            let sans: Vec<String> = spare_hosts.iter().map(|h| h.host_ip.to_string()).collect();
+            if !sans.is_empty() {
+                scheduler_args.push("--tls-san".into());
+                scheduler_args.push(sans.join(","));
+            }
+        }
         let mut cluster = Self {
             dir,
             etcd,
@@ -134,9 +155,17 @@ impl Cluster {
             agents: Vec::new(),
             prefix,
             gateway: None,
+            replicas: (1..options.schedulers.max(1))
+                .map(|_| Replica::new(free_port(), free_port()))
+                .collect(),
+            hosts: BTreeMap::new(),
+            spare_hosts,
             scheduler_args,
+            netns: options.netns,
         };
-        cluster.start_scheduler().await?;
+        for i in 0..cluster.replica_count() {
+            cluster.start_replica(i).await?;
+        }
         for opts in options.agents {
             cluster.add_agent(opts).await?;
         }
@@ -146,43 +175,6 @@ impl Cluster {
     /// Path of the scheduler's data dir (PKI, join token).
     pub fn scheduler_dir(&self) -> PathBuf {
         self.dir.path().join("scheduler")
-    }
-
-    /// Start (or restart) the scheduler and wait until it logs `ready`.
-    pub async fn start_scheduler(&mut self) -> Result<()> {
-        let log = self.dir.path().join("scheduler.log");
-        let before = std::fs::read_to_string(&log).unwrap_or_default().len();
-        let mut cmd = Command::new(bin("persys-scheduler"));
-        cmd.arg("--etcd-endpoints")
-            .arg(self.etcd.endpoint())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.api_port))
-            .arg("--bootstrap-listen")
-            .arg(format!("127.0.0.1:{}", self.bootstrap_port))
-            .arg("--data-dir")
-            .arg(self.scheduler_dir())
-            .args(&self.scheduler_args)
-            .env("RUST_LOG", "info,persys_scheduler=debug");
-        let mut p = Process::spawn("persys-scheduler", cmd, &log)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.get(before..).is_some_and(|t| t.contains("ready")) {
-                break;
-            }
-            if p.has_exited() {
-                bail!(
-                    "persys-scheduler exited during start:\n{}",
-                    &text[before.min(text.len())..]
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("persys-scheduler not ready in 30 s:\n{text}");
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        self.scheduler = Some(p);
-        Ok(())
     }
 
     /// The join token the scheduler wrote.
@@ -204,45 +196,15 @@ impl Cluster {
             options,
             process: None,
         });
+        if self.netns {
+            if self.spare_hosts.is_empty() {
+                bail!("netns clusters get their hosts at start (ClusterOptions::agents)");
+            }
+            let host = self.spare_hosts.remove(0);
+            self.hosts.insert(idx, host);
+        }
         self.start_agent(idx).await?;
         Ok(idx)
-    }
-
-    /// The command line of agent `idx` (used to start it and by security tests).
-    pub fn agent_command(&self, idx: usize, token: &str) -> Command {
-        let a = &self.agents[idx];
-        let mut cmd = Command::new(bin("persys-agent"));
-        cmd.arg("--scheduler-url")
-            .arg(format!("https://127.0.0.1:{}", self.api_port))
-            .arg("--bootstrap-url")
-            .arg(format!("https://127.0.0.1:{}", self.bootstrap_port))
-            .arg("--join-token")
-            .arg(token)
-            .arg("--node-id")
-            .arg(&a.node_id)
-            .arg("--data-dir")
-            .arg(&a.data_dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", a.port))
-            .arg("--advertise-address")
-            .arg("127.0.0.1")
-            .env("RUST_LOG", "info,persys_agent=debug");
-        if !a.options.labels.is_empty() {
-            let labels: Vec<String> = a
-                .options
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            cmd.arg("--labels").arg(labels.join(","));
-        }
-        if let Some(cpu) = a.options.cpu {
-            cmd.arg("--cpu").arg(cpu.to_string());
-        }
-        if let Some(m) = a.options.memory_mb {
-            cmd.arg("--memory-mb").arg(m.to_string());
-        }
-        cmd
     }
 
     /// Start agent `idx` (again) and wait until its node is Active.
@@ -274,109 +236,6 @@ impl Cluster {
         }
     }
 
-    /// Start `persys-gateway` in front of the scheduler(s) at `scheduler_ports` (the
-    /// cluster's own scheduler when empty) with `extra` flags; wait until it is ready.
-    pub async fn start_gateway(&mut self, scheduler_ports: &[u16], extra: &[&str]) -> Result<()> {
-        let port = free_port();
-        let dir = self.dir.path().join("gateway");
-        std::fs::create_dir_all(&dir)?;
-        let token_file = dir.join("admin-token");
-        let log = self.dir.path().join("gateway.log");
-        let ports: Vec<u16> = if scheduler_ports.is_empty() {
-            vec![self.api_port]
-        } else {
-            scheduler_ports.to_vec()
-        };
-        let urls: Vec<String> = ports
-            .iter()
-            .map(|p| format!("https://127.0.0.1:{p}"))
-            .collect();
-        let mut cmd = Command::new(bin("persys-gateway"));
-        cmd.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--scheduler-url")
-            .arg(urls.join(","))
-            .arg("--scheduler-data-dir")
-            .arg(self.scheduler_dir())
-            .arg("--etcd-endpoints")
-            .arg(self.etcd.endpoint())
-            .arg("--admin-token-file")
-            .arg(&token_file)
-            .args(extra)
-            .env("RUST_LOG", "info,persys_gateway=debug");
-        let mut p = Process::spawn("persys-gateway", cmd, &log)?;
-        let ca = self.scheduler_dir().join("ca.crt");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(t) = std::fs::read_to_string(&token_file) {
-                let token = t.trim().to_string();
-                if !token.is_empty() {
-                    let api = Api::with_token(&format!("https://127.0.0.1:{port}"), &ca, &token)?;
-                    if let Ok((200, _)) = api.get("/readyz").await {
-                        self.gateway = Some(Gateway {
-                            process: p,
-                            port,
-                            admin_token: token,
-                            log,
-                        });
-                        return Ok(());
-                    }
-                }
-            }
-            if p.has_exited() {
-                bail!("persys-gateway exited during start:\n{}", p.log());
-            }
-            if Instant::now() > deadline {
-                bail!("persys-gateway not ready in 30 s:\n{}", p.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A client of the gateway with a bearer token.
-    pub fn gateway_api(&self, token: &str) -> Result<Api> {
-        let g = self.gateway.as_ref().context("gateway not started")?;
-        Api::with_token(
-            &format!("https://127.0.0.1:{}", g.port),
-            &self.scheduler_dir().join("ca.crt"),
-            token,
-        )
-    }
-
-    /// The gateway client with the bootstrap admin token.
-    pub fn gateway_admin(&self) -> Result<Api> {
-        let g = self.gateway.as_ref().context("gateway not started")?;
-        self.gateway_api(&g.admin_token)
-    }
-
-    /// Write a CLI config for the gateway with `token`; returns its path.
-    pub fn gateway_cli_config(&self, token: &str) -> Result<PathBuf> {
-        let g = self.gateway.as_ref().context("gateway not started")?;
-        let path = self
-            .dir
-            .path()
-            .join(format!("gw-config-{}.yaml", uuid::Uuid::new_v4().simple()));
-        std::fs::write(
-            &path,
-            format!(
-                "api_endpoint: https://127.0.0.1:{}\nca_cert_path: {}\ntoken: {token}\n",
-                g.port,
-                self.scheduler_dir().join("ca.crt").display(),
-            ),
-        )?;
-        Ok(path)
-    }
-
-    /// Run the built `persys` CLI through the gateway with `token`.
-    pub fn gateway_cli(&self, token: &str, args: &[&str]) -> Result<std::process::Output> {
-        let cfg = self.gateway_cli_config(token)?;
-        Ok(Command::new(bin("persys"))
-            .args(args)
-            .env("PERSYS_CONFIG", cfg)
-            .env_remove("HOME")
-            .output()?)
-    }
-
     /// Every log line written so far by every process of the cluster.
     pub fn all_logs(&self) -> String {
         let mut out = String::new();
@@ -393,13 +252,6 @@ impl Cluster {
     /// kill -9 agent `idx`.
     pub fn kill_agent(&mut self, idx: usize) {
         if let Some(mut p) = self.agents[idx].process.take() {
-            p.kill();
-        }
-    }
-
-    /// kill -9 the scheduler.
-    pub fn kill_scheduler(&mut self) {
-        if let Some(mut p) = self.scheduler.take() {
             p.kill();
         }
     }
@@ -499,6 +351,11 @@ impl Drop for Cluster {
         }
         if let Some(mut p) = self.scheduler.take() {
             p.kill();
+        }
+        for r in &mut self.replicas {
+            if let Some(mut p) = r.process.take() {
+                p.kill();
+            }
         }
         for id in self.node_ids() {
             crate::docker::remove_node_containers(&id);

@@ -74,3 +74,58 @@ pub fn bare_run_ms(image: &str, cmd: &[&str]) -> Option<f64> {
     remove(id.trim());
     Some(ms)
 }
+
+/// Running containers of every persys workload: workload id → container ids.
+pub fn running_by_workload() -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let text = docker(&[
+        "ps",
+        "--no-trunc",
+        "--filter",
+        "label=persys.workloadId",
+        "--format",
+        "{{.ID}} {{.Label \"persys.workloadId\"}}",
+    ])
+    .unwrap_or_default();
+    for line in text.lines() {
+        if let Some((cid, wid)) = line.split_once(' ') {
+            out.entry(wid.to_string())
+                .or_default()
+                .push(cid.to_string());
+        }
+    }
+    out
+}
+
+/// Engine events between two Unix times (seconds, fractional) matching `filters`
+/// (`key=value` as `docker events --filter`), oldest first, as JSON objects.
+pub fn events(since: f64, until: f64, filters: &[&str]) -> Vec<Value> {
+    let since = format!("{since:.3}");
+    let until = format!("{until:.3}");
+    let mut args = vec![
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
+        "{{json .}}",
+    ];
+    for f in filters {
+        args.push("--filter");
+        args.push(f);
+    }
+    docker(&args)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Now as a Unix time in seconds (for [`events`]).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}

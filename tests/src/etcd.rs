@@ -49,6 +49,16 @@ impl Etcd {
         self.process.kill();
     }
 
+    /// Freeze etcd (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) -> Result<()> {
+        self.process.signal(libc::SIGSTOP)
+    }
+
+    /// Thaw a paused etcd (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.process.signal(libc::SIGCONT)
+    }
+
     /// Start it again on the same ports and data.
     pub async fn restart(&mut self) -> Result<()> {
         self.process.kill();

@@ -8,11 +8,14 @@ pub mod api;
 pub mod cluster;
 pub mod docker;
 pub mod etcd;
+pub mod netem;
+pub mod netns;
 pub mod process;
 
 pub use api::Api;
 pub use cluster::{AgentOptions, Cluster, ClusterOptions};
 pub use etcd::Etcd;
+pub use netns::{Host, NetemMode};
 
 /// The image every test runs (built without a registry by `scripts/test-image.sh`).
 pub const TEST_IMAGE: &str = "busybox:local";

@@ -84,6 +84,25 @@ impl Process {
         }
     }
 
+    /// Wait (without blocking the async runtime) up to `timeout` for the process to
+    /// exit on its own; its exit status. The process is reaped, not killed.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(c) = self.child.as_mut() else {
+                bail!("{} is not running", self.name)
+            };
+            if let Some(status) = c.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not exit within {timeout:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Whether the process has exited.
     pub fn has_exited(&mut self) -> bool {
         match self.child.as_mut() {

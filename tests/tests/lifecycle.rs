@@ -146,7 +146,12 @@ async fn container_gets_limits_labels_env_and_the_shell_form_inside_the_containe
         .expect("Running");
     let cid = running["containerId"].as_str().expect("container id");
     let info = docker::inspect(cid).expect("inspect");
-    assert_eq!(info["Name"], format!("/{id}"), "named by workload id");
+    let generation = running["generation"].as_u64().expect("generation");
+    assert_eq!(
+        info["Name"],
+        format!("/{}", persys_proto::container_name(&id, generation)),
+        "named by workload id and generation"
+    );
     assert_eq!(info["HostConfig"]["NanoCpus"], 250_000_000_i64);
     assert_eq!(info["HostConfig"]["Memory"], 64_i64 * 1024 * 1024);
     let labels = &info["Config"]["Labels"];
