@@ -16,4 +16,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# schemathesis (PyPI) fuzzes the gateway against its own OpenAPI document.
+command -v schemathesis >/dev/null || python3 -m pip install -q --disable-pip-version-check schemathesis
 docker info >/dev/null 2>&1 || { echo "the Docker engine is not reachable (is dockerd running?)" >&2; exit 1; }

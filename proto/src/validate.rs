@@ -194,7 +194,12 @@ fn validate_resources(r: ResourcesRequest) -> Result<Resources, ValidationError>
                 } else if n.as_i64().is_some() {
                     Err(err(name, "must not be negative"))
                 } else {
-                    Err(err(name, "must be a whole number"))
+                    // JSON has one number type: 570.0 is the whole number 570.
+                    match n.as_f64() {
+                        Some(f) if f < 0.0 => Err(err(name, "must not be negative")),
+                        Some(f) if f.fract() == 0.0 && f <= u64::MAX as f64 => Ok(f as u64),
+                        _ => Err(err(name, "must be a whole number")),
+                    }
                 }
             }
             _ => Err(err(name, "must be an integer")),
@@ -332,6 +337,10 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(e.field, "resources.cpu");
+        let ok = req(r#"{"image":"a","resources":{"cpu":570.0}}"#)
+            .validate()
+            .expect("valid");
+        assert_eq!(ok.resources.cpu, 570);
         let e = req(r#"{"image":"a","resources":{"memory":1.5}}"#)
             .validate()
             .unwrap_err();
