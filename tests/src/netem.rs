@@ -8,7 +8,7 @@
 use anyhow::{bail, Context, Result};
 use rand::Rng;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -64,10 +64,20 @@ fn parse_duration(v: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(n * scale))
 }
 
+/// Packets an emulator has handled.
+#[derive(Debug, Default)]
+pub struct NetemStats {
+    /// Released after the delay.
+    pub delayed: AtomicU64,
+    /// Dropped.
+    pub dropped: AtomicU64,
+}
+
 /// A running emulator on one interface; removing its rules and stopping on drop.
 pub struct Emulator {
     rules: Vec<Vec<String>>,
     stop: Arc<AtomicBool>,
+    stats: Arc<NetemStats>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -84,16 +94,18 @@ impl Emulator {
         q.set_fail_open(queue, true)?;
         q.set_nonblocking(true);
         let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(NetemStats::default());
         let thread = {
-            let stop = stop.clone();
+            let (stop, stats) = (stop.clone(), stats.clone());
             std::thread::Builder::new()
                 .name(format!("netem-{iface}"))
-                .spawn(move || pump(q, queue, spec, &stop))?
+                .spawn(move || pump(q, queue, spec, &stop, &stats))?
         };
         let num = queue.to_string();
         let mut emulator = Self {
             rules: Vec::new(),
             stop,
+            stats,
             thread: Some(thread),
         };
         for (chain, dir) in [("INPUT", "-i"), ("OUTPUT", "-o")] {
@@ -118,10 +130,18 @@ impl Emulator {
         }
         Ok(emulator)
     }
+
+    /// (delayed, dropped) packets so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.stats.delayed.load(Ordering::Relaxed),
+            self.stats.dropped.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// Receive packets, drop some, release the rest after the delay, until `stop`.
-fn pump(mut q: nfq::Queue, queue: u16, spec: NetemSpec, stop: &AtomicBool) {
+fn pump(mut q: nfq::Queue, queue: u16, spec: NetemSpec, stop: &AtomicBool, stats: &NetemStats) {
     let mut rng = rand::thread_rng();
     let mut held: VecDeque<(Instant, nfq::Message)> = VecDeque::new();
     while !stop.load(Ordering::Relaxed) {
@@ -132,6 +152,7 @@ fn pump(mut q: nfq::Queue, queue: u16, spec: NetemSpec, stop: &AtomicBool) {
                 if rng.gen_bool(spec.loss) {
                     msg.set_verdict(nfq::Verdict::Drop);
                     let _ = q.verdict(msg);
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
                 } else {
                     held.push_back((Instant::now() + spec.delay, msg));
                 }
@@ -145,6 +166,7 @@ fn pump(mut q: nfq::Queue, queue: u16, spec: NetemSpec, stop: &AtomicBool) {
             if let Some((_, mut msg)) = held.pop_front() {
                 msg.set_verdict(nfq::Verdict::Accept);
                 let _ = q.verdict(msg);
+                stats.delayed.fetch_add(1, Ordering::Relaxed);
             }
         }
         if idle {

@@ -209,6 +209,12 @@ impl Host {
         }
     }
 
+    /// (delayed, dropped) packets of the user-space emulation; `None` when the kernel
+    /// emulates (see `tc -s qdisc`) or nothing does.
+    pub fn netem_stats(&self) -> Option<(u64, u64)> {
+        self.emulator.as_ref().map(Emulator::stats)
+    }
+
     /// Remove any latency and loss.
     pub fn clear_netem(&mut self) {
         if self.kernel_netem {

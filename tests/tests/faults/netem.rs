@@ -77,6 +77,17 @@ async fn latency_and_loss_never_make_the_node_inactive() {
     }
     println!("node statuses over {:?}: {seen:?}", soak());
     println!("workload statuses: {workload_status:?}");
+    if let Some((delayed, dropped)) = c.host(0).expect("host").netem_stats() {
+        let share = dropped as f64 / (delayed + dropped).max(1) as f64;
+        println!(
+            "user-space netem: {delayed} packets delayed, {dropped} dropped ({:.1} %)",
+            share * 100.0
+        );
+        assert!(
+            (0.04..0.18).contains(&share),
+            "about 10 % of the packets were dropped"
+        );
+    }
     assert_eq!(
         workload_status.keys().collect::<Vec<_>>(),
         vec!["Running"],
