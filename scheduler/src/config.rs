@@ -78,6 +78,21 @@ pub struct Config {
     /// Largest accepted request body.
     #[arg(long, env = "PERSYS_MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
+
+    /// This replica's id in the leader election (unique per replica); default
+    /// `<host name>:<API port>`.
+    #[arg(long, env = "PERSYS_REPLICA_ID")]
+    pub replica_id: Option<String>,
+
+    /// URL other replicas reach this one's mTLS API at (published while it leads;
+    /// followers forward writes there); default `https://127.0.0.1:<API port>`.
+    #[arg(long, env = "PERSYS_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// URL other replicas reach this one's bootstrap port at (registrations are
+    /// forwarded there); default: the host of `--advertise-url` with the bootstrap port.
+    #[arg(long, env = "PERSYS_ADVERTISE_BOOTSTRAP_URL")]
+    pub advertise_bootstrap_url: Option<String>,
 }
 
 impl Config {
@@ -106,6 +121,9 @@ impl Config {
             placement: "spread".into(),
             cluster_domain: "cluster.local.dev".into(),
             max_body_bytes: 1_048_576,
+            replica_id: None,
+            advertise_url: None,
+            advertise_bootstrap_url: None,
         }
     }
 }

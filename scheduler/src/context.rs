@@ -41,6 +41,8 @@ pub struct Ctx {
     pub ca_hash: String,
     /// Cancelled at shutdown (ends long-lived streams).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// This replica's part in the leader election (standalone unless set by `start`).
+    pub leadership: crate::leader::Leadership,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -75,6 +77,7 @@ impl Ctx {
             cache,
             agents,
             shutdown,
+            leadership: crate::leader::Leadership::standalone(),
         }
     }
 

@@ -7,6 +7,8 @@
 //! - [`api`]: HTTP routes. [`dispatch`]: desired state to agents. [`liveness`]:
 //!   heartbeats. [`pending`]: re-placement. [`reconcile`]: the backstop.
 //! - [`control`]: record changes shared by all of them. [`status`]: pure transitions.
+//! - [`leader`]: election among replicas (only the leader runs the loops);
+//!   [`forward`]: followers forward writes to the leader.
 
 pub mod agent_client;
 pub mod api;
@@ -16,6 +18,8 @@ pub mod context;
 pub mod control;
 pub mod dispatch;
 pub mod dns;
+pub mod forward;
+pub mod leader;
 pub mod liveness;
 pub mod metrics;
 pub mod pending;
@@ -31,6 +35,8 @@ mod flow_tests;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+mod ha_tests;
+#[cfg(test)]
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::context::Ctx;
@@ -46,6 +52,8 @@ use tokio_util::task::TaskTracker;
 const ETCD_STARTUP_WAIT: Duration = Duration::from_secs(10);
 
 /// Why the scheduler could not start or stopped with an error.
+/// How long start-up waits to learn who leads (normally one etcd round trip).
+const LEADER_STARTUP_WAIT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// A flag value is invalid.
@@ -175,7 +183,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             source,
         })?;
 
-    let ctx = Arc::new(Ctx::new(
+    let me = leader::identity(
+        config.replica_id.as_deref(),
+        config.advertise_url.as_deref(),
+        config.advertise_bootstrap_url.as_deref(),
+        api_addr,
+        bootstrap_addr,
+    )
+    .map_err(RunError::Config)?;
+    let forwarder = forward::Forwarder::new(pki.ca.cert_pem(), &pki.cert_pem, &pki.key_pem)
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let mut ctx = Ctx::new(
         config,
         store.clone(),
         cache.clone(),
@@ -183,7 +201,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         agents,
         strategy,
         shutdown.clone(),
-    ));
+    );
+    ctx.leadership = leader::Leadership::replica(me, forwarder);
+    let ctx = Arc::new(ctx);
 
     let tracker = TaskTracker::new();
     let failed = Arc::new(tokio::sync::Mutex::new(None));
@@ -191,10 +211,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let (cache, store, token) = (cache.clone(), store.clone(), shutdown.clone());
         tracker.spawn(async move { cache.run(store, revision, token).await });
     }
-    tracker.spawn(dispatch::run(ctx.clone(), shutdown.clone()));
-    tracker.spawn(liveness::run(ctx.clone(), shutdown.clone()));
-    tracker.spawn(pending::run(ctx.clone(), shutdown.clone()));
-    tracker.spawn(reconcile::run(ctx.clone(), shutdown.clone()));
+    // Dispatch, liveness, pending and reconcile run in the leader's terms only.
+    tracker.spawn(leader::run(ctx.clone(), shutdown.clone()));
     for (listener, tls, router, addr) in [
         (api_listener, api_tls, api::router(ctx.clone()), api_addr),
         (
@@ -217,6 +235,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tracker.close();
     tracing::info!(api = %api_addr, bootstrap = %bootstrap_addr, nodes = cache.nodes().len(), workloads = cache.workloads().len(), "ready");
     Ok(Running {
+    let mut role = ctx.leadership.subscribe();
+    // The borrow is dropped at once: holding it would block the election's writer.
+    let known = tokio::time::timeout(LEADER_STARTUP_WAIT, async {
+        role.wait_for(|r| !matches!(r, leader::Role::Follower { leader: None }))
+            .await
+            .map(|_| ())
+    })
+    .await;
+    if known.is_err() {
+        tracing::warn!("no scheduler leader known yet; writes answer 503 until one is elected");
+    }
+    let me = ctx.leadership.me();
+    tracing::info!(replica = %me.id, url = %me.url, leader = ctx.leadership.is_leader(), "leader election joined");
         api_addr,
         bootstrap_addr,
         ctx,

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the scheduler, served on the bootstrap port at `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The scheduler's metrics.
@@ -19,6 +19,8 @@ pub struct Metrics {
     pub nodes: IntGaugeVec,
     /// HTTP requests by method and status code.
     pub http_requests: IntCounterVec,
+    /// 1 while this replica is the leader (runs placement and the loops), else 0.
+    pub is_leader: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -67,8 +69,14 @@ impl Metrics {
             &["method", "status"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let is_leader = IntGauge::new(
+            "persys_scheduler_is_leader",
+            "1 while this scheduler replica is the leader",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         for c in [
-            Box::new(workloads_scheduled.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(is_leader.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(workloads_scheduled.clone()),
             Box::new(placement_seconds.clone()),
             Box::new(dispatch_errors.clone()),
             Box::new(nodes.clone()),
@@ -85,6 +93,7 @@ impl Metrics {
             dispatch_errors,
             nodes,
             http_requests,
+            is_leader,
         }
     }
 
@@ -132,6 +141,7 @@ mod tests {
             "persys_dispatch_errors_total",
             "persys_nodes{status=\"Active\"} 2",
             "persys_http_requests_total",
+            "persys_scheduler_is_leader 0",
         ] {
             assert!(text.contains(name), "{name} in {text}");
         }

@@ -116,9 +116,73 @@ pub fn server_sans(extra: &[String]) -> Vec<String> {
     sans
 }
 
+/// Lock file that serialises PKI set-up between replicas sharing one data dir.
+const LOCK_FILE: &str = ".pki.lock";
+/// A lock older than this was left by a process that died while holding it.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Run `f` holding `<dir>/.pki.lock` (created exclusively), so that replicas started
+/// together with one `--data-dir` never mint two CAs or mix one's key with another's
+/// certificate.
+fn with_dir_lock<T>(dir: &Path, f: impl FnOnce() -> Result<T, PkiError>) -> Result<T, PkiError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io_err(dir))?;
+    let lock = dir.join(LOCK_FILE);
+    let started = std::time::Instant::now();
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+        {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let age = std::fs::metadata(&lock)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                if age.is_some_and(|a| a > STALE_LOCK) {
+                    tracing::warn!(lock = %lock.display(), "removing a stale PKI lock");
+                    let _ = std::fs::remove_file(&lock);
+                } else if started.elapsed() > STALE_LOCK {
+                    return Err(io_err(&lock)(std::io::Error::other(
+                        "another scheduler holds this lock for too long",
+                    )));
+                }
+                // Start-up only, and the holder needs milliseconds.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(io_err(&lock)(e)),
+        }
+    }
+    let out = f();
+    if let Err(e) = std::fs::remove_file(&lock) {
+        tracing::warn!(lock = %lock.display(), error = %e, "cannot remove the PKI lock");
+    }
+    out
+}
+
 impl Pki {
-    /// Load or create everything in `data_dir` (files only; no etcd).
+    /// Load or create everything in `data_dir` (files only; no etcd). Replicas may
+    /// share one data dir: set-up is serialised by a lock file, and the first one
+    /// creates the CA, the admin certificate and the join token.
     pub fn load_or_create(
+        data_dir: &Path,
+        tls_sans: &[String],
+        join_token: Option<&str>,
+    ) -> Result<Self, PkiError> {
+        with_dir_lock(data_dir, || {
+            Self::load_or_create_locked(data_dir, tls_sans, join_token)
+        })
+    }
+
+    fn load_or_create_locked(
         data_dir: &Path,
         tls_sans: &[String],
         join_token: Option<&str>,
@@ -205,6 +269,29 @@ mod tests {
         assert_eq!(a.join_token, b.join_token);
         assert_eq!(a.ca.fingerprint(), b.ca.fingerprint());
         assert_eq!(a.join_token.ca_hash, a.ca.fingerprint());
+    }
+
+    #[test]
+    fn replicas_starting_together_on_one_data_dir_share_one_ca() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shared");
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let pki = Pki::load_or_create(&path, &[], None).expect("pki");
+                    (pki.ca.fingerprint(), pki.join_token.to_string())
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+        assert!(!path.join(LOCK_FILE).exists());
+        let on_disk = CertificateAuthority::load_or_generate(&path).expect("ca");
+        assert_eq!(on_disk.fingerprint(), results[0].0);
     }
 
     #[test]

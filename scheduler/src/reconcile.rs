@@ -36,8 +36,6 @@ impl NodeQueue {
 
 /// Run until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(ctx.config.monitor_interval());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let Some(mut requests) = ctx
         .node_queue
         .rx
@@ -48,6 +46,18 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         tracing::error!("backstop reconcile started twice");
         return;
     };
+    run_with(&ctx, &mut requests, &shutdown).await;
+    // The next leadership term's loop takes the queue again.
+    *ctx.node_queue.rx.lock().unwrap_or_else(|e| e.into_inner()) = Some(requests);
+}
+
+async fn run_with(
+    ctx: &Arc<Ctx>,
+    requests: &mut mpsc::UnboundedReceiver<String>,
+    shutdown: &CancellationToken,
+) {
+    let mut tick = tokio::time::interval(ctx.config.monitor_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick fires at once; the start-up state is fresh, so skip it.
     tick.tick().await;
     loop {
@@ -65,7 +75,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = reconcile_node(&ctx, &node) => if let Err(e) = r {
+                r = reconcile_node(ctx, &node) => if let Err(e) = r {
                     // Next interval tries again; liveness handles nodes that are gone.
                     tracing::warn!(node = %node.node_id, error = %e, "backstop reconcile failed");
                 }

@@ -20,6 +20,13 @@ use persys_proto::{codes, keys, Node, NodeStatus, RegisterRequest, RegisterRespo
 use std::net::IpAddr;
 use tokio::time::Instant;
 
+/// Node ids that would be certificate CNs of cluster components.
+pub const RESERVED_NODE_IDS: [&str; 3] = [
+    crate::pki::SCHEDULER_CN,
+    crate::pki::ADMIN_CN,
+    "persys-gateway",
+];
+
 /// `GET /healthz`: the process serves.
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
@@ -118,6 +125,14 @@ pub async fn register(
         return Err(AppError::invalid_field(
             "nodeId",
             format!("{node_id:?} must be a DNS label (lower-case letters, digits, '-')"),
+        ));
+    }
+    // The node id becomes the certificate's CN, and these CNs carry authority (the
+    // scheduler's own towards agents and replicas, the admin's at the gateway).
+    if RESERVED_NODE_IDS.contains(&node_id.as_str()) {
+        return Err(AppError::invalid_field(
+            "nodeId",
+            format!("{node_id:?} is reserved for a cluster component"),
         ));
     }
     let ip: IpAddr = req.ip_address.parse().map_err(|_| {

@@ -1,10 +1,15 @@
-//! `GET /cluster/metrics`.
+//! `GET /cluster/metrics` and `GET /cluster/leader`.
 
 use super::nodes::decorated_nodes;
 use super::AppState;
 use axum::extract::State;
 use axum::Json;
-use persys_proto::{ClusterMetrics, WorkloadStatus};
+use persys_proto::{ClusterMetrics, LeaderInfo, WorkloadStatus};
+
+/// `GET /cluster/leader`: `{"leader", "url", "self"}` as this replica sees it.
+pub async fn leader(State(ctx): State<AppState>) -> Json<LeaderInfo> {
+    Json(ctx.leadership.info())
+}
 
 /// Nodes, workload counts by status, capacity and allocation totals.
 pub async fn metrics(State(ctx): State<AppState>) -> Json<ClusterMetrics> {

@@ -96,6 +96,11 @@ impl From<StoreError> for AppError {
                 codes::UNAVAILABLE,
                 format!("{e}; nothing was changed, try again"),
             ),
+            StoreError::NotLeader => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::UNAVAILABLE,
+                "leadership changed while handling the request; nothing was changed, try again",
+            ),
             StoreError::Conflict { .. } => Self::conflict(e.to_string()),
             other => {
                 tracing::error!(error = %other, "store error");

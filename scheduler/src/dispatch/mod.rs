@@ -144,6 +144,8 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     // In-flight agent calls finish or are dropped; their effects are idempotent.
     tasks.shutdown().await;
     timers.shutdown().await;
+    // The next leadership term's loop takes the queue again.
+    *ctx.dispatcher.rx.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
 }
 
 fn start(

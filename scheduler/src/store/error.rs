@@ -38,6 +38,10 @@ pub enum StoreError {
     /// Any other etcd error.
     #[error("etcd error: {0}")]
     Etcd(String),
+    /// A record write was refused because this scheduler replica is not (or no longer)
+    /// the leader: the write fence did not hold.
+    #[error("this scheduler replica is not the leader")]
+    NotLeader,
 }
 
 impl StoreError {

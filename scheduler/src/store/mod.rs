@@ -1,8 +1,10 @@
 //! etcd access: typed get/list/put/CAS/delete and a typed watch. The only etcd code.
 
+mod election;
 mod error;
 mod watch;
 
+pub use election::{Campaign, LeaderEvent, LeaderWatch, LeaseRenewer};
 pub use error::StoreError;
 pub use watch::{StoreEvent, StoreWatch};
 
@@ -34,10 +36,12 @@ pub enum Updated<T> {
     Missing,
 }
 
-/// Typed access to etcd. Cheap to clone.
+/// Typed access to etcd. Cheap to clone; clones share the write fence.
 #[derive(Clone)]
 pub struct Store {
     client: Client,
+    /// Leadership proof that record writes (CAS puts and deletes) carry.
+    fence: std::sync::Arc<election::Fence>,
 }
 
 impl std::fmt::Debug for Store {
@@ -72,7 +76,10 @@ impl Store {
             // HTTP/2 pings notice a dead etcd under an idle watch stream.
             .with_keep_alive(KEEPALIVE_INTERVAL, REQUEST_TIMEOUT);
         let client = Client::connect(endpoints, Some(options)).await?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            fence: Default::default(),
+        })
     }
 
     /// Whether etcd answers a read; returns its current revision.
@@ -134,10 +141,12 @@ impl Store {
     /// Create `key` only if it does not exist. `Ok(None)` when it already exists.
     pub async fn put_if_absent<T: Serialize>(&self, key: &str, value: &T) -> Result<Option<i64>> {
         let bytes = encode(key, value)?;
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, bytes, None)]);
-        let resp = self.client.kv_client().txn(txn).await?;
+        let resp = self
+            .fenced_txn(
+                vec![Compare::create_revision(key, CompareOp::Equal, 0)],
+                vec![TxnOp::put(key, bytes, None)],
+            )
+            .await?;
         if resp.succeeded() {
             Ok(Some(
                 resp.header().map(|h| h.revision()).unwrap_or_default(),
@@ -161,10 +170,9 @@ impl Store {
         } else {
             Compare::mod_revision(key, CompareOp::Equal, mod_revision)
         };
-        let txn = Txn::new()
-            .when([cmp])
-            .and_then([TxnOp::put(key, bytes, None)]);
-        let resp = self.client.kv_client().txn(txn).await?;
+        let resp = self
+            .fenced_txn(vec![cmp], vec![TxnOp::put(key, bytes, None)])
+            .await?;
         Ok(resp
             .succeeded()
             .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
@@ -213,10 +221,12 @@ impl Store {
     /// Delete `key` only if it is still at `mod_revision`. Returns the store revision of
     /// the delete, or `None` when it changed (or vanished) meanwhile.
     pub async fn delete_at(&self, key: &str, mod_revision: i64) -> Result<Option<i64>> {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
-            .and_then([TxnOp::delete(key, None)]);
-        let resp = self.client.kv_client().txn(txn).await?;
+        let resp = self
+            .fenced_txn(
+                vec![Compare::mod_revision(key, CompareOp::Equal, mod_revision)],
+                vec![TxnOp::delete(key, None)],
+            )
+            .await?;
         Ok(resp
             .succeeded()
             .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))

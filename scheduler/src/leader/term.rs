@@ -1,0 +1,353 @@
+//! One replica's rounds: campaign, then lead a term (loops running, lease renewed,
+//! key watched) or follow the leader until its key goes away.
+
+use super::Role;
+use crate::context::Ctx;
+use crate::store::{Campaign, LeaderEvent, LeaderWatch, LeaseRenewer, Store, StoreError};
+use persys_proto::LeaderRecord;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// TTL of the leader's lease (etcd's minimum with default timing).
+pub const LEASE_TTL_SECS: i64 = 2;
+/// How often the leader renews its lease.
+pub const RENEW_EVERY: Duration = Duration::from_millis(500);
+/// One renewal (or re-opening the keep-alive stream) must answer within this.
+const RENEW_TIMEOUT: Duration = Duration::from_millis(500);
+/// A leader steps down when it has not renewed for this long: before etcd can let the
+/// lease expire (TTL from when etcd saw the last renewal, which we sent earlier).
+pub const SAFE_TERM: Duration = Duration::from_millis(1700);
+/// A follower re-reads the leader key this often, in case its watch went quiet.
+const FOLLOW_RESYNC: Duration = Duration::from_secs(5);
+/// Pause before campaigning again after an etcd error.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// Start the leader-only loops for one term; they stop when `term` is cancelled.
+fn spawn_loops(ctx: &Arc<Ctx>, tracker: &TaskTracker, term: &CancellationToken) {
+    tracker.spawn(crate::dispatch::run(ctx.clone(), term.clone()));
+    tracker.spawn(crate::liveness::run(ctx.clone(), term.clone()));
+    tracker.spawn(crate::pending::run(ctx.clone(), term.clone()));
+    tracker.spawn(crate::reconcile::run(ctx.clone(), term.clone()));
+}
+
+/// Take part in the election until `shutdown`: campaign, lead a term or follow the
+/// leader, and again. On shutdown a leader stops its loops, then resigns.
+pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let store = ctx.store.clone();
+    store.fence_all();
+    while !shutdown.is_cancelled() {
+        // Not raced against shutdown: a won key must be resigned, which `lead` does.
+        match campaign(&ctx).await {
+            Ok(Round::Won(term)) => lead(&ctx, *term, &shutdown).await,
+            Ok(Round::Follow {
+                leader,
+                term,
+                revision,
+            }) => follow(&ctx, leader, term, revision, &shutdown).await,
+            Ok(Round::Again) => {}
+            Err(e) => {
+                ctx.leadership.set(Role::Follower { leader: None });
+                tracing::warn!(error = %e, "leader election: etcd failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    }
+}
+
+/// A won term: its lease, the lease's keep-alive, the term and when the lease was
+/// last renewed (at the latest).
+struct WonTerm {
+    lease: i64,
+    renewer: LeaseRenewer,
+    term: i64,
+    renewed: Instant,
+}
+
+enum Round {
+    Won(Box<WonTerm>),
+    Follow {
+        leader: Option<LeaderRecord>,
+        term: i64,
+        revision: i64,
+    },
+    Again,
+}
+
+/// Revoke a lease we no longer need, without waiting (it expires anyway).
+fn drop_lease(store: &Store, lease: i64) {
+    let store = store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.revoke_lease(lease).await {
+            tracing::debug!(lease, error = %e, "revoking an unused lease failed; it expires");
+        }
+    });
+}
+
+async fn campaign(ctx: &Ctx) -> Result<Round, StoreError> {
+    let store = &ctx.store;
+    // etcd counts the TTL from when it handled the grant or renewal, after this.
+    let renewed = Instant::now();
+    let lease = store.grant_lease(LEASE_TTL_SECS).await?;
+    let renewer = match store.keep_lease(lease).await {
+        Ok(r) => r,
+        Err(e) => {
+            drop_lease(store, lease);
+            return Err(e);
+        }
+    };
+    let outcome = match store.campaign(ctx.leadership.me(), lease).await {
+        Ok(o) => o,
+        Err(e) => {
+            drop_lease(store, lease);
+            return Err(e);
+        }
+    };
+    match outcome {
+        Campaign::Won { term } => Ok(Round::Won(Box::new(WonTerm {
+            lease,
+            renewer,
+            term,
+            renewed,
+        }))),
+        Campaign::Held {
+            holder,
+            term,
+            lease: holder_lease,
+            revision,
+        } => {
+            drop_lease(store, lease);
+            let mine = holder
+                .as_ref()
+                .is_some_and(|h| h.id == ctx.leadership.me().id);
+            if mine && term > 0 {
+                // Our own id holds the key: an earlier run of this replica (killed, so
+                // its lease has not expired yet) or a term we stepped down from. Ids are
+                // unique per replica, so nobody else is acting on it: take it back now
+                // instead of waiting for the lease to run out.
+                tracing::info!(
+                    term,
+                    "leader key held by an earlier run of this replica; reclaiming it"
+                );
+                store.resign(term).await?;
+                drop_lease(store, holder_lease);
+                return Ok(Round::Again);
+            }
+            if term == 0 {
+                return Err(StoreError::Etcd(
+                    "the leader key was neither created nor readable".into(),
+                ));
+            }
+            Ok(Round::Follow {
+                leader: holder,
+                term,
+                revision,
+            })
+        }
+    }
+}
+
+/// Follow the leader of `term` until its key goes away (or the view may be stale).
+async fn follow(
+    ctx: &Ctx,
+    leader: Option<LeaderRecord>,
+    term: i64,
+    revision: i64,
+    shutdown: &CancellationToken,
+) {
+    tracing::info!(leader = ?leader.as_ref().map(|l| &l.id), term, "following");
+    ctx.leadership.set(Role::Follower { leader });
+    ctx.metrics.is_leader.set(0);
+    let mut watch = match ctx.store.watch_leader(revision + 1).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the leader key; campaigning again");
+            tokio::time::sleep(RETRY).await;
+            return;
+        }
+    };
+    let mut resync = tokio::time::interval_at(Instant::now() + FOLLOW_RESYNC, FOLLOW_RESYNC);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            batch = watch.next() => match batch {
+                Ok(Some(events)) => {
+                    for ev in events {
+                        match ev {
+                            LeaderEvent::Deleted => return,
+                            LeaderEvent::Put { holder, term: t } => {
+                                if t != term {
+                                    return;
+                                }
+                                ctx.leadership.set(Role::Follower { leader: holder });
+                            }
+                        }
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    // Reconnects through a fresh campaign, which reads the key again.
+                    tokio::time::sleep(RETRY).await;
+                    return;
+                }
+            },
+            _ = resync.tick() => {
+                if !matches!(ctx.store.leader_term().await, Ok(Some(t)) if t == term) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Why a term ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Shutdown,
+    LeaseLost,
+    CannotRenew,
+    KeyChanged,
+    CacheLoad,
+}
+
+/// Lead the term `term` until it ends; then stop the loops and give the key up.
+async fn lead(ctx: &Arc<Ctx>, won: WonTerm, shutdown: &CancellationToken) {
+    let won_at = Instant::now();
+    let (lease, term) = (won.lease, won.term);
+    let store = ctx.store.clone();
+    store.fence_to_term(term);
+    let loops = TaskTracker::new();
+    let term_token = shutdown.child_token();
+    // Start from everything the previous leader wrote, not from what the watch has
+    // delivered so far.
+    let ended = match ctx.cache.load(&store).await {
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load the cluster state for a new term");
+            Ended::CacheLoad
+        }
+        Ok(_) => {
+            spawn_loops(ctx, &loops, &term_token);
+            ctx.leadership.set(Role::Leader { term });
+            ctx.metrics.is_leader.set(1);
+            tracing::info!(
+                term,
+                elapsed_ms = won_at.elapsed().as_millis() as u64,
+                "became leader; loops started"
+            );
+            keep_term(&store, won, shutdown).await
+        }
+    };
+    // Stop acting first: no write of this term may land after this point.
+    store.fence_all();
+    term_token.cancel();
+    ctx.leadership.set(Role::Follower { leader: None });
+    ctx.metrics.is_leader.set(0);
+    loops.close();
+    loops.wait().await;
+    if ended == Ended::Shutdown {
+        let _ = timeout(RENEW_TIMEOUT, store.resign(term)).await;
+        tracing::info!(term, "resigned leadership");
+    } else {
+        tracing::warn!(term, reason = ?ended, "leadership lost; loops stopped");
+    }
+    // Lets another replica take over at once rather than after the TTL.
+    let _ = timeout(RENEW_TIMEOUT, store.revoke_lease(lease)).await;
+}
+
+/// Renew the lease and watch the key until the term ends.
+async fn keep_term(store: &Store, won: WonTerm, shutdown: &CancellationToken) -> Ended {
+    let WonTerm {
+        lease,
+        renewer,
+        term,
+        mut renewed,
+    } = won;
+    let mut renewer = Some(renewer);
+    let mut watch: Option<LeaderWatch> = None;
+    let mut tick = tokio::time::interval(RENEW_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ended::Shutdown,
+            _ = tick.tick() => {
+                let sent = Instant::now();
+                match renew(store, lease, &mut renewer).await {
+                    Some(ttl) if ttl > 0 => renewed = sent,
+                    Some(_) => return Ended::LeaseLost,
+                    None => {}
+                }
+                if renewed.elapsed() >= SAFE_TERM {
+                    return Ended::CannotRenew;
+                }
+                if watch.is_none() {
+                    watch = timeout(RENEW_TIMEOUT, store.watch_leader(term)).await.ok().and_then(Result::ok);
+                }
+            }
+            batch = next_leader_event(&mut watch) => match batch {
+                Ok(Some(events)) => {
+                    let lost = events.iter().any(|ev| match ev {
+                        LeaderEvent::Deleted => true,
+                        LeaderEvent::Put { term: t, .. } => *t != term,
+                    });
+                    if lost {
+                        return Ended::KeyChanged;
+                    }
+                }
+                // Re-opened on the next tick; the lease renewal still guards the term.
+                Ok(None) | Err(_) => watch = None,
+            },
+        }
+    }
+}
+
+async fn next_leader_event(
+    watch: &mut Option<LeaderWatch>,
+) -> Result<Option<Vec<LeaderEvent>>, StoreError> {
+    match watch {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One renewal: the TTL etcd answered, or `None` when it could not be learnt (the
+/// stream is re-opened on the next call).
+async fn renew(store: &Store, lease: i64, renewer: &mut Option<LeaseRenewer>) -> Option<i64> {
+    if let Some(r) = renewer.as_mut() {
+        match timeout(RENEW_TIMEOUT, r.renew()).await {
+            Ok(Ok(ttl)) => return Some(ttl),
+            Ok(Err(e)) => tracing::debug!(error = %e, "lease renewal failed"),
+            Err(_) => tracing::debug!("lease renewal timed out"),
+        }
+        // A late answer on this stream would be mistaken for the next one's.
+        *renewer = None;
+        return None;
+    }
+    match timeout(RENEW_TIMEOUT, store.keep_lease(lease)).await {
+        // Opening the stream renews once; etcd refuses it for an expired lease.
+        Ok(Ok(r)) => {
+            *renewer = Some(r);
+            Some(LEASE_TTL_SECS)
+        }
+        Ok(Err(StoreError::Etcd(e))) if e.contains("lease not found") => Some(0),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "re-opening the lease keep-alive failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_term_ends_before_the_lease_can_expire() {
+        assert!(SAFE_TERM + RENEW_TIMEOUT / 2 < Duration::from_secs(LEASE_TTL_SECS as u64));
+        assert!(RENEW_EVERY * 3 <= SAFE_TERM);
+    }
+}
