@@ -4,6 +4,15 @@ use persys_tests::{Api, Cluster, TEST_IMAGE};
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// Fault tests measure time and load the machine (hundreds of containers, a slow
+/// link): they run one at a time even when the harness runs tests in parallel.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Hold for the whole test: no other fault test runs meanwhile.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
 /// A long-running busybox sleeper with `policy`.
 pub fn sleeper(policy: &str) -> Value {
     json!({"image": TEST_IMAGE, "command": ["sleep", "3600"], "restartPolicy": policy})

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn cordoned_node_gets_no_new_workloads() {
+    let _serial = crate::common::serial().await;
     let c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default(); 2],
         netns: true,
@@ -33,6 +34,7 @@ async fn cordoned_node_gets_no_new_workloads() {
 
 #[tokio::test]
 async fn drain_moves_workloads_off_make_before_break_and_marks_the_node_drained() {
+    let _serial = crate::common::serial().await;
     let c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default(); 2],
         netns: true,

@@ -10,6 +10,7 @@ const OUTAGE: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn etcd_outage_leaves_containers_refuses_writes_and_converges() {
+    let _serial = crate::common::serial().await;
     let mut c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default()],
         ..Default::default()

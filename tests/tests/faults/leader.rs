@@ -56,6 +56,7 @@ async fn submit_one(apis: &[Api], n: usize, out: &Mutex<Outcome>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_mid_submissions_loses_and_doubles_no_acknowledged_workload() {
+    let _serial = crate::common::serial().await;
     let mut c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default(); 2],
         schedulers: 3,

@@ -16,6 +16,7 @@ fn soak() -> Duration {
 
 #[tokio::test]
 async fn latency_and_loss_never_make_the_node_inactive() {
+    let _serial = crate::common::serial().await;
     // The scheduler keeps its default 5 s node timeout and 1 s heartbeats.
     let mut c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default()],

@@ -24,6 +24,7 @@ pub fn three_hosts() -> ClusterOptions {
 
 #[tokio::test]
 async fn killed_host_workloads_run_on_another_node_within_five_seconds() {
+    let _serial = crate::common::serial().await;
     let mut c = Cluster::start(three_hosts()).await.expect("cluster starts");
     let api = c.api().expect("api");
     let nodes = c.node_ids();

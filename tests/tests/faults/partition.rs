@@ -42,6 +42,7 @@ fn watch_api(
 
 #[tokio::test]
 async fn partitioned_node_loses_its_workloads_and_its_stale_copies_go_after_the_heal() {
+    let _serial = crate::common::serial().await;
     let c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default(); 2],
         node_timeout_ms: Some(NODE_TIMEOUT_MS),

@@ -23,6 +23,7 @@ fn starts(id: &str, since: f64) -> Vec<f64> {
 
 #[tokio::test]
 async fn on_failure_restarts_with_growing_delays_and_a_visible_restart_count() {
+    let _serial = crate::common::serial().await;
     let c = Cluster::start(one_agent()).await.expect("cluster starts");
     let api = c.api().expect("api");
     let since = docker::unix_now() - 1.0;
@@ -78,6 +79,7 @@ async fn on_failure_restarts_with_growing_delays_and_a_visible_restart_count() {
 
 #[tokio::test]
 async fn restart_policy_no_stays_failed_with_its_exit_code() {
+    let _serial = crate::common::serial().await;
     let c = Cluster::start(one_agent()).await.expect("cluster starts");
     let api = c.api().expect("api");
     let id = submit(

@@ -42,6 +42,7 @@ async fn write_in_flight_during(c: &Cluster, api: Api, terminate: impl FnOnce())
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_finishes_in_flight_requests_and_exits_zero_on_sigterm() {
+    let _serial = crate::common::serial().await;
     let mut c = Cluster::start(one_agent()).await.expect("cluster starts");
     let api = c.api().expect("api");
     let signalled = write_in_flight_during(&c, api, || {
@@ -72,6 +73,7 @@ async fn scheduler_finishes_in_flight_requests_and_exits_zero_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_finishes_an_in_flight_stop_and_exits_zero_on_sigterm() {
+    let _serial = crate::common::serial().await;
     let mut c = Cluster::start(one_agent()).await.expect("cluster starts");
     let victim = crate::common::submit(&c, sleeper("always")).await;
     let bystander = crate::common::submit(&c, sleeper("always")).await;
@@ -120,6 +122,7 @@ async fn agent_finishes_an_in_flight_stop_and_exits_zero_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_finishes_in_flight_requests_and_exits_zero_on_sigterm() {
+    let _serial = crate::common::serial().await;
     let mut c = Cluster::start(one_agent()).await.expect("cluster starts");
     c.start_gateway(&[], &[]).await.expect("gateway starts");
     let api = c.gateway_admin().expect("gateway client");
