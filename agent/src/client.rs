@@ -1,7 +1,9 @@
 //! The agent's client of the scheduler API (mTLS with the node certificate):
 //! heartbeats and status pushes. The certificate can be replaced after a
-//! re-registration without interrupting callers.
+//! re-registration without interrupting callers. With several scheduler replicas, a
+//! call that cannot be served (connection error, 502/503/504) goes to the next one.
 
+use crate::endpoints::Endpoints;
 use crate::join::Identity;
 use crate::report::StatusSink;
 use persys_proto::{ApiError, HeartbeatResponse, NodeHeartbeat, StatusReport};
@@ -37,12 +39,27 @@ pub enum ClientError {
         /// The scheduler's message.
         message: String,
     },
+    /// No scheduler URL is configured.
+    #[error("no scheduler URL is configured")]
+    NoUrl,
+}
+
+impl ClientError {
+    /// Whether another scheduler replica may serve the call: this one could not be
+    /// reached, or answered that it cannot serve now.
+    pub fn fails_over(&self) -> bool {
+        match self {
+            Self::Transport { .. } => true,
+            Self::Status { status, .. } => matches!(status, 502..=504),
+            Self::Tls(_) | Self::NoUrl => false,
+        }
+    }
 }
 
 /// Calls the scheduler as this node.
 #[derive(Debug)]
 pub struct SchedulerClient {
-    base: String,
+    bases: Endpoints,
     node_id: String,
     http: RwLock<reqwest::Client>,
 }
@@ -62,10 +79,11 @@ fn build(identity: &Identity) -> Result<reqwest::Client, ClientError> {
 }
 
 impl SchedulerClient {
-    /// A client of `base` (e.g. `https://127.0.0.1:8085`) with this identity.
-    pub fn new(base: &str, identity: &Identity) -> Result<Self, ClientError> {
+    /// A client of the scheduler replicas at `bases` (e.g. `https://127.0.0.1:8085`)
+    /// with this identity.
+    pub fn new(bases: &[String], identity: &Identity) -> Result<Self, ClientError> {
         Ok(Self {
-            base: base.trim_end_matches('/').to_string(),
+            bases: Endpoints::new(bases),
             node_id: identity.node_id.clone(),
             http: RwLock::new(build(identity)?),
         })
@@ -82,12 +100,35 @@ impl SchedulerClient {
         self.http.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// POST to the replica that answered last, failing over to the others in turn.
     async fn post<T: serde::Serialize>(
         &self,
         path: &str,
         body: &T,
     ) -> Result<reqwest::Response, ClientError> {
-        let url = format!("{}{path}", self.base);
+        let mut last = None;
+        for (i, base) in self.bases.in_order() {
+            match self.post_to(base, path, body).await {
+                Err(e) if e.fails_over() => {
+                    tracing::debug!(error = %e, "scheduler replica cannot serve; trying the next");
+                    last = Some(e);
+                }
+                other => {
+                    self.bases.settle(i);
+                    return other;
+                }
+            }
+        }
+        Err(last.unwrap_or(ClientError::NoUrl))
+    }
+
+    async fn post_to<T: serde::Serialize>(
+        &self,
+        base: &str,
+        path: &str,
+        body: &T,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{base}{path}");
         let response = self
             .client()
             .post(&url)

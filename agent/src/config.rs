@@ -11,21 +11,26 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "persys-agent", version, about)]
 pub struct Config {
-    /// Scheduler API (mTLS) for heartbeats and status pushes.
+    /// Scheduler API URL(s) (mTLS) for heartbeats and status pushes; repeatable or comma
+    /// separated (one per scheduler replica). Calls stick to the one that answers and
+    /// fail over to the next on connection errors and 5xx answers.
     #[arg(
-        long,
+        long = "scheduler-url",
         env = "PERSYS_SCHEDULER_URL",
+        value_delimiter = ',',
         default_value = "https://127.0.0.1:8085"
     )]
-    pub scheduler_url: String,
+    pub scheduler_urls: Vec<String>,
 
-    /// Scheduler bootstrap endpoint (TLS) for registration.
+    /// Scheduler bootstrap URL(s) (TLS) for registration; repeatable or comma separated,
+    /// tried in turn like `--scheduler-url`.
     #[arg(
-        long,
+        long = "bootstrap-url",
         env = "PERSYS_BOOTSTRAP_URL",
+        value_delimiter = ',',
         default_value = "https://127.0.0.1:8084"
     )]
-    pub bootstrap_url: String,
+    pub bootstrap_urls: Vec<String>,
 
     /// Join token `PERSYS1.<ca-hash>.<secret>`; required unless already registered.
     #[arg(long, env = "PERSYS_JOIN_TOKEN", hide_env_values = true)]
@@ -131,9 +136,28 @@ mod tests {
     fn flags_have_the_documented_defaults() {
         let c = Config::try_parse_from(["persys-agent"]).expect("defaults parse");
         assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("addr"));
-        assert_eq!(c.scheduler_url, "https://127.0.0.1:8085");
-        assert_eq!(c.bootstrap_url, "https://127.0.0.1:8084");
+        assert_eq!(c.scheduler_urls, vec!["https://127.0.0.1:8085".to_string()]);
+        assert_eq!(c.bootstrap_urls, vec!["https://127.0.0.1:8084".to_string()]);
         assert_eq!(c.advertise_ip(), IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn scheduler_urls_are_comma_separated_and_repeatable() {
+        let c = Config::try_parse_from([
+            "persys-agent",
+            "--scheduler-url",
+            "https://a:8085,https://b:8085",
+            "--scheduler-url",
+            "https://c:8085",
+            "--bootstrap-url",
+            "https://a:8084,https://b:8084",
+        ])
+        .expect("parses");
+        assert_eq!(
+            c.scheduler_urls,
+            ["https://a:8085", "https://b:8085", "https://c:8085"].map(String::from)
+        );
+        assert_eq!(c.bootstrap_urls.len(), 2);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the server against the CA hash in that token, and keeps what it gets in its data dir.
 //! It registers at every start, which rotates its certificate.
 
+use crate::endpoints::Endpoints;
 use crate::host::HostFacts;
 use persys_certs::JoinToken;
 use persys_proto::{ApiError, RegisterRequest, RegisterResponse};
@@ -123,8 +124,8 @@ impl JoinError {
 /// Everything a registration sends.
 #[derive(Debug, Clone)]
 pub struct Joiner {
-    /// Bootstrap base URL.
-    pub bootstrap_url: String,
+    /// Bootstrap base URLs (one per scheduler replica), tried in turn.
+    pub bootstrap_urls: Vec<String>,
     /// Join token, when given.
     pub token: Option<String>,
     /// Data dir.
@@ -216,7 +217,8 @@ impl Joiner {
         }
     }
 
-    /// One registration: key + CSR, `POST /nodes/register`, save.
+    /// One registration: key + CSR, `POST /nodes/register` (to each bootstrap URL in
+    /// turn while they are unreachable or answer 5xx), save.
     pub async fn register_once(&self) -> Result<Identity, JoinError> {
         let raw = self.token.as_deref().unwrap_or_default();
         let token = JoinToken::parse(raw).map_err(|e| JoinError::Token(e.to_string()))?;
@@ -242,14 +244,36 @@ impl Joiner {
             total_memory: self.facts.memory_mb,
             labels: self.labels.clone(),
         };
-        let url = format!(
-            "{}/nodes/register",
-            self.bootstrap_url.trim_end_matches('/')
-        );
+        let bases = Endpoints::new(&self.bootstrap_urls);
+        let mut last = None;
+        for (_, base) in bases.in_order() {
+            match self.register_at(&client, base, &token, &body).await {
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(error = %e, "bootstrap server cannot serve; trying the next");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+                Ok(answer) => return self.accept(answer, &token, base, key_pem).await,
+            }
+        }
+        Err(last.unwrap_or_else(|| JoinError::Unreachable {
+            url: bases.list(),
+            detail: "no bootstrap URL is configured".into(),
+        }))
+    }
+
+    async fn register_at(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        token: &JoinToken,
+        body: &RegisterRequest,
+    ) -> Result<RegisterResponse, JoinError> {
+        let url = format!("{base}/nodes/register");
         let response = client
             .post(&url)
             .bearer_auth(token.to_string())
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(|e| match tls_failure(&e) {
@@ -274,16 +298,26 @@ impl Joiner {
                 message,
             });
         }
-        let answer: RegisterResponse = response
+        response
             .json()
             .await
-            .map_err(|e| JoinError::BadAnswer(chain(&e)))?;
+            .map_err(|e| JoinError::BadAnswer(chain(&e)))
+    }
+
+    /// Check a registration answer against the token and save the identity.
+    async fn accept(
+        &self,
+        answer: RegisterResponse,
+        token: &JoinToken,
+        url: &str,
+        key_pem: String,
+    ) -> Result<Identity, JoinError> {
         // The body's CA must be the one the token pins, not just the TLS chain's.
         let ca_hash = persys_certs::fingerprint_pem(&answer.ca_certificate)
             .map_err(|e| JoinError::BadAnswer(format!("caCertificate: {e}")))?;
         if !ca_hash.eq_ignore_ascii_case(&token.ca_hash) {
             return Err(JoinError::Untrusted {
-                url,
+                url: url.to_string(),
                 detail: "the CA certificate in the answer has another hash".into(),
             });
         }
@@ -366,7 +400,7 @@ mod tests {
 
     fn joiner(dir: &Path, token: Option<&str>) -> Joiner {
         Joiner {
-            bootstrap_url: "https://127.0.0.1:1".into(),
+            bootstrap_urls: vec!["https://127.0.0.1:1".into()],
             token: token.map(str::to_string),
             data_dir: dir.to_path_buf(),
             node_id: "n1".into(),

@@ -5,6 +5,7 @@
 //! - [`host`]: facts about this machine
 //! - [`join`]: registration with a join token and a locally made CSR
 //! - [`client`]: calls to the scheduler (heartbeats, status pushes)
+//! - [`endpoints`]: several scheduler replicas, with failover
 //! - [`heartbeat`]: the liveness loop with free capacity
 //! - [`runtime`]: the container engine behind a trait (Docker, fake)
 //! - [`state`]: engine state → workload status
@@ -19,6 +20,7 @@ pub mod adopt;
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod endpoints;
 pub mod events;
 pub mod heartbeat;
 pub mod host;
@@ -109,7 +111,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         .map_err(io_error("reading the listen address"))?;
 
     let joiner = Arc::new(Joiner {
-        bootstrap_url: config.bootstrap_url.clone(),
+        bootstrap_urls: config.bootstrap_urls.clone(),
         token: config.join_token.clone().filter(|t| !t.trim().is_empty()),
         data_dir: config.data_dir.clone(),
         node_id: join::resolve_node_id(
@@ -131,7 +133,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         persys_certs::server_config_mtls(&identity.ca_pem, &identity.cert_pem, &identity.key_pem)
             .map_err(|e| AgentError::Tls(e.to_string()))?;
     let client = Arc::new(
-        SchedulerClient::new(&config.scheduler_url, &identity)
+        SchedulerClient::new(&config.scheduler_urls, &identity)
             .map_err(|e| AgentError::Tls(e.to_string()))?,
     );
 

@@ -166,8 +166,8 @@ impl FakeScheduler {
 
     pub fn config(&self, node: &str, data_dir: &std::path::Path, token: &str) -> Config {
         Config {
-            scheduler_url: self.api_url.clone(),
-            bootstrap_url: self.bootstrap_url.clone(),
+            scheduler_urls: vec![self.api_url.clone()],
+            bootstrap_urls: vec![self.bootstrap_url.clone()],
             join_token: Some(token.to_string()),
             node_id: Some(node.to_string()),
             data_dir: data_dir.to_path_buf(),
