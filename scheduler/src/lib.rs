@@ -33,10 +33,10 @@ pub mod store;
 #[cfg(test)]
 mod flow_tests;
 #[cfg(test)]
-pub(crate) mod testutil;
-
 mod ha_tests;
 #[cfg(test)]
+pub(crate) mod testutil;
+
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::context::Ctx;
@@ -50,10 +50,10 @@ use tokio_util::task::TaskTracker;
 
 /// How long start-up waits for etcd before giving up.
 const ETCD_STARTUP_WAIT: Duration = Duration::from_secs(10);
-
-/// Why the scheduler could not start or stopped with an error.
 /// How long start-up waits to learn who leads (normally one etcd round trip).
 const LEADER_STARTUP_WAIT: Duration = Duration::from_secs(3);
+
+/// Why the scheduler could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// A flag value is invalid.
@@ -233,8 +233,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         });
     }
     tracker.close();
-    tracing::info!(api = %api_addr, bootstrap = %bootstrap_addr, nodes = cache.nodes().len(), workloads = cache.workloads().len(), "ready");
-    Ok(Running {
     let mut role = ctx.leadership.subscribe();
     // The borrow is dropped at once: holding it would block the election's writer.
     let known = tokio::time::timeout(LEADER_STARTUP_WAIT, async {
@@ -248,6 +246,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     }
     let me = ctx.leadership.me();
     tracing::info!(replica = %me.id, url = %me.url, leader = ctx.leadership.is_leader(), "leader election joined");
+    tracing::info!(api = %api_addr, bootstrap = %bootstrap_addr, nodes = cache.nodes().len(), workloads = cache.workloads().len(), "ready");
+    Ok(Running {
         api_addr,
         bootstrap_addr,
         ctx,

@@ -48,18 +48,18 @@ pub fn router(ctx: AppState) -> Router {
         .route("/nodes/{id}/drain", post(nodes::drain))
         .route("/nodes/{id}/status", post(agent::status))
         .route("/cluster/metrics", get(cluster::metrics))
-        .route("/events", get(events::events))
         .route("/cluster/leader", get(cluster::leader))
+        .route("/events", get(events::events))
         .route("/healthz", get(bootstrap::healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(ctx.clone(), request_context))
         // Inside `request_context`, so forwarded requests keep the request id.
         .layer(middleware::from_fn_with_state(
             ctx.clone(),
             crate::forward::api,
         ))
+        .layer(middleware::from_fn_with_state(ctx.clone(), request_context))
         .with_state(ctx)
 }
 
@@ -74,11 +74,11 @@ pub fn bootstrap_router(ctx: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(ctx.clone(), request_context))
         .layer(middleware::from_fn_with_state(
             ctx.clone(),
             crate::forward::bootstrap,
         ))
+        .layer(middleware::from_fn_with_state(ctx.clone(), request_context))
         .with_state(ctx)
 }
 
