@@ -89,6 +89,24 @@ fn sweep_stale_namespaces() {
         if !alive && pid.parse::<u32>().is_ok() {
             run_quiet("ip", &["netns", "del", name]);
             run_quiet("ip", &["link", "del", &format!("psy{k}h")]);
+            remove_queue_rules(&format!("psy{k}h"));
+        }
+    }
+}
+
+/// Delete the NFQUEUE rules of the user-space netem on `iface` (left by a process that
+/// was killed before it could clean up).
+fn remove_queue_rules(iface: &str) {
+    let Ok(out) = Command::new("iptables").args(["-w", "-S"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ours = words.contains(&iface) && words.contains(&"NFQUEUE");
+        if let (true, Some(("-A", rule))) = (ours, words.split_first().map(|(a, r)| (*a, r))) {
+            let mut args = vec!["-w", "-D"];
+            args.extend(rule);
+            run_quiet("iptables", &args);
         }
     }
 }
