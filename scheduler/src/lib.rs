@@ -211,8 +211,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let (cache, store, token) = (cache.clone(), store.clone(), shutdown.clone());
         tracker.spawn(async move { cache.run(store, revision, token).await });
     }
-    // Dispatch, liveness, pending and reconcile run in the leader's terms only.
-    tracker.spawn(leader::run(ctx.clone(), shutdown.clone()));
+    // Dispatch, liveness, pending and reconcile run in the leader's terms only. At
+    // shutdown the leader keeps its term until the servers have drained, so that
+    // in-flight requests finish; then it stops the loops and resigns.
+    let election = CancellationToken::new();
+    let servers = TaskTracker::new();
+    tracker.spawn(leader::run(ctx.clone(), election.clone()));
     for (listener, tls, router, addr) in [
         (api_listener, api_tls, api::router(ctx.clone()), api_addr),
         (
@@ -223,13 +227,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         ),
     ] {
         let (token, failed) = (shutdown.clone(), failed.clone());
-        tracker.spawn(async move {
+        servers.spawn(async move {
             if let Err(source) = persys_certs::serve_tls(listener, tls, router, token.clone()).await
             {
                 *failed.lock().await = Some(RunError::Serve { addr, source });
                 // One listener down means the service is broken: stop everything.
                 token.cancel();
             }
+        });
+    }
+    servers.close();
+    {
+        let token = shutdown.clone();
+        tracker.spawn(async move {
+            token.cancelled().await;
+            servers.wait().await;
+            election.cancel();
         });
     }
     tracker.close();

@@ -38,19 +38,31 @@ fn spawn_loops(ctx: &Arc<Ctx>, tracker: &TaskTracker, term: &CancellationToken) 
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let store = ctx.store.clone();
     store.fence_all();
+    // An etcd outage is logged once, not at every retry.
+    let mut failing = false;
     while !shutdown.is_cancelled() {
         // Not raced against shutdown: a won key must be resigned, which `lead` does.
         match campaign(&ctx).await {
-            Ok(Round::Won(term)) => lead(&ctx, *term, &shutdown).await,
+            Ok(Round::Won(term)) => {
+                recovered(&mut failing);
+                lead(&ctx, *term, &shutdown).await
+            }
             Ok(Round::Follow {
                 leader,
                 term,
                 revision,
-            }) => follow(&ctx, leader, term, revision, &shutdown).await,
+            }) => {
+                recovered(&mut failing);
+                follow(&ctx, leader, term, revision, &shutdown).await
+            }
             Ok(Round::Again) => {}
             Err(e) => {
                 ctx.leadership.set(Role::Follower { leader: None });
-                tracing::warn!(error = %e, "leader election: etcd failed; retrying");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %e, "leader election: etcd failed; retrying until it answers");
+                } else {
+                    tracing::debug!(error = %e, "leader election: etcd still failing");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(RETRY) => {}
@@ -77,6 +89,12 @@ enum Round {
         revision: i64,
     },
     Again,
+}
+
+fn recovered(failing: &mut bool) {
+    if std::mem::replace(failing, false) {
+        tracing::info!("leader election: etcd answers again");
+    }
 }
 
 /// Revoke a lease we no longer need, without waiting (it expires anyway).
@@ -160,7 +178,9 @@ async fn follow(
     revision: i64,
     shutdown: &CancellationToken,
 ) {
-    tracing::info!(leader = ?leader.as_ref().map(|l| &l.id), term, "following");
+    if ctx.leadership.leader() != leader {
+        tracing::info!(leader = ?leader.as_ref().map(|l| &l.id), term, "following");
+    }
     ctx.leadership.set(Role::Follower { leader });
     ctx.metrics.is_leader.set(0);
     let mut watch = match ctx.store.watch_leader(revision + 1).await {
