@@ -179,3 +179,24 @@ async fn a_follower_refuses_record_writes_itself() {
         .expect("read")
         .is_none());
 }
+
+#[tokio::test]
+async fn replicas_wrongly_sharing_an_id_settle_instead_of_taking_the_key_from_each_other() {
+    let etcd = Etcd::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = replica(&etcd, dir.path(), Some("dup")).await;
+    let b = replica(&etcd, dir.path(), Some("dup")).await;
+    // The later one took the key at its start (it looks like a restart of "dup").
+    assert!(wait_until(3.0, || b.is_leader() && !a.is_leader()).await);
+    let observer = etcd.store().await;
+    let term = observer.leader_term().await.expect("read");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        observer.leader_term().await.expect("read"),
+        term,
+        "no flapping"
+    );
+    assert!(b.is_leader() && !a.is_leader());
+    a.stop().await;
+    b.stop().await;
+}

@@ -40,10 +40,13 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     store.fence_all();
     // An etcd outage is logged once, not at every retry.
     let mut failing = false;
+    // Whether a round has reached etcd yet (reclaiming is for the first one only).
+    let mut campaigned = false;
     while !shutdown.is_cancelled() {
         // Not raced against shutdown: a won key must be resigned, which `lead` does.
-        match campaign(&ctx).await {
+        match campaign(&ctx, !campaigned).await {
             Ok(Round::Won(term)) => {
+                campaigned = true;
                 recovered(&mut failing);
                 lead(&ctx, *term, &shutdown).await
             }
@@ -52,6 +55,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 term,
                 revision,
             }) => {
+                campaigned = true;
                 recovered(&mut failing);
                 follow(&ctx, leader, term, revision, &shutdown).await
             }
@@ -107,7 +111,9 @@ fn drop_lease(store: &Store, lease: i64) {
     });
 }
 
-async fn campaign(ctx: &Ctx) -> Result<Round, StoreError> {
+/// One campaign. With `reclaim` (this process's first round), a key held under our own
+/// replica id is taken back at once.
+async fn campaign(ctx: &Ctx, reclaim: bool) -> Result<Round, StoreError> {
     let store = &ctx.store;
     // etcd counts the TTL from when it handled the grant or renewal, after this.
     let renewed = Instant::now();
@@ -143,11 +149,12 @@ async fn campaign(ctx: &Ctx) -> Result<Round, StoreError> {
             let mine = holder
                 .as_ref()
                 .is_some_and(|h| h.id == ctx.leadership.me().id);
-            if mine && term > 0 {
-                // Our own id holds the key: an earlier run of this replica (killed, so
-                // its lease has not expired yet) or a term we stepped down from. Ids are
-                // unique per replica, so nobody else is acting on it: take it back now
-                // instead of waiting for the lease to run out.
+            if mine && reclaim && term > 0 {
+                // Our own id holds the key at our start: an earlier run of this replica,
+                // killed before its lease ran out. Ids are unique per replica, so
+                // nobody else acts on it: take it back now instead of waiting for the
+                // lease. Only at start: two live replicas wrongly sharing an id then
+                // settle (the later one leads) instead of taking it from each other.
                 tracing::info!(
                     term,
                     "leader key held by an earlier run of this replica; reclaiming it"
