@@ -2,6 +2,7 @@
 //! kept current by the etcd watch (and by our own writes, applied at once so a client
 //! reads its own write). Reads never hit etcd.
 
+use crate::outage::OutageLog;
 use crate::store::{Store, StoreError, StoreEvent, Versioned};
 use persys_proto::{keys, ClusterEvent, Node, Workload};
 use std::collections::HashMap;
@@ -191,6 +192,8 @@ impl Cache {
                 Ok(()) => tracing::warn!("etcd watch ended; re-listing"),
                 Err(e) => tracing::warn!(error = %e, "etcd watch failed; re-listing"),
             }
+            // Reads keep answering from the view meanwhile; say once that it is stale.
+            let mut outage = OutageLog::new();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -198,13 +201,17 @@ impl Cache {
                 }
                 match self.load(&store).await {
                     Ok(r) => {
+                        outage.succeeded("re-listing from etcd");
                         tracing::info!(revision = r, "re-listed from etcd");
                         revision = r;
                         backoff = Duration::from_millis(100);
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "re-list failed; retrying");
+                        outage.failed(
+                            "re-listing from etcd (reads answer from the cached view)",
+                            &e,
+                        );
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }

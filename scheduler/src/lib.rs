@@ -22,6 +22,8 @@ pub mod forward;
 pub mod leader;
 pub mod liveness;
 pub mod metrics;
+pub mod moves;
+pub mod outage;
 pub mod pending;
 pub mod pki;
 pub mod placement;
@@ -32,6 +34,8 @@ pub mod store;
 
 #[cfg(test)]
 mod flow_tests;
+#[cfg(test)]
+mod move_tests;
 #[cfg(test)]
 mod ha_tests;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use crate::context::Ctx;
 use crate::control;
+use crate::outage::OutageLog;
 use crate::status;
 use crate::store::Updated;
 use chrono::{DateTime, Utc};
@@ -108,20 +109,35 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // While etcd is down the write fails every tick: say so once per outage.
+    let mut outage = OutageLog::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
         let now = Instant::now();
+        let mut failed = None;
+        let mut attempted = false;
         for node in ctx.cache.nodes() {
             if node.status != NodeStatus::Active || !ctx.liveness.is_expired(&node.node_id, now) {
                 continue;
             }
+            attempted = true;
             if let Err(e) = expire(&ctx, &node.node_id).await {
                 // Retried on the next tick: the node is still Active in the cache.
-                tracing::warn!(node = %node.node_id, error = %e, "marking node inactive failed");
+                tracing::debug!(node = %node.node_id, error = %e, "marking node inactive failed");
+                failed.get_or_insert(e);
             }
+        }
+        match failed {
+            Some(e) => {
+                outage.failed("marking silent nodes inactive", &e);
+            }
+            None if attempted => {
+                outage.succeeded("marking silent nodes inactive");
+            }
+            None => {}
         }
     }
 }

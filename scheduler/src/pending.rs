@@ -1,7 +1,9 @@
-//! Re-placement of `Pending` workloads (and of workloads stranded on lost nodes) when
-//! capacity may have appeared: woken by node and workload changes, and every few seconds.
+//! Re-placement of `Pending` workloads (and of workloads stranded on lost nodes or
+//! leaving draining nodes) when capacity may have appeared: woken by node and workload
+//! changes, and every few seconds.
 
 use crate::context::Ctx;
+use crate::outage::OutageLog;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +15,7 @@ pub const INTERVAL: Duration = Duration::from_secs(3);
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut outage = OutageLog::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -20,9 +23,15 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             _ = ctx.pending_kick.notified() => {}
         }
         match ctx.placer.reconcile(&ctx).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(placed = n, "pending workloads placed"),
-            Err(e) => tracing::warn!(error = %e, "pending re-placement failed; will retry"),
+            Ok(n) => {
+                outage.succeeded("re-placement");
+                if n > 0 {
+                    tracing::info!(placed = n, "workloads placed");
+                }
+            }
+            Err(e) => {
+                outage.failed("re-placement", &e);
+            }
         }
     }
 }

@@ -102,11 +102,23 @@ pub async fn reconcile_node(ctx: &Ctx, node: &Node) -> Result<(), ReconcileError
         let owner = ctx.cache.workload(&c.workload_id).map(|v| v.value);
         let unwanted = match &owner {
             None => true,
-            Some(w) => w.node_id.as_deref() != Some(node.node_id.as_str()),
+            // An old copy of a move is removed by dispatch once its replacement allows.
+            Some(w) => {
+                w.node_id.as_deref() != Some(node.node_id.as_str())
+                    && !w
+                        .retiring
+                        .iter()
+                        .any(|r| r.node_id == node.node_id && r.generation == c.generation)
+            }
         };
         if unwanted {
-            tracing::info!(node = %node.node_id, workload = %c.workload_id, "removing container no record wants here");
-            ctx.agents.remove(node, &c.workload_id).await?;
+            tracing::info!(node = %node.node_id, workload = %c.workload_id, generation = c.generation, "removing container no record wants here");
+            // This container only (by id, else its generation's name), never a newer one.
+            let target = c
+                .container_id
+                .clone()
+                .unwrap_or_else(|| persys_proto::container_name(&c.workload_id, c.generation));
+            ctx.agents.remove(node, &target).await?;
         }
     }
     let report = StatusReport {

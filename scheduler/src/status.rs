@@ -41,7 +41,18 @@ pub fn apply_container_state(
     }
     let mut next = w.clone();
     next.status = status;
-    next.exit_code = state.exit_code;
+    next.exit_code = match state.exit_code {
+        // Restarted by the engine and running again: keep the exit that made it restart
+        // when the agent no longer knows it (it restarted itself since).
+        None if status == WorkloadStatus::Running
+            && state.restart_count > 0
+            && state.container_id.is_some()
+            && state.container_id == w.container_id =>
+        {
+            w.exit_code
+        }
+        code => code,
+    };
     next.status_reason = state.reason.clone().filter(|r| !r.is_empty());
     next.restart_count = state.restart_count;
     if state.container_id.is_some() {
@@ -187,6 +198,38 @@ mod tests {
         assert_eq!(
             (next.status, next.exit_code),
             (WorkloadStatus::Failed, Some(3))
+        );
+    }
+
+    #[test]
+    fn a_restart_keeps_restart_count_reason_and_the_last_exit_code() {
+        let w = placed(WorkloadStatus::Running, 1);
+        let mut s = state(WorkloadStatus::Restarting, 1);
+        s.exit_code = Some(1);
+        s.restart_count = 4;
+        s.reason =
+            Some("crash loop: restarted 4 times, last exit code 1, next restart in 0.8s".into());
+        let restarting = apply_container_state(&w, &s, Utc::now()).expect("changes");
+        assert_eq!(
+            (
+                restarting.status,
+                restarting.exit_code,
+                restarting.restart_count
+            ),
+            (WorkloadStatus::Restarting, Some(1), 4)
+        );
+        assert!(restarting
+            .status_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("crash loop")));
+        // Running again, reported by an agent that no longer knows the exit code.
+        let mut again = state(WorkloadStatus::Running, 1);
+        again.restart_count = 4;
+        again.reason = Some("restarted 4 times".into());
+        let running = apply_container_state(&restarting, &again, Utc::now()).expect("changes");
+        assert_eq!(
+            (running.status, running.exit_code, running.restart_count),
+            (WorkloadStatus::Running, Some(1), 4)
         );
     }
 

@@ -9,7 +9,8 @@ pub struct Etcd {
     child: Child,
     /// Client URL.
     pub endpoint: String,
-    _dir: tempfile::TempDir,
+    peer: u16,
+    dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -19,38 +20,48 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+fn spawn_etcd(dir: &std::path::Path, endpoint: &str, peer: u16) -> Child {
+    Command::new("/usr/bin/etcd")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--listen-client-urls")
+        .arg(endpoint)
+        .arg("--advertise-client-urls")
+        .arg(endpoint)
+        .arg("--listen-peer-urls")
+        .arg(format!("http://127.0.0.1:{peer}"))
+        .arg("--initial-advertise-peer-urls")
+        .arg(format!("http://127.0.0.1:{peer}"))
+        .arg("--initial-cluster")
+        .arg(format!("default=http://127.0.0.1:{peer}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd starts")
+}
+
 impl Etcd {
     /// Start etcd and wait until it answers.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let (client, peer) = (free_port(), free_port());
         let endpoint = format!("http://127.0.0.1:{client}");
-        let child = Command::new("/usr/bin/etcd")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("--listen-client-urls")
-            .arg(&endpoint)
-            .arg("--advertise-client-urls")
-            .arg(&endpoint)
-            .arg("--listen-peer-urls")
-            .arg(format!("http://127.0.0.1:{peer}"))
-            .arg("--initial-advertise-peer-urls")
-            .arg(format!("http://127.0.0.1:{peer}"))
-            .arg("--initial-cluster")
-            .arg(format!("default=http://127.0.0.1:{peer}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd starts");
+        let child = spawn_etcd(dir.path(), &endpoint, peer);
         let etcd = Self {
             child,
             endpoint,
-            _dir: dir,
+            peer,
+            dir,
         };
-        let store = etcd.store().await;
+        etcd.wait_ready().await;
+        etcd
+    }
+
+    async fn wait_ready(&self) {
+        let store = self.store().await;
         for _ in 0..100 {
             if store.ping().await.is_ok() {
-                return etcd;
+                return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -68,6 +79,14 @@ impl Etcd {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Start the killed etcd again on the same address and data, and wait until it
+    /// answers (the end of an outage).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_etcd(self.dir.path(), &self.endpoint, self.peer);
+        self.wait_ready().await;
     }
 }
 

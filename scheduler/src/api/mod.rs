@@ -39,6 +39,7 @@ pub fn router(ctx: AppState) -> Router {
         )
         .route("/workloads/{id}/stop", post(workloads::stop))
         .route("/workloads/{id}/start", post(workloads::start))
+        .route("/workloads/{id}/redeploy", post(workloads::redeploy))
         .route("/workloads/{id}/logs", get(logs::logs))
         .route("/nodes", get(nodes::list))
         .route("/nodes/heartbeat", post(agent::heartbeat))

@@ -4,6 +4,7 @@ use super::error::AppError;
 use super::extract::JsonBody;
 use super::AppState;
 use crate::control;
+use crate::placer::Redeployed;
 use crate::store::Updated;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -215,6 +216,21 @@ pub async fn start(
         ctx.kick_pending();
     }
     written(out, &id).map(Json)
+}
+
+/// `POST /workloads/{id}/redeploy`: a new generation replaces the container, on the
+/// same node if it still fits there, else on another (see [`crate::moves::redeploy`]).
+/// 200 with the record; 409 when it is being deleted, stopping, or its node is lost
+/// and nothing else fits.
+pub async fn redeploy(
+    State(ctx): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Workload>, AppError> {
+    match ctx.placer.redeploy(&ctx, &id).await? {
+        Redeployed::Done(w) => Ok(Json(*w)),
+        Redeployed::Refused(e) => Err(AppError::conflict(e.to_string())),
+        Redeployed::Missing => Err(not_found(&id)),
+    }
 }
 
 /// `DELETE /workloads/{id}`: desired Deleted; the container is removed, then the

@@ -16,6 +16,17 @@ pub enum Action {
     RecordOnly,
 }
 
+/// Whether the old copies of a moved workload (`retiring`) are to be removed now: at
+/// once when it no longer wants to run, or when its restart policy stops the old copy
+/// before the new one starts (a job must never run twice at once); otherwise once the
+/// new generation runs (make before break, for `always` and `unless-stopped`).
+pub fn retire_due(w: &Workload) -> bool {
+    !w.retiring.is_empty()
+        && (w.desired_state != DesiredState::Running
+            || !w.spec.restart_policy.make_before_break()
+            || w.status == WorkloadStatus::Running)
+}
+
 /// Pure decision: desired vs observed.
 pub fn action_for(w: &Workload) -> Option<Action> {
     let placed = w.node_id.is_some() && w.status != WorkloadStatus::Pending;
@@ -120,6 +131,31 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
+    fn old_copies_of_a_service_are_retired_once_the_new_one_runs_and_of_a_job_at_once() {
+        let copy = persys_proto::RetiringCopy {
+            node_id: "old".into(),
+            generation: 1,
+        };
+        let mut svc = w(DesiredState::Running, WorkloadStatus::Scheduled, Some("n"));
+        svc.spec.restart_policy = persys_proto::RestartPolicy::Always;
+        assert!(!retire_due(&svc), "nothing to retire");
+        svc.retiring.push(copy.clone());
+        assert!(
+            !retire_due(&svc),
+            "make before break: the new copy does not run yet"
+        );
+        svc.status = WorkloadStatus::Running;
+        assert!(retire_due(&svc));
+        let mut job = w(DesiredState::Running, WorkloadStatus::Scheduled, Some("n"));
+        job.spec.restart_policy = persys_proto::RestartPolicy::OnFailure;
+        job.retiring.push(copy.clone());
+        assert!(retire_due(&job), "break before make");
+        svc.status = WorkloadStatus::Scheduled;
+        svc.desired_state = DesiredState::Deleted;
+        assert!(retire_due(&svc), "a deleted workload removes every copy");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Reconciling one workload with its agent: run, stop, remove-then-delete, each agent
 //! call retried with backoff on network errors.
 
-use super::action::{action_for, Action};
+use super::action::{action_for, retire_due, Action};
 use super::Next;
 use crate::agent_client::AgentError;
 use crate::context::Ctx;
@@ -10,7 +10,8 @@ use crate::store::StoreError;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use persys_proto::{
-    ContainerState, DesiredState, Node, NodeStatus, RunRequest, Workload, WorkloadStatus,
+    container_name, ContainerState, DesiredState, Node, NodeStatus, RetiringCopy, RunRequest,
+    Workload, WorkloadStatus,
 };
 use std::time::Duration;
 
@@ -19,6 +20,14 @@ pub async fn reconcile(ctx: &Ctx, id: &str) -> Next {
     let Some(w) = ctx.cache.workload(id).map(|v| v.value) else {
         return Next::Done;
     };
+    // Before the action: a job's old copy must be gone before its new one runs.
+    if retire_due(&w) {
+        if let Err(e) = retire(ctx, &w).await {
+            tracing::warn!(workload = %id, error = %e, "removing old copies failed; will retry");
+            ctx.metrics.dispatch_errors.inc();
+            return Next::Retry;
+        }
+    }
     let Some(action) = action_for(&w) else {
         return Next::Done;
     };
@@ -107,6 +116,60 @@ async fn stop_on(ctx: &Ctx, w: &Workload, node: &Node) -> Result<(), Failure> {
 async fn remove_on(ctx: &Ctx, w: &Workload, node: &Node) -> Result<(), Failure> {
     with_permit(ctx, node, || ctx.agents.remove(node, &w.id)).await?;
     record_only(ctx, w).await.map_err(Failure::Store)
+}
+
+/// Remove the old copies of a moved workload (each by its generation's container name,
+/// so a newer copy on the same node is never touched) and drop them from the record.
+/// A copy on a node that is gone (unknown, Inactive or silent) is dropped without a
+/// call: the backstop reconcile removes it if that node comes back.
+async fn retire(ctx: &Ctx, w: &Workload) -> Result<(), Failure> {
+    let mut done: Vec<RetiringCopy> = Vec::new();
+    let mut failed = None;
+    for copy in &w.retiring {
+        let node = ctx.cache.node(&copy.node_id).map(|v| v.value);
+        let Some(node) = node.filter(|n| {
+            n.status != NodeStatus::Inactive
+                && !ctx
+                    .liveness
+                    .is_expired(&n.node_id, tokio::time::Instant::now())
+        }) else {
+            tracing::info!(workload = %w.id, node = %copy.node_id, generation = copy.generation, "old copy's node is gone; the backstop removes it if it returns");
+            done.push(copy.clone());
+            continue;
+        };
+        let name = container_name(&w.id, copy.generation);
+        match with_permit(ctx, &node, || ctx.agents.remove(&node, &name)).await {
+            Ok(()) => {
+                tracing::info!(workload = %w.id, node = %copy.node_id, generation = copy.generation, "old copy removed");
+                done.push(copy.clone());
+            }
+            Err(Failure::Agent(e)) if !e.is_retryable() => {
+                tracing::warn!(workload = %w.id, node = %copy.node_id, error = %e, "agent refused to remove an old copy; the backstop retries");
+                done.push(copy.clone());
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if !done.is_empty() {
+        control::update_workload(ctx, &w.id, |cur| {
+            let keep: Vec<RetiringCopy> = cur
+                .retiring
+                .iter()
+                .filter(|c| !done.contains(c))
+                .cloned()
+                .collect();
+            (keep.len() != cur.retiring.len()).then(|| {
+                let mut next = cur.clone();
+                next.retiring = keep;
+                next
+            })
+        })
+        .await
+        .map_err(Failure::Store)?;
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 async fn apply(ctx: &Ctx, node: &Node, state: &ContainerState) -> Result<(), Failure> {

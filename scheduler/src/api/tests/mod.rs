@@ -1,6 +1,7 @@
 //! Handler tests: the real router over a real etcd, driven with `oneshot`.
 
 mod nodes;
+mod outage;
 mod workloads;
 
 use super::*;
