@@ -360,5 +360,28 @@ impl Drop for Cluster {
         for id in self.node_ids() {
             crate::docker::remove_node_containers(&id);
         }
+        if std::thread::panicking() {
+            self.keep_logs();
+        }
+    }
+}
+
+impl Cluster {
+    /// Copy every log of a failed test out of the temp dir (which is deleted) into
+    /// `<tmp>/persys-logs-<prefix>`, and say where.
+    fn keep_logs(&self) {
+        let to = std::env::temp_dir().join(format!("persys-logs-{}", self.prefix));
+        let Ok(rd) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        if std::fs::create_dir_all(&to).is_err() {
+            return;
+        }
+        for e in rd.flatten() {
+            if e.path().extension().is_some_and(|x| x == "log") {
+                let _ = std::fs::copy(e.path(), to.join(e.file_name()));
+            }
+        }
+        eprintln!("logs of the failed test kept in {}", to.display());
     }
 }
