@@ -35,9 +35,9 @@ pub mod store;
 #[cfg(test)]
 mod flow_tests;
 #[cfg(test)]
-mod move_tests;
-#[cfg(test)]
 mod ha_tests;
+#[cfg(test)]
+mod move_tests;
 #[cfg(test)]
 pub(crate) mod testutil;
 
