@@ -162,7 +162,7 @@ pub struct HeartbeatResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerState {
-    /// Workload id (the container's name and label).
+    /// Workload id (the container's `persys.workloadId` label).
     pub workload_id: String,
     /// Generation label of the container.
     pub generation: u64,
@@ -201,7 +201,7 @@ pub struct StatusReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRequest {
-    /// Workload id; the container is named after it.
+    /// Workload id; the container is named `<id>-g<generation>` ([`container_name`]).
     pub workload_id: String,
     /// Image reference.
     pub image: String,
