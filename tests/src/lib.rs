@@ -3,6 +3,12 @@
 //! `Cluster::start()` spawns etcd and the built binaries on free ports; everything is
 //! stopped (and every container removed) on drop. Build the binaries first
 //! (`cargo build --workspace`); `.ci/run` does.
+//!
+//! Fault tests run agents as separate hosts (`ClusterOptions::netns`: a network
+//! namespace and a veth pair each, see [`netns`]) and several scheduler replicas
+//! (`ClusterOptions::schedulers`); they need root, iproute2 and, where the kernel has no
+//! `netem` qdisc, iptables with NFQUEUE (see [`netem`]). A failed cluster test keeps its
+//! logs in `<tmp>/persys-logs-<prefix>`.
 
 pub mod api;
 pub mod cluster;
