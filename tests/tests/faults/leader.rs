@@ -17,8 +17,8 @@ const SUBMITTERS: usize = 4;
 struct Outcome {
     /// Acknowledged (201) ids by submission number.
     acked: BTreeMap<usize, String>,
-    /// When each acknowledgement arrived.
-    acked_at: Vec<Instant>,
+    /// (sent, answered) of each acknowledged attempt.
+    acked_at: Vec<(Instant, Instant)>,
     /// Attempts that got no answer, or a 5xx, and were retried.
     retries: usize,
     /// Submissions never acknowledged.
@@ -33,12 +33,13 @@ async fn submit_one(apis: &[Api], n: usize, out: &Mutex<Outcome>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut r = n % apis.len();
     while Instant::now() < deadline {
+        let sent = Instant::now();
         match apis[r].post("/workloads", &body).await {
             Ok((201, v)) => {
                 let id = v["id"].as_str().unwrap_or_default().to_string();
                 let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
                 o.acked.insert(n, id);
-                o.acked_at.push(Instant::now());
+                o.acked_at.push((sent, Instant::now()));
                 return;
             }
             Ok((s, v)) => assert!(s >= 500, "submission {n} refused with {s}: {v}"),
@@ -101,7 +102,14 @@ async fn leader_killed_mid_submissions_loses_and_doubles_no_acknowledged_workloa
         t.await.expect("submitter");
     }
     let o = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
-    let first_after = o.acked_at.iter().filter(|t| **t > killed).min();
+    // Failover as a client sees it: the first acknowledgement of a request sent after
+    // the kill.
+    let first_after = o
+        .acked_at
+        .iter()
+        .filter(|(sent, _)| *sent > killed)
+        .map(|(_, answered)| *answered)
+        .min();
     let new_leader = c
         .wait_leader(Duration::from_secs(10))
         .await
