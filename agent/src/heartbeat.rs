@@ -56,9 +56,22 @@ pub async fn run_heartbeats<R: ContainerRuntime>(
             Err(e) => tracing::debug!(error = %e, "cannot list containers for the heartbeat"),
         }
         let beat = heartbeat_for(capacity, usage);
+        // A heartbeat stuck in TCP retransmission on a lossy link must not hold back the
+        // next one for the whole call timeout (as long as the node timeout): give each
+        // beat two intervals, then send a fresh one on a new connection.
         let answer = tokio::select! {
             _ = shutdown.cancelled() => return,
-            a = client.heartbeat(&beat) => a,
+            a = tokio::time::timeout(interval.saturating_mul(2), client.heartbeat(&beat)) => a,
+        };
+        let Ok(answer) = answer else {
+            if !failing {
+                tracing::warn!(
+                    timeout_ms = interval.saturating_mul(2).as_millis() as u64,
+                    "heartbeat timed out; sending the next one"
+                );
+                failing = true;
+            }
+            continue;
         };
         match answer {
             Ok(answer) => {

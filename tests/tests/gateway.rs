@@ -367,3 +367,68 @@ async fn openapi_document_is_served_and_valid_openapi_3() {
         assert!(doc["paths"][path].is_object(), "documents {path}");
     }
 }
+
+#[tokio::test]
+async fn gateway_with_two_schedulers_keeps_answering_when_the_first_is_killed() {
+    let mut c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions::default()],
+        schedulers: 2,
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    c.wait_leader(Duration::from_secs(10))
+        .await
+        .expect("a leader");
+    let ports = [c.replica_ports(0).0, c.replica_ports(1).0];
+    c.start_gateway(&ports, &[]).await.expect("gateway starts");
+    let admin = c.gateway_admin().expect("admin");
+    let (s, w) = admin
+        .post(
+            "/workloads",
+            &json!({"image": TEST_IMAGE, "command": "sleep 3600"}),
+        )
+        .await
+        .expect("post");
+    assert_eq!(s, 201, "{w}");
+    let id = w["id"].as_str().expect("id").to_string();
+
+    // The first scheduler configured dies (leader or not).
+    c.kill_replica(0);
+    let killed = Instant::now();
+    // Reads keep answering through the gateway at once (the survivor's cache).
+    let (s, v) = admin.get(&format!("/workloads/{id}")).await.expect("get");
+    assert_eq!(s, 200, "read after the kill: {v}");
+    // Writes answer as soon as the survivor leads (≤ 3 s), without any client change.
+    let mut accepted = None;
+    while killed.elapsed() < Duration::from_secs(10) {
+        let (s, v) = admin
+            .post(
+                "/workloads",
+                &json!({"image": TEST_IMAGE, "command": "sleep 3600"}),
+            )
+            .await
+            .expect("answer");
+        if s == 201 {
+            accepted = Some(v);
+            break;
+        }
+        assert_eq!(s, 503, "only 'unavailable' while the leader changes: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let v = accepted.expect("a write is accepted through the gateway after the failover");
+    let new_id = v["id"].as_str().expect("id");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let w = admin
+            .get_json(&format!("/workloads/{new_id}"))
+            .await
+            .expect("get");
+        if w["status"] == "Running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new workload runs: {w}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(admin.get("/workloads").await.expect("list").0, 200);
+}
