@@ -2,13 +2,16 @@
 //! memory its running containers leave free. Errors are logged and the loop goes on;
 //! when the scheduler no longer knows the node, it registers again.
 
+use crate::client::ClientError;
 use crate::client::SchedulerClient;
 use crate::join::Joiner;
 use crate::runtime::ContainerRuntime;
 use crate::supervisor::{Supervisor, Usage};
-use persys_proto::NodeHeartbeat;
+use persys_proto::{HeartbeatResponse, NodeHeartbeat};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +35,11 @@ pub fn heartbeat_for(capacity: Capacity, usage: Usage) -> NodeHeartbeat {
     }
 }
 
+/// Heartbeats that may be on the wire at once. On a slow, lossy link one heartbeat can
+/// sit in TCP retransmission for seconds; the next ones go out on their own connections
+/// meanwhile, so a single stuck request never silences the node for the node timeout.
+const MAX_IN_FLIGHT: usize = 4;
+
 /// Heartbeat until `shutdown`.
 pub async fn run_heartbeats<R: ContainerRuntime>(
     supervisor: Arc<Supervisor<R>>,
@@ -45,57 +53,62 @@ pub async fn run_heartbeats<R: ContainerRuntime>(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut usage = Usage::default();
     let mut failing = false;
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Owned here: dropping the set on shutdown aborts heartbeats still on the wire.
+    let mut beats: JoinSet<Result<HeartbeatResponse, ClientError>> = JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        match supervisor.usage().await {
-            Ok(u) => usage = u,
-            // Keep the last known usage: the node is alive even if Docker hiccups.
-            Err(e) => tracing::debug!(error = %e, "cannot list containers for the heartbeat"),
-        }
-        let beat = heartbeat_for(capacity, usage);
-        // A heartbeat stuck in TCP retransmission on a lossy link must not hold back the
-        // next one for the whole call timeout (as long as the node timeout): give each
-        // beat two intervals, then send a fresh one on a new connection.
-        let answer = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = tokio::time::timeout(interval.saturating_mul(2), client.heartbeat(&beat)) => a,
-        };
-        let Ok(answer) = answer else {
-            if !failing {
-                tracing::warn!(
-                    timeout_ms = interval.saturating_mul(2).as_millis() as u64,
-                    "heartbeat timed out; sending the next one"
-                );
-                failing = true;
+            Some(done) = beats.join_next() => {
+                let Ok(answer) = done else { continue };
+                handle_answer(answer, &supervisor, &client, &joiner, &mut failing).await;
             }
-            continue;
-        };
-        match answer {
-            Ok(answer) => {
-                tracing::trace!(
-                    available_cpu = beat.available_cpu,
-                    available_memory = beat.available_memory,
-                    reregister = answer.reregister,
-                    "heartbeat"
-                );
-                if failing {
-                    tracing::info!("heartbeats reach the scheduler again");
-                    failing = false;
-                    supervisor.reports().request_full();
+            _ = ticker.tick() => {
+                match supervisor.usage().await {
+                    Ok(u) => usage = u,
+                    // Keep the last known usage: the node is alive even if Docker hiccups.
+                    Err(e) => tracing::debug!(error = %e, "cannot list containers for the heartbeat"),
                 }
-                if answer.reregister {
-                    reregister(&supervisor, &client, &joiner).await;
-                }
+                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                    tracing::debug!("{MAX_IN_FLIGHT} heartbeats still in flight; skipping one");
+                    continue;
+                };
+                let beat = heartbeat_for(capacity, usage);
+                let client = client.clone();
+                beats.spawn(async move {
+                    let answer = client.heartbeat(&beat).await;
+                    drop(permit);
+                    answer
+                });
             }
-            Err(e) if !failing => {
-                tracing::warn!(error = %e, "heartbeat failed; retrying every interval");
-                failing = true;
-            }
-            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
         }
+    }
+}
+
+async fn handle_answer<R: ContainerRuntime>(
+    answer: Result<HeartbeatResponse, ClientError>,
+    supervisor: &Supervisor<R>,
+    client: &SchedulerClient,
+    joiner: &Joiner,
+    failing: &mut bool,
+) {
+    match answer {
+        Ok(answer) => {
+            tracing::trace!(reregister = answer.reregister, "heartbeat");
+            if *failing {
+                tracing::info!("heartbeats reach the scheduler again");
+                *failing = false;
+                supervisor.reports().request_full();
+            }
+            if answer.reregister {
+                reregister(supervisor, client, joiner).await;
+            }
+        }
+        Err(e) if !*failing => {
+            tracing::warn!(error = %e, "heartbeat failed; retrying every interval");
+            *failing = true;
+        }
+        Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
     }
 }
 
