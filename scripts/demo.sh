@@ -10,9 +10,19 @@ bash scripts/test-image.sh busybox:local
 bin="$PWD/target/release"
 dir="${PERSYS_DEV_DIR:-$PWD/.persys-dev}"
 mkdir -p "$dir"
-"$bin/persys" dev --data-dir "$dir" --agents "${AGENTS:-1}" > "$dir/dev.log" 2>&1 &
+"$bin/persys" dev --data-dir "$dir" --agents "$agents" > "$dir/dev.log" 2>&1 &
 dev=$!
-trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null' EXIT INT TERM
+agents="${AGENTS:-1}"
+cleanup() {
+  kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null
+  # Agents leave their containers running when they stop (static stability); this demo
+  # cluster is throwaway, so remove what its nodes ran.
+  for i in $(seq 1 "$agents"); do
+    docker ps -aq --filter "label=persys.nodeId=node-$i" | xargs -r docker rm -f >/dev/null
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 export PERSYS_CONFIG="$dir/config.yaml"
 for _ in $(seq 1 300); do
   if [ -f "$PERSYS_CONFIG" ] && "$bin/persys" node list 2>/dev/null | grep -q Active; then break; fi
