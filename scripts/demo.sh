@@ -10,11 +10,11 @@ bash scripts/test-image.sh busybox:local
 bin="$PWD/target/release"
 dir="${PERSYS_DEV_DIR:-$PWD/.persys-dev}"
 mkdir -p "$dir"
+agents="${AGENTS:-1}"
 "$bin/persys" dev --data-dir "$dir" --agents "$agents" > "$dir/dev.log" 2>&1 &
 dev=$!
-agents="${AGENTS:-1}"
 cleanup() {
-  kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null
+  kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null || true
   # Agents leave their containers running when they stop (static stability); this demo
   # cluster is throwaway, so remove what its nodes ran.
   for i in $(seq 1 "$agents"); do
