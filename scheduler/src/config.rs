@@ -79,6 +79,11 @@ pub struct Config {
     #[arg(long, env = "PERSYS_MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
 
+    /// How long a write waits out an etcd stall or a change of leader (retrying inside
+    /// the scheduler) before it is answered 503.
+    #[arg(long, env = "PERSYS_WRITE_DEADLINE_MS", default_value_t = 5000)]
+    pub write_deadline_ms: u64,
+
     /// This replica's id in the leader election (unique per replica); default
     /// `<host name>:<API port>`.
     #[arg(long, env = "PERSYS_REPLICA_ID")]
@@ -101,6 +106,11 @@ impl Config {
         Duration::from_millis(self.node_timeout_ms)
     }
 
+    /// Write deadline as a duration.
+    pub fn write_deadline(&self) -> Duration {
+        Duration::from_millis(self.write_deadline_ms.max(1))
+    }
+
     /// Backstop reconcile interval as a duration.
     pub fn monitor_interval(&self) -> Duration {
         Duration::from_millis(self.monitor_interval_ms.max(100))
@@ -121,6 +131,7 @@ impl Config {
             placement: "spread".into(),
             cluster_domain: "cluster.local.dev".into(),
             max_body_bytes: 1_048_576,
+            write_deadline_ms: 5000,
             replica_id: None,
             advertise_url: None,
             advertise_bootstrap_url: None,

@@ -117,8 +117,15 @@ impl Placer {
         let placed = decide(&mut w, &nodes, &mut allocs, self.strategy);
         let key = keys::workload(&w.id);
         let Some(rev) = ctx.store.put_if_absent(&key, &w).await? else {
-            // A UUID v4 collision: refuse rather than overwrite.
-            return Err(StoreError::Conflict { key });
+            // Ids are per request: an earlier attempt of this request (on this replica
+            // or a former leader) stored it. That record is the answer.
+            return match ctx.store.get::<Workload>(&key).await? {
+                Some(stored) => {
+                    tracing::info!(workload = %w.id, "workload already stored by an earlier attempt of the request");
+                    Ok(stored.value)
+                }
+                None => Err(StoreError::Conflict { key }),
+            };
         };
         timer.observe_duration();
         ctx.cache

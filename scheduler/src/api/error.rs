@@ -26,6 +26,9 @@ pub struct AppError {
     pub code: &'static str,
     /// Human message.
     pub message: String,
+    /// The request was not applied and may be sent to the leader again
+    /// (`crate::forward::RETRY_HEADER`).
+    pub retry_on_leader: bool,
 }
 
 impl AppError {
@@ -35,6 +38,7 @@ impl AppError {
             status,
             code,
             message: message.into(),
+            retry_on_leader: false,
         }
     }
 
@@ -94,13 +98,16 @@ impl From<StoreError> for AppError {
             StoreError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 codes::UNAVAILABLE,
-                format!("{e}; nothing was changed, try again"),
+                format!("{e}; try again"),
             ),
-            StoreError::NotLeader => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                codes::UNAVAILABLE,
-                "leadership changed while handling the request; nothing was changed, try again",
-            ),
+            StoreError::NotLeader => Self {
+                retry_on_leader: true,
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::UNAVAILABLE,
+                    "leadership changed while handling the request; nothing was changed, try again",
+                )
+            },
             StoreError::Conflict { .. } => Self::conflict(e.to_string()),
             other => {
                 tracing::error!(error = %other, "store error");
@@ -133,6 +140,18 @@ impl IntoResponse for AppError {
             request_id: current_request_id(),
         };
         let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        if self.retry_on_leader {
+            resp.headers_mut().insert(
+                crate::forward::RETRY_HEADER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was not read; the connection cannot carry another
             // request, so tell the client not to reuse it (hyper drops this on HTTP/2).

@@ -4,9 +4,10 @@ use super::error::AppError;
 use super::extract::JsonBody;
 use super::AppState;
 use crate::control;
+use crate::forward::WriteId;
 use crate::placer::Redeployed;
 use crate::store::Updated;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 
 async fn submit(
     ctx: &AppState,
+    write_id: Option<Extension<WriteId>>,
     req: WorkloadRequest,
     labels_select: bool,
 ) -> Result<Workload, AppError> {
@@ -23,25 +25,29 @@ async fn submit(
         // The original scheduler matched workload labels against node labels.
         spec.node_selector = spec.labels.clone();
     }
-    let w = Workload::new(uuid::Uuid::new_v4().to_string(), spec, Utc::now());
+    // Named by the request, so a repeated attempt of it finds its record.
+    let id = write_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), |Extension(w)| w.0);
+    let w = Workload::new(id, spec, Utc::now());
     Ok(ctx.placer.submit(ctx, w).await?)
 }
 
 /// `POST /workloads`: 201 with the stored record.
 pub async fn create(
     State(ctx): State<AppState>,
+    write_id: Option<Extension<WriteId>>,
     JsonBody(req): JsonBody<WorkloadRequest>,
 ) -> Result<(StatusCode, Json<Workload>), AppError> {
-    let w = submit(&ctx, req, false).await?;
+    let w = submit(&ctx, write_id, req, false).await?;
     Ok((StatusCode::CREATED, Json(w)))
 }
 
 /// `POST /workloads/schedule` (the original route): 200 with the keys its client reads.
 pub async fn schedule(
     State(ctx): State<AppState>,
+    write_id: Option<Extension<WriteId>>,
     JsonBody(req): JsonBody<WorkloadRequest>,
 ) -> Result<Json<ScheduleResponse>, AppError> {
-    let w = submit(&ctx, req, true).await?;
+    let w = submit(&ctx, write_id, req, true).await?;
     Ok(Json(ScheduleResponse::from(&w)))
 }
 

@@ -3,14 +3,16 @@
 //! pending, backstop reconcile) for one *term*, the create revision of the leader key;
 //! followers serve reads from their cache and forward writes (see `crate::forward`).
 //!
-//! Safety: a term ends as soon as the lease cannot be shown alive (no successful
-//! renewal for [`SAFE_TERM`], shorter than the lease TTL), the key changes, or the lease
-//! is gone; the loops are cancelled at once and every record write carries a fence on
-//! the term (`Store::fence_to_term`), so a deposed leader's late writes fail in etcd.
+//! Safety: a term ends when the lease may have expired (the earliest expiry etcd's own
+//! answers allow, less [`EXPIRY_MARGIN`]), the key changes, or etcd says the lease is
+//! gone; never merely because etcd answers slowly, so a stall shorter than the lease
+//! costs no term. The loops are cancelled at once and every record write carries a
+//! fence on the term (`Store::fence_to_term`), so a deposed leader's late writes fail
+//! in etcd.
 
 mod term;
 
-pub use term::{run, LEASE_TTL_SECS, RENEW_EVERY, SAFE_TERM};
+pub use term::{run, EXPIRY_MARGIN, LEASE_TTL_SECS, RENEW_EVERY};
 
 use persys_proto::{LeaderInfo, LeaderRecord};
 use std::net::SocketAddr;

@@ -5,21 +5,30 @@ use super::Role;
 use crate::context::Ctx;
 use crate::store::{Campaign, LeaderEvent, LeaderWatch, LeaseRenewer, Store, StoreError};
 use persys_proto::LeaderRecord;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// TTL of the leader's lease (etcd's minimum with default timing).
+/// TTL of the leader's lease (etcd's minimum with default timing): a killed leader is
+/// replaced about this long after its last renewal.
 pub const LEASE_TTL_SECS: i64 = 2;
-/// How often the leader renews its lease.
-pub const RENEW_EVERY: Duration = Duration::from_millis(500);
-/// One renewal (or re-opening the keep-alive stream) must answer within this.
+/// How often the leader renews its lease. Renewals are pipelined, so the lease's
+/// expiry trails the last renewal etcd has read by at most this much: an etcd or
+/// scheduler stall of up to `LEASE_TTL - RENEW_EVERY - EXPIRY_MARGIN` costs no term.
+pub const RENEW_EVERY: Duration = Duration::from_millis(250);
+/// The leader steps down this long before the earliest moment etcd may expire its
+/// lease. That moment is known exactly from etcd's answers: a renewal sent at `t` and
+/// answered with TTL `ttl` expires no earlier than `t + ttl`, since etcd starts the
+/// TTL when it reads the request. The margin covers clock-rate differences and our own
+/// wake-up latency.
+pub const EXPIRY_MARGIN: Duration = Duration::from_millis(150);
+/// Re-opening a keep-alive stream or the key watch must answer within this.
 const RENEW_TIMEOUT: Duration = Duration::from_millis(500);
-/// A leader steps down when it has not renewed for this long: before etcd can let the
-/// lease expire (TTL from when etcd saw the last renewal, which we sent earlier).
-pub const SAFE_TERM: Duration = Duration::from_millis(1700);
+/// Renewals queued without an answer at most (etcd is not answering beyond this).
+const MAX_IN_FLIGHT: usize = 32;
 /// A follower re-reads the leader key this often, in case its watch went quiet.
 const FOLLOW_RESYNC: Duration = Duration::from_secs(5);
 /// Pause before campaigning again after an etcd error.
@@ -76,13 +85,13 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
-/// A won term: its lease, the lease's keep-alive, the term and when the lease was
-/// last renewed (at the latest).
+/// A won term: its lease, the lease's keep-alive, the term and the earliest moment
+/// etcd may expire the lease.
 struct WonTerm {
     lease: i64,
     renewer: LeaseRenewer,
     term: i64,
-    renewed: Instant,
+    expires: Instant,
 }
 
 enum Round {
@@ -116,7 +125,7 @@ fn drop_lease(store: &Store, lease: i64) {
 async fn campaign(ctx: &Ctx, reclaim: bool) -> Result<Round, StoreError> {
     let store = &ctx.store;
     // etcd counts the TTL from when it handled the grant or renewal, after this.
-    let renewed = Instant::now();
+    let sent = Instant::now();
     let lease = store.grant_lease(LEASE_TTL_SECS).await?;
     let renewer = match store.keep_lease(lease).await {
         Ok(r) => r,
@@ -137,7 +146,7 @@ async fn campaign(ctx: &Ctx, reclaim: bool) -> Result<Round, StoreError> {
             lease,
             renewer,
             term,
-            renewed,
+            expires: sent + ttl(LEASE_TTL_SECS),
         }))),
         Campaign::Held {
             holder,
@@ -285,35 +294,45 @@ async fn lead(ctx: &Arc<Ctx>, won: WonTerm, shutdown: &CancellationToken) {
     let _ = timeout(RENEW_TIMEOUT, store.revoke_lease(lease)).await;
 }
 
-/// Renew the lease and watch the key until the term ends.
+fn ttl(secs: i64) -> Duration {
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+/// Renew the lease and watch the key until the term ends: the key changes, etcd says
+/// the lease is gone, or the lease may have expired (no answer soon enough). Slow
+/// answers alone end nothing.
 async fn keep_term(store: &Store, won: WonTerm, shutdown: &CancellationToken) -> Ended {
     let WonTerm {
         lease,
         renewer,
         term,
-        mut renewed,
+        mut expires,
     } = won;
     let mut renewer = Some(renewer);
+    // When each renewal still unanswered was sent, oldest first.
+    let mut in_flight: VecDeque<Instant> = VecDeque::new();
     let mut watch: Option<LeaderWatch> = None;
     let mut tick = tokio::time::interval(RENEW_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let step_down_at = expires.checked_sub(EXPIRY_MARGIN).unwrap_or(expires);
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return Ended::Shutdown,
-            _ = tick.tick() => {
-                let sent = Instant::now();
-                match renew(store, lease, &mut renewer).await {
-                    Some(ttl) if ttl > 0 => renewed = sent,
-                    Some(_) => return Ended::LeaseLost,
-                    None => {}
+            _ = tokio::time::sleep_until(step_down_at) => return Ended::CannotRenew,
+            answer = next_answer(&mut renewer) => match answer {
+                Ok(ttl_secs) if ttl_secs > 0 => {
+                    if let Some(sent) = in_flight.pop_front() {
+                        expires = expires.max(sent + ttl(ttl_secs));
+                    }
                 }
-                if renewed.elapsed() >= SAFE_TERM {
-                    return Ended::CannotRenew;
+                Ok(_) => return Ended::LeaseLost,
+                Err(e) => {
+                    tracing::debug!(error = %e, "lease keep-alive stream failed; re-opening it");
+                    renewer = None;
+                    in_flight.clear();
                 }
-                if watch.is_none() {
-                    watch = timeout(RENEW_TIMEOUT, store.watch_leader(term)).await.ok().and_then(Result::ok);
-                }
-            }
+            },
             batch = next_leader_event(&mut watch) => match batch {
                 Ok(Some(events)) => {
                     let lost = events.iter().any(|ev| match ev {
@@ -324,10 +343,53 @@ async fn keep_term(store: &Store, won: WonTerm, shutdown: &CancellationToken) ->
                         return Ended::KeyChanged;
                     }
                 }
-                // Re-opened on the next tick; the lease renewal still guards the term.
+                // Re-opened on the next tick; the lease still guards the term.
                 Ok(None) | Err(_) => watch = None,
             },
+            _ = tick.tick() => {
+                let bound = RENEW_TIMEOUT.min(step_down_at.saturating_duration_since(Instant::now()));
+                match renewer.as_mut() {
+                    Some(r) if in_flight.len() < MAX_IN_FLIGHT => {
+                        let sent = Instant::now();
+                        match r.send().await {
+                            Ok(()) => in_flight.push_back(sent),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "queueing a lease renewal failed");
+                                renewer = None;
+                                in_flight.clear();
+                            }
+                        }
+                    }
+                    // etcd has not answered the queued ones; the expiry decides.
+                    Some(_) => {}
+                    None => {
+                        let sent = Instant::now();
+                        match timeout(bound, store.keep_lease(lease)).await {
+                            // Opening the stream renews once; etcd refuses an expired lease.
+                            Ok(Ok(r)) => {
+                                renewer = Some(r);
+                                expires = expires.max(sent + ttl(LEASE_TTL_SECS));
+                            }
+                            Ok(Err(StoreError::Etcd(e))) if e.contains("lease not found") => {
+                                return Ended::LeaseLost
+                            }
+                            Ok(Err(e)) => tracing::debug!(error = %e, "re-opening the lease keep-alive failed"),
+                            Err(_) => tracing::debug!("re-opening the lease keep-alive timed out"),
+                        }
+                    }
+                }
+                if watch.is_none() {
+                    watch = timeout(bound, store.watch_leader(term)).await.ok().and_then(Result::ok);
+                }
+            }
         }
+    }
+}
+
+async fn next_answer(renewer: &mut Option<LeaseRenewer>) -> Result<i64, StoreError> {
+    match renewer {
+        Some(r) => r.answer().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -340,41 +402,18 @@ async fn next_leader_event(
     }
 }
 
-/// One renewal: the TTL etcd answered, or `None` when it could not be learnt (the
-/// stream is re-opened on the next call).
-async fn renew(store: &Store, lease: i64, renewer: &mut Option<LeaseRenewer>) -> Option<i64> {
-    if let Some(r) = renewer.as_mut() {
-        match timeout(RENEW_TIMEOUT, r.renew()).await {
-            Ok(Ok(ttl)) => return Some(ttl),
-            Ok(Err(e)) => tracing::debug!(error = %e, "lease renewal failed"),
-            Err(_) => tracing::debug!("lease renewal timed out"),
-        }
-        // A late answer on this stream would be mistaken for the next one's.
-        *renewer = None;
-        return None;
-    }
-    match timeout(RENEW_TIMEOUT, store.keep_lease(lease)).await {
-        // Opening the stream renews once; etcd refuses it for an expired lease.
-        Ok(Ok(r)) => {
-            *renewer = Some(r);
-            Some(LEASE_TTL_SECS)
-        }
-        Ok(Err(StoreError::Etcd(e))) if e.contains("lease not found") => Some(0),
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "re-opening the lease keep-alive failed");
-            None
-        }
-        Err(_) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn safe_term_ends_before_the_lease_can_expire() {
-        assert!(SAFE_TERM + RENEW_TIMEOUT / 2 < Duration::from_secs(LEASE_TTL_SECS as u64));
-        assert!(RENEW_EVERY * 3 <= SAFE_TERM);
+    fn a_stall_of_one_and_a_half_seconds_fits_in_the_lease() {
+        let lease = Duration::from_secs(LEASE_TTL_SECS as u64);
+        let rides_through = lease - RENEW_EVERY - EXPIRY_MARGIN;
+        assert!(
+            rides_through >= Duration::from_millis(1500),
+            "{rides_through:?}"
+        );
+        assert!(EXPIRY_MARGIN >= Duration::from_millis(100));
     }
 }

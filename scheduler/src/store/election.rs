@@ -2,6 +2,7 @@
 //! with keep-alive, create-if-absent of the leader key attached to it, a conditional
 //! resign, a watch of the key, and the write fence every record write carries.
 
+use super::ride::{Expect, Ride, Settled};
 use super::{decode, encode, Result, Store, StoreError};
 use etcd_client::{
     Compare, CompareOp, EventType, LeaseKeepAliveStream, LeaseKeeper, TxnOp, TxnOpResponse,
@@ -62,7 +63,11 @@ pub enum LeaderEvent {
     Deleted,
 }
 
-/// Keeps one lease alive over a keep-alive stream.
+/// Keeps one lease alive over a keep-alive stream. Renewals are pipelined: [`send`]
+/// queues one without waiting, and etcd answers each on the stream in order, so a slow
+/// answer never holds back the next renewal (etcd renews when it reads the request).
+///
+/// [`send`]: LeaseRenewer::send
 pub struct LeaseRenewer {
     keeper: LeaseKeeper,
     stream: LeaseKeepAliveStream,
@@ -77,9 +82,15 @@ impl std::fmt::Debug for LeaseRenewer {
 }
 
 impl LeaseRenewer {
-    /// Renew once; the lease's remaining TTL in seconds, `0` when it is gone.
-    pub async fn renew(&mut self) -> Result<i64> {
+    /// Queue one renewal; its answer comes from [`LeaseRenewer::answer`].
+    pub async fn send(&mut self) -> Result<()> {
         self.keeper.keep_alive().await?;
+        Ok(())
+    }
+
+    /// The answer to the oldest renewal not yet answered: the lease's TTL in seconds
+    /// from when etcd renewed it, `0` when the lease is gone.
+    pub async fn answer(&mut self) -> Result<i64> {
         match self.stream.message().await? {
             Some(resp) => Ok(resp.ttl()),
             None => Err(StoreError::Unavailable(
@@ -248,14 +259,15 @@ impl Store {
         }
     }
 
-    /// A fenced transaction: `compares` (plus the fence), then `ops`; on failure the
-    /// leader key is read back so that a lost term is told apart from a lost CAS.
-    pub(super) async fn fenced_txn(
+    /// One fenced transaction: `compares` (plus the fence on `term`, from
+    /// [`Store::fenced`]), then `ops`; on failure the leader key is read back so that a
+    /// lost term is told apart from a lost CAS.
+    async fn fenced_txn_once(
         &self,
         compares: Vec<Compare>,
         ops: Vec<TxnOp>,
+        term: i64,
     ) -> Result<etcd_client::TxnResponse> {
-        let (compares, term) = self.fenced(compares)?;
         let mut txn = Txn::new().when(compares).and_then(ops);
         if term != UNFENCED {
             txn = txn.or_else([TxnOp::get(keys::LEADER, None)]);
@@ -277,4 +289,89 @@ impl Store {
         }
         Ok(resp)
     }
+
+    /// A fenced write of `key` that rides through etcd stalls (see [`super::ride`]):
+    /// `compares` and `ops` are built anew for each attempt; `expect` is what the key
+    /// holds once the write is applied. `Done(resp)` when a transaction ran (its
+    /// compares held or not); `Landed(revision)` when an attempt whose answer was lost
+    /// turned out to be applied.
+    pub(super) async fn fenced_write(
+        &self,
+        key: &str,
+        compares: impl Fn() -> Vec<Compare>,
+        ops: impl Fn() -> Vec<TxnOp>,
+        expect: Expect<'_>,
+    ) -> Result<FencedWrite> {
+        let mut ride = Ride::new();
+        // The term of an attempt whose answer was lost: it may yet be applied.
+        let mut lost: Option<i64> = None;
+        loop {
+            if let Some(term) = lost {
+                match ride.attempt(self.settle(key, expect, term)).await {
+                    Ok(Settled::Applied(rev)) => return Ok(FencedWrite::Landed(rev)),
+                    Ok(Settled::Never) => lost = None,
+                    // Sent again below, unless this replica no longer holds that term:
+                    // then wait until the term ends or the write shows.
+                    Ok(Settled::NotYet) if term == UNFENCED || self.fence.get() == term => {}
+                    Ok(Settled::NotYet) | Err(_) => {
+                        if !ride.pause().await {
+                            return Err(unknown_outcome(key));
+                        }
+                        continue;
+                    }
+                }
+            }
+            let (cmp, term) = self.fenced(compares())?;
+            match ride.attempt(self.fenced_txn_once(cmp, ops(), term)).await {
+                Ok(resp) if !resp.succeeded() && lost.is_some() => {
+                    // The compares failed, perhaps because the lost attempt landed.
+                    if let Ok(Settled::Applied(rev)) = self.settle(key, expect, term).await {
+                        return Ok(FencedWrite::Landed(rev));
+                    }
+                    return Ok(FencedWrite::Done(resp));
+                }
+                Ok(resp) => return Ok(FencedWrite::Done(resp)),
+                Err(e) if e.is_unavailable() => {
+                    tracing::debug!(%key, error = %e, "a write's answer was lost; finding out whether it was applied");
+                    lost = Some(term);
+                    if !ride.pause().await {
+                        return Err(unknown_outcome(key));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The term record writes are fenced to now (`None` when not leading).
+    pub fn fence_term(&self) -> Option<i64> {
+        Some(self.fence.get()).filter(|t| *t > 0)
+    }
+}
+
+/// Result of [`Store::fenced_write`].
+pub(super) enum FencedWrite {
+    /// A transaction ran; whether its compares held is in the answer.
+    Done(etcd_client::TxnResponse),
+    /// An earlier attempt was applied, at this revision.
+    Landed(i64),
+}
+
+impl FencedWrite {
+    /// The revision of the write, or `None` when its compares failed.
+    pub(super) fn revision(&self) -> Option<i64> {
+        match self {
+            Self::Done(resp) => resp
+                .succeeded()
+                .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()),
+            Self::Landed(rev) => Some(*rev),
+        }
+    }
+}
+
+fn unknown_outcome(key: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "etcd did not confirm the write of {key} in time, and whether it was applied is not known yet; \
+         read it back before repeating it"
+    ))
 }

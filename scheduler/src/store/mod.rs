@@ -2,14 +2,18 @@
 
 mod election;
 mod error;
+mod ride;
 mod watch;
 
 pub use election::{Campaign, LeaderEvent, LeaderWatch, LeaseRenewer};
 pub use error::StoreError;
+pub use ride::{deadline, within};
 pub use watch::{StoreEvent, StoreWatch};
 
 use error::{CONNECT_TIMEOUT, KEEPALIVE_INTERVAL, REQUEST_TIMEOUT};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use persys_proto::keys;
+use ride::{Expect, Ride};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -97,7 +101,9 @@ impl Store {
 
     /// One value, if present.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>> {
-        let resp = self.client.kv_client().get(key, None).await?;
+        let resp = Ride::new()
+            .run(|| async { Ok(self.client.kv_client().get(key, None).await?) })
+            .await?;
         match resp.kvs().first() {
             None => Ok(None),
             Some(kv) => Ok(Some(Versioned {
@@ -115,10 +121,14 @@ impl Store {
         &self,
         prefix: &str,
     ) -> Result<(Vec<(String, Versioned<T>)>, i64)> {
-        let resp = self
-            .client
-            .kv_client()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
+        let resp = Ride::new()
+            .run(|| async {
+                Ok(self
+                    .client
+                    .kv_client()
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await?)
+            })
             .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
         let mut out = Vec::with_capacity(resp.kvs().len());
@@ -140,20 +150,7 @@ impl Store {
 
     /// Create `key` only if it does not exist. `Ok(None)` when it already exists.
     pub async fn put_if_absent<T: Serialize>(&self, key: &str, value: &T) -> Result<Option<i64>> {
-        let bytes = encode(key, value)?;
-        let resp = self
-            .fenced_txn(
-                vec![Compare::create_revision(key, CompareOp::Equal, 0)],
-                vec![TxnOp::put(key, bytes, None)],
-            )
-            .await?;
-        if resp.succeeded() {
-            Ok(Some(
-                resp.header().map(|h| h.revision()).unwrap_or_default(),
-            ))
-        } else {
-            Ok(None)
-        }
+        self.put_at(key, value, 0).await
     }
 
     /// Write `key` only if it is still at `mod_revision` (0: only if absent).
@@ -165,17 +162,18 @@ impl Store {
         mod_revision: i64,
     ) -> Result<Option<i64>> {
         let bytes = encode(key, value)?;
-        let cmp = if mod_revision == 0 {
-            Compare::create_revision(key, CompareOp::Equal, 0)
-        } else {
-            Compare::mod_revision(key, CompareOp::Equal, mod_revision)
+        let compares = || {
+            vec![if mod_revision == 0 {
+                Compare::create_revision(key, CompareOp::Equal, 0)
+            } else {
+                Compare::mod_revision(key, CompareOp::Equal, mod_revision)
+            }]
         };
-        let resp = self
-            .fenced_txn(vec![cmp], vec![TxnOp::put(key, bytes, None)])
+        let ops = || vec![TxnOp::put(key, bytes.clone(), None)];
+        let out = self
+            .fenced_write(key, compares, ops, Expect::Value(&bytes))
             .await?;
-        Ok(resp
-            .succeeded()
-            .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+        Ok(out.revision())
     }
 
     /// Write `key` unless it already holds exactly this value (no revision is spent on
@@ -183,10 +181,14 @@ impl Store {
     /// (DNS records, token metadata).
     pub async fn put_if_changed<T: Serialize>(&self, key: &str, value: &T) -> Result<bool> {
         let bytes = encode(key, value)?;
-        let txn = Txn::new()
-            .when([Compare::value(key, CompareOp::Equal, bytes.clone())])
-            .or_else([TxnOp::put(key, bytes, None)]);
-        let resp = self.client.kv_client().txn(txn).await?;
+        let resp = Ride::new()
+            .run(|| async {
+                let txn = Txn::new()
+                    .when([Compare::value(key, CompareOp::Equal, bytes.clone())])
+                    .or_else([TxnOp::put(key, bytes.clone(), None)]);
+                Ok(self.client.kv_client().txn(txn).await?)
+            })
+            .await?;
         Ok(!resp.succeeded())
     }
 
@@ -221,20 +223,19 @@ impl Store {
     /// Delete `key` only if it is still at `mod_revision`. Returns the store revision of
     /// the delete, or `None` when it changed (or vanished) meanwhile.
     pub async fn delete_at(&self, key: &str, mod_revision: i64) -> Result<Option<i64>> {
-        let resp = self
-            .fenced_txn(
-                vec![Compare::mod_revision(key, CompareOp::Equal, mod_revision)],
-                vec![TxnOp::delete(key, None)],
-            )
+        let compares = || vec![Compare::mod_revision(key, CompareOp::Equal, mod_revision)];
+        let ops = || vec![TxnOp::delete(key, None)];
+        let out = self
+            .fenced_write(key, compares, ops, Expect::Absent)
             .await?;
-        Ok(resp
-            .succeeded()
-            .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+        Ok(out.revision())
     }
 
     /// Delete `key` unconditionally; whether it existed.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        let resp = self.client.kv_client().delete(key, None).await?;
+        let resp = Ride::new()
+            .run(|| async { Ok(self.client.kv_client().delete(key, None).await?) })
+            .await?;
         Ok(resp.deleted() > 0)
     }
 

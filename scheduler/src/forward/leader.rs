@@ -1,31 +1,24 @@
-//! Writes reach the leader. On a follower, every request that is not a read (any
-//! method but GET/HEAD/OPTIONS: workload and node changes, agents' heartbeats and
-//! status pushes, registrations) is forwarded to the leader over mTLS with this
+//! The client towards the leader: one request at a time, buffered, over mTLS with this
 //! replica's certificate (CN `persys-scheduler`), keeping the request id and carrying
-//! the caller's identity in [`NODE_ID_HEADER`]; the answer is streamed back. The leader
-//! trusts that header only from a `persys-scheduler` certificate. With no leader
-//! known, the answer is 503 `unavailable` with `Retry-After: 1`.
+//! the caller's identity, the write id and the deadline in headers that the leader
+//! trusts only from a `persys-scheduler` certificate. The answer is streamed back.
 
 use crate::api::error::{current_request_id, AppError};
 use crate::api::{AppState, REQUEST_ID_HEADER};
-use crate::pki::SCHEDULER_CN;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use persys_certs::PeerIdentity;
+use bytes::Bytes;
 use persys_proto::codes;
 use std::time::Duration;
+use tokio::time::Instant;
 
-/// The original caller's certificate CN on a forwarded request.
-pub const NODE_ID_HEADER: &str = "x-persys-node-id";
-/// Replica id of the follower that forwarded a request (a request is forwarded once).
-pub const FORWARDED_BY_HEADER: &str = "x-persys-forwarded-by";
-/// Dial timeout towards the leader: a dead leader answers 503 quickly.
+use super::{DEADLINE_HEADER, FORWARDED_BY_HEADER, NODE_ID_HEADER, RETRY_HEADER, WRITE_ID_HEADER};
+
+/// Dial timeout towards the leader: a dead leader is noticed quickly.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// A forwarded write must be answered within this.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time past the deadline for the leader's answer to arrive.
+const ANSWER_SLACK: Duration = Duration::from_secs(2);
 
 /// Headers that describe one hop's connection, never copied across.
 const HOP_BY_HOP: [&str; 9] = [
@@ -48,7 +41,7 @@ pub struct ForwardSetupError(String);
 /// HTTP client towards the leader, presenting the scheduler's certificate.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
 }
 
 impl Forwarder {
@@ -67,10 +60,6 @@ impl Forwarder {
     }
 }
 
-fn is_read(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-}
-
 /// 503 `unavailable` with `Retry-After: 1`.
 pub fn unavailable(message: impl Into<String>) -> Response {
     let mut resp =
@@ -80,85 +69,53 @@ pub fn unavailable(message: impl Into<String>) -> Response {
     resp
 }
 
-/// Middleware of the mTLS API: the forwarded identity, then local or leader.
-pub async fn api(State(ctx): State<AppState>, mut req: Request, next: Next) -> Response {
-    let from_replica = req
-        .extensions()
-        .get::<PeerIdentity>()
-        .is_some_and(|p| p.common_name == SCHEDULER_CN);
-    // Whoever else sends these headers is not believed, and they go no further.
-    let claimed = req.headers_mut().remove(NODE_ID_HEADER);
-    let forwarded = req.headers_mut().remove(FORWARDED_BY_HEADER).is_some() && from_replica;
-    if from_replica {
-        if let Some(cn) = claimed
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty())
-        {
-            req.extensions_mut().insert(PeerIdentity {
-                common_name: cn.to_string(),
-            });
-        }
-    }
-    if is_read(req.method()) || ctx.leadership.is_leader() {
-        return next.run(req).await;
-    }
-    let identity = req
-        .extensions()
-        .get::<PeerIdentity>()
-        .map(|p| p.common_name.clone());
-    to_leader(&ctx, req, forwarded, identity, |l| l.url.clone()).await
+/// 503 for a request that was not applied and may go to the leader again
+/// ([`RETRY_HEADER`]).
+pub fn retry_on_leader(message: impl Into<String>) -> Response {
+    let mut resp = unavailable(message);
+    resp.headers_mut().insert(
+        HeaderName::from_static(RETRY_HEADER),
+        HeaderValue::from_static("1"),
+    );
+    resp
 }
 
-/// Middleware of the bootstrap port: registrations go to the leader's bootstrap port.
-pub async fn bootstrap(State(ctx): State<AppState>, mut req: Request, next: Next) -> Response {
-    let forwarded = req.headers_mut().remove(FORWARDED_BY_HEADER).is_some();
-    if is_read(req.method()) || ctx.leadership.is_leader() {
-        return next.run(req).await;
-    }
-    to_leader(&ctx, req, forwarded, None, |l| l.bootstrap_url.clone()).await
+/// What one request carries to the leader besides its own headers and body.
+pub struct Hop<'a> {
+    /// The caller's certificate CN.
+    pub identity: Option<&'a str>,
+    /// The request's write id.
+    pub write_id: &'a str,
+    /// When the caller stops waiting.
+    pub deadline: Instant,
 }
 
-async fn to_leader(
+/// Send one buffered request to `url` on the leader and stream its answer back.
+/// Whether a failed exchange may be sent again is in the answer ([`RETRY_HEADER`]):
+/// yes when the request never left (connection refused, no leader), or when repeating
+/// it is harmless (`repeatable`).
+pub async fn send(
     ctx: &AppState,
-    req: Request,
-    already_forwarded: bool,
-    identity: Option<String>,
-    base: impl Fn(&persys_proto::LeaderRecord) -> String,
+    leader: &persys_proto::LeaderRecord,
+    url: String,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    hop: &Hop<'_>,
+    repeatable: bool,
 ) -> Response {
-    if already_forwarded {
-        // The sender thought we lead; a second hop could loop between stale views.
-        return unavailable("this scheduler replica is no longer the leader; try again");
-    }
-    let Some(leader) = ctx.leadership.leader() else {
-        return unavailable("no scheduler replica is the leader right now; try again");
-    };
     let Some(forwarder) = ctx.leadership.forwarder.as_ref() else {
         return unavailable("this scheduler cannot reach the leader");
     };
-    let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, ctx.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) if too_large(&e) => {
-            return AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                codes::TOO_LARGE,
-                "request body is larger than the limit",
-            )
-            .into_response()
-        }
-        Err(e) => {
-            return AppError::bad_json(format!("cannot read request body: {e}")).into_response()
-        }
-    };
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("{}{path}", base(&leader));
     let mut headers = copy_headers(&parts.headers);
     let me = &ctx.leadership.me().id;
+    let left = hop.deadline.saturating_duration_since(Instant::now());
+    let left_ms = left.as_millis().to_string();
     for (name, value) in [
         (REQUEST_ID_HEADER, Some(current_request_id())),
-        (NODE_ID_HEADER, identity),
+        (NODE_ID_HEADER, hop.identity.map(String::from)),
         (FORWARDED_BY_HEADER, Some(me.clone())),
+        (WRITE_ID_HEADER, Some(hop.write_id.to_string())),
+        (DEADLINE_HEADER, Some(left_ms)),
     ] {
         if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
             headers.insert(HeaderName::from_static(name), v);
@@ -167,20 +124,42 @@ async fn to_leader(
     tracing::debug!(method = %parts.method, %url, leader = %leader.id, "forwarding to the leader");
     let sent = forwarder
         .http
-        .request(parts.method, &url)
+        .request(parts.method.clone(), &url)
         .headers(headers)
         .body(body)
-        .timeout(FORWARD_TIMEOUT)
+        // The leader answers by the deadline; the slack carries its answer back.
+        .timeout(left + ANSWER_SLACK)
         .send()
         .await;
     match sent {
         Ok(resp) => stream_back(resp),
-        Err(e) => unavailable(format!(
-            "the leader {} at {} cannot be reached ({}); try again",
-            leader.id,
-            leader.url,
-            error_chain(&e)
-        )),
+        Err(e) => {
+            let message = format!(
+                "the leader {} at {} cannot be reached ({}); try again",
+                leader.id,
+                leader.url,
+                error_chain(&e)
+            );
+            if e.is_connect() || repeatable {
+                retry_on_leader(message)
+            } else {
+                unavailable(message)
+            }
+        }
+    }
+}
+
+/// Read a whole request body of at most `limit` bytes, or the answer refusing it.
+pub async fn buffer(body: Body, limit: usize) -> Result<Bytes, Response> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) if too_large(&e) => Err(AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            "request body is larger than the limit",
+        )
+        .into_response()),
+        Err(e) => Err(AppError::bad_json(format!("cannot read request body: {e}")).into_response()),
     }
 }
 
@@ -230,16 +209,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_reads_are_served_locally() {
-        for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
-            assert!(is_read(&m), "{m}");
-        }
-        for m in [Method::POST, Method::DELETE, Method::PUT, Method::PATCH] {
-            assert!(!is_read(&m), "{m}");
-        }
-    }
 
     #[test]
     fn hop_by_hop_headers_and_length_are_not_copied() {
