@@ -106,6 +106,11 @@ pub struct Config {
     #[arg(long, env = "PERSYS_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
 
+    /// How long a request waits for a scheduler to become reachable again (all of
+    /// them refusing connections: restarting, failing over) before 503, ms.
+    #[arg(long, env = "PERSYS_UPSTREAM_WAIT_MS", default_value_t = 5_000)]
+    pub upstream_wait_ms: u64,
+
     /// Sustained requests per second per credential (token or certificate); 0 disables.
     #[arg(long, env = "PERSYS_RATE_LIMIT_PER_SECOND", default_value_t = 50)]
     pub rate_limit_per_second: u32,
@@ -123,6 +128,11 @@ impl Config {
     /// Timeout of non-streaming upstream calls.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+
+    /// Wait for an unreachable scheduler.
+    pub fn upstream_wait(&self) -> Duration {
+        Duration::from_millis(self.upstream_wait_ms)
     }
 
     /// Interval of the scheduler health probe.

@@ -73,6 +73,8 @@ pub struct App {
     pub webhook_max_body_bytes: usize,
     /// Time allowed for non-streaming upstream calls.
     pub request_timeout: Duration,
+    /// How long a request waits for some scheduler to be reachable.
+    pub upstream_wait: Duration,
     /// The OpenAPI document (built once).
     pub openapi: serde_json::Value,
     /// Cancelled at shutdown; ends streamed answers.
@@ -106,6 +108,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             webhook_max_body_bytes: config.webhook_max_body_bytes,
             request_timeout: config.request_timeout(),
+            upstream_wait: config.upstream_wait(),
             openapi: openapi::document(),
             shutdown,
         }))

@@ -113,17 +113,34 @@ pub async fn forward(app: Arc<App>, route: &'static Route, req: Request) -> Resp
     let headers = upstream_headers(&parts.headers, &request_id, remote);
     let body = ReplayBody::new(body);
     let started = Instant::now();
-    let result = app
-        .upstreams
-        .send(&parts.method, &path, Some(app.request_timeout), |builder| {
-            let builder = builder.headers(headers.clone());
-            if body.is_present() {
-                body.attempt().map(|b| builder.body(b))
-            } else {
-                Some(builder)
+    let wait_until = tokio::time::Instant::now() + app.upstream_wait;
+    let mut pauses = upstream_pauses();
+    let result = loop {
+        let result = app
+            .upstreams
+            .send(&parts.method, &path, Some(app.request_timeout), |builder| {
+                let builder = builder.headers(headers.clone());
+                if body.is_present() {
+                    body.attempt().map(|b| builder.body(b))
+                } else {
+                    Some(builder)
+                }
+            })
+            .await;
+        // No scheduler took the connection, so nothing was sent: wait for one (a
+        // restart, a failover) rather than answering 503 at once.
+        let pause = pauses.next().unwrap_or(MAX_PAUSE);
+        match result {
+            Err(UpstreamError::Unreachable { .. })
+                if !body.hit_limit()
+                    && tokio::time::Instant::now() + pause < wait_until
+                    && !app.shutdown.is_cancelled() =>
+            {
+                tokio::time::sleep(pause).await;
             }
-        })
-        .await;
+            other => break other,
+        }
+    };
     app.metrics
         .upstream_latency
         .with_label_values(&[route.path])
@@ -153,6 +170,20 @@ pub async fn forward(app: Arc<App>, route: &'static Route, req: Request) -> Resp
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// First and largest pause while waiting for a scheduler to be reachable.
+const MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(1000);
+
+fn upstream_pauses() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(MIN_PAUSE)
+        .with_max_delay(MAX_PAUSE)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// The answer to a failed upstream call.

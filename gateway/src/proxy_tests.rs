@@ -1,7 +1,7 @@
 //! Forwarding over real mTLS to a stand-in scheduler: request ids, credentials,
 //! streaming, bodies, failover, limits.
 
-use crate::testutil::{app, dead_port, fake_scheduler, pki};
+use crate::testutil::{app, dead_port, fake_scheduler, fake_scheduler_on, pki};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
@@ -145,16 +145,62 @@ async fn fails_over_to_the_next_scheduler_with_the_body_intact() {
 }
 
 #[tokio::test]
-async fn no_reachable_scheduler_is_503_json() {
+async fn no_reachable_scheduler_is_503_json_after_the_wait() {
     let pki = pki();
     let dead = format!("https://127.0.0.1:{}", dead_port().await);
-    let app = app(&pki, &[dead], &[]).await;
+    let app = app(&pki, &[dead], &["--upstream-wait-ms", "600"]).await;
+    let started = std::time::Instant::now();
     let resp = crate::router(app)
         .oneshot(admin_request("GET", "/nodes", Body::empty()))
         .await
         .expect("answer");
+    let waited = started.elapsed();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
     assert_eq!(json(resp).await["code"], "unavailable");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "waited {waited:?} for a scheduler"
+    );
+}
+
+#[tokio::test]
+async fn a_write_waits_for_a_scheduler_that_comes_back() {
+    let pki = pki();
+    let port = dead_port().await;
+    let app = app(
+        &pki,
+        &[format!("https://127.0.0.1:{port}")],
+        &["--upstream-wait-ms", "5000"],
+    )
+    .await;
+    let ca = persys_certs::CertificateAuthority::from_pem(pki.ca.cert_pem(), &pki.ca.key_pem())
+        .expect("ca");
+    // The scheduler is restarting: it listens again after 700 ms.
+    let back = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        fake_scheduler_on(
+            &ca,
+            Router::new().route("/workloads", post(echo_body)),
+            port,
+        )
+        .await
+    });
+    let resp = crate::router(app)
+        .oneshot(admin_request(
+            "POST",
+            "/workloads",
+            Body::from(r#"{"image":"busybox"}"#),
+        ))
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    assert_eq!(&bytes[..], br#"{"image":"busybox"}"#);
+    let (_, stop) = back.await.expect("scheduler");
+    stop.cancel();
 }
 
 #[tokio::test]

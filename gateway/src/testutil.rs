@@ -25,6 +25,15 @@ pub async fn fake_scheduler(
     ca: &CertificateAuthority,
     router: Router,
 ) -> (SocketAddr, CancellationToken) {
+    fake_scheduler_on(ca, router, 0).await
+}
+
+/// [`fake_scheduler`] on a given loopback port (0: any).
+pub async fn fake_scheduler_on(
+    ca: &CertificateAuthority,
+    router: Router,
+    port: u16,
+) -> (SocketAddr, CancellationToken) {
     let srv = ca
         .issue_server(
             "persys-scheduler",
@@ -33,7 +42,7 @@ pub async fn fake_scheduler(
         .expect("server cert");
     let config =
         persys_certs::server_config_mtls(ca.cert_pem(), &srv.cert_pem, &srv.key_pem).expect("tls");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");

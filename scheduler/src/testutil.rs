@@ -81,6 +81,28 @@ impl Etcd {
         let _ = self.child.wait();
     }
 
+    /// Freeze etcd (SIGSTOP) for `stall`, then thaw it: connections stay open and
+    /// nothing answers meanwhile, as when etcd stalls on a slow disk or a busy core.
+    pub fn stall(&self, stall: Duration) -> std::thread::JoinHandle<()> {
+        let pid = self.child.id().to_string();
+        let signal = |sig: &str| {
+            let ok = std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} {pid}");
+        };
+        signal("-STOP");
+        std::thread::spawn(move || {
+            std::thread::sleep(stall);
+            let ok = std::process::Command::new("kill")
+                .args(["-CONT", &pid])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -CONT {pid}");
+        })
+    }
+
     /// Start the killed etcd again on the same address and data, and wait until it
     /// answers (the end of an outage).
     pub async fn restart(&mut self) {

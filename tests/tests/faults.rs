@@ -11,6 +11,8 @@ mod common;
 mod drain;
 #[path = "faults/etcd_outage.rs"]
 mod etcd_outage;
+#[path = "faults/etcd_stall.rs"]
+mod etcd_stall;
 #[path = "faults/leader.rs"]
 mod leader;
 #[path = "faults/netem.rs"]

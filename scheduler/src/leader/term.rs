@@ -18,7 +18,7 @@ pub const LEASE_TTL_SECS: i64 = 2;
 /// How often the leader renews its lease. Renewals are pipelined, so the lease's
 /// expiry trails the last renewal etcd has read by at most this much: an etcd or
 /// scheduler stall of up to `LEASE_TTL - RENEW_EVERY - EXPIRY_MARGIN` costs no term.
-pub const RENEW_EVERY: Duration = Duration::from_millis(250);
+pub const RENEW_EVERY: Duration = Duration::from_millis(200);
 /// The leader steps down this long before the earliest moment etcd may expire its
 /// lease. That moment is known exactly from etcd's answers: a renewal sent at `t` and
 /// answered with TTL `ttl` expires no earlier than `t + ttl`, since etcd starts the

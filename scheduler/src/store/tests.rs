@@ -1,6 +1,7 @@
 use super::*;
 use crate::testutil::Etcd;
 use serde::Deserialize;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Rec {
@@ -181,4 +182,84 @@ async fn cache_relists_after_compaction_and_keeps_following() {
     assert!(wait_until(5.0, || cache.workload("w1").is_some()).await);
     token.cancel();
     task.await.expect("cache loop stops");
+}
+
+/// The version etcd keeps of `key` (how many times it was written since created).
+async fn version(etcd: &Etcd, key: &str) -> i64 {
+    let mut c = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .expect("client");
+    let got = c.get(key, None).await.expect("get");
+    got.kvs().first().map(|kv| kv.version()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_in_a_stall_is_applied_once() {
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    s.ping().await.expect("etcd answers");
+    // Longer than one etcd request may take (2 s): the first answer is lost.
+    let thaw = etcd.stall(Duration::from_millis(2600));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let rev = within(deadline, s.put_if_absent("/t/lost", &Rec { n: 1 }))
+        .await
+        .expect("the write rides through the stall");
+    thaw.join().expect("thawed");
+    assert!(rev.is_some(), "acknowledged as created");
+    assert_eq!(version(&etcd, "/t/lost").await, 1, "written exactly once");
+}
+
+#[tokio::test]
+async fn an_update_whose_answer_is_lost_in_a_stall_is_applied_once() {
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    s.put_if_absent("/t/n", &Rec { n: 0 }).await.expect("put");
+    let thaw = etcd.stall(Duration::from_millis(2600));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    // Not idempotent by itself: applied twice, n would be 2.
+    let out = within(
+        deadline,
+        s.update::<Rec, _>("/t/n", |r| Some(Rec { n: r.n + 1 })),
+    )
+    .await
+    .expect("the update rides through the stall");
+    thaw.join().expect("thawed");
+    assert!(matches!(out, Updated::Written(_)), "{out:?}");
+    let got = s.get::<Rec>("/t/n").await.expect("get").expect("present");
+    assert_eq!(got.value, Rec { n: 1 });
+    assert_eq!(version(&etcd, "/t/n").await, 2, "one create, one update");
+}
+
+#[tokio::test]
+async fn without_a_deadline_a_stall_fails_the_operation() {
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    s.ping().await.expect("etcd answers");
+    let thaw = etcd.stall(Duration::from_millis(2600));
+    let err = s
+        .put_if_absent("/t/x", &Rec { n: 1 })
+        .await
+        .expect_err("one attempt, cut by the request timeout");
+    thaw.join().expect("thawed");
+    assert!(err.is_unavailable(), "{err}");
+}
+
+#[tokio::test]
+async fn a_stall_longer_than_the_deadline_answers_unavailable_in_time() {
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    s.ping().await.expect("etcd answers");
+    let thaw = etcd.stall(Duration::from_millis(3000));
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1200);
+    let err = within(deadline, s.get::<Rec>("/t/none"))
+        .await
+        .expect_err("etcd is frozen past the deadline");
+    let took = started.elapsed();
+    thaw.join().expect("thawed");
+    assert!(err.is_unavailable(), "{err}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "answered by the deadline: {took:?}"
+    );
 }
