@@ -68,6 +68,9 @@ fn build(identity: &Identity) -> Result<reqwest::Client, ClientError> {
     let tls = persys_certs::client_config(
         &identity.ca_pem,
         Some((&identity.cert_pem, &identity.key_pem)),
+        // Only a scheduler's certificate: a node's, even with the right host name, is
+        // never taken for the scheduler.
+        persys_certs::Expected::role(persys_certs::Role::Scheduler),
     )
     .map_err(|e| ClientError::Tls(e.to_string()))?;
     reqwest::Client::builder()

@@ -222,11 +222,24 @@ impl Joiner {
     pub async fn register_once(&self) -> Result<Identity, JoinError> {
         let raw = self.token.as_deref().unwrap_or_default();
         let token = JoinToken::parse(raw).map_err(|e| JoinError::Token(e.to_string()))?;
-        let sans = vec![self.advertise.to_string(), self.facts.hostname.clone()];
+        let sans = vec![self.advertise.to_string()];
         let (csr, key_pem) = persys_certs::generate_csr(&self.node_id, &sans)
             .map_err(|e| JoinError::Pki(e.to_string()))?;
-        let tls = persys_certs::client_config_pinned(&token.ca_hash)
-            .map_err(|e| JoinError::Pki(e.to_string()))?;
+        // A node that registered before renews with its current certificate: the
+        // scheduler hands an existing node id only to its holder.
+        let current = self.load_saved().await.ok().filter(|saved| {
+            saved.node_id == self.node_id
+                && persys_certs::fingerprint_pem(&saved.ca_pem)
+                    .is_ok_and(|h| h.eq_ignore_ascii_case(&token.ca_hash))
+        });
+        let tls = persys_certs::client_config_pinned(
+            &token.ca_hash,
+            persys_certs::Expected::role(persys_certs::Role::Scheduler),
+            current
+                .as_ref()
+                .map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())),
+        )
+        .map_err(|e| JoinError::Pki(e.to_string()))?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(REGISTER_TIMEOUT)

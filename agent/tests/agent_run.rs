@@ -122,7 +122,14 @@ async fn the_agent_joins_heartbeats_serves_the_scheduler_only_and_shuts_down_cle
         .expect("call");
     assert_eq!(resp.status(), 403);
     let anonymous = reqwest::Client::builder()
-        .use_preconfigured_tls(persys_certs::client_config(sched.ca.cert_pem(), None).expect("tls"))
+        .use_preconfigured_tls(
+            persys_certs::client_config(
+                sched.ca.cert_pem(),
+                None,
+                persys_certs::Expected::role(persys_certs::Role::Node),
+            )
+            .expect("tls"),
+        )
         .build()
         .expect("client");
     assert!(

@@ -1,6 +1,7 @@
 //! Certificate signing requests: a node generates its key and a CSR, the CA signs
 //! the public key with the identity the CA decides (never what the CSR asks for).
 
+use crate::identity::Identity;
 use crate::issue::{leaf_params, Usage};
 use crate::{CertError, CertificateAuthority};
 use rcgen::{
@@ -23,13 +24,13 @@ pub fn generate_csr(common_name: &str, sans: &[String]) -> Result<(String, Strin
 }
 
 impl CertificateAuthority {
-    /// Signs a PEM CSR. The subject CN is forced to `common_name`, the SANs to
-    /// `sans` and the usage to client + server, whatever the CSR requests: only its
-    /// public key (proven by its signature) is taken. Returns the certificate PEM.
+    /// Signs a PEM CSR. The identity is forced to `identity`, the SANs to `sans` and
+    /// the usage to client + server, whatever the CSR requests: only its public key
+    /// (proven by its signature) is taken. Returns the certificate PEM.
     pub fn sign_csr(
         &self,
         csr_pem: &str,
-        common_name: &str,
+        identity: &Identity,
         sans: &[String],
     ) -> Result<String, CertError> {
         if csr_pem.len() > MAX_CSR_PEM_BYTES {
@@ -40,7 +41,7 @@ impl CertificateAuthority {
         // from_pem verifies the CSR's self-signature (proof of key possession).
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| CertError::Csr(e.to_string()))?;
-        let params = leaf_params(common_name, sans, Usage::Dual)?;
+        let params = leaf_params(identity, sans, Usage::Dual)?;
         let cert = params.signed_by(&csr.public_key, &self.issuer, &self.key)?;
         Ok(cert.pem())
     }
@@ -55,7 +56,11 @@ mod tests {
         let ca = CertificateAuthority::generate("ca").expect("ca");
         let (csr, key_pem) = generate_csr("evil-admin", &["evil.example".into()]).expect("csr");
         let cert_pem = ca
-            .sign_csr(&csr, "node-1", &["10.0.0.5".into(), "node-1.local".into()])
+            .sign_csr(
+                &csr,
+                &Identity::node("node-1"),
+                &["10.0.0.5".into(), "node-1.local".into()],
+            )
             .expect("sign");
         let der = crate::pem::parse_certs(&cert_pem).expect("pem")[0].to_vec();
         assert_eq!(crate::common_name(&der).as_deref(), Some("node-1"));
@@ -81,7 +86,9 @@ mod tests {
     fn signed_csr_verifies_against_the_ca() {
         let ca = CertificateAuthority::generate("ca").expect("ca");
         let (csr, _) = generate_csr("n", &[]).expect("csr");
-        let cert_pem = ca.sign_csr(&csr, "n", &["n.local".into()]).expect("sign");
+        let cert_pem = ca
+            .sign_csr(&csr, &Identity::node("n"), &["n.local".into()])
+            .expect("sign");
         let leaf = crate::pem::parse_certs(&cert_pem).expect("pem").remove(0);
         let (_, leaf) = x509_parser::parse_x509_certificate(&leaf).expect("leaf");
         let (_, ca_cert) = x509_parser::parse_x509_certificate(ca.cert_der()).expect("ca");
@@ -94,12 +101,12 @@ mod tests {
     fn sign_csr_rejects_garbage_and_oversized_requests() {
         let ca = CertificateAuthority::generate("ca").expect("ca");
         assert!(matches!(
-            ca.sign_csr("nope", "n", &[]),
+            ca.sign_csr("nope", &Identity::node("n"), &[]),
             Err(CertError::Csr(_))
         ));
         let huge = "A".repeat(MAX_CSR_PEM_BYTES + 1);
         assert!(matches!(
-            ca.sign_csr(&huge, "n", &[]),
+            ca.sign_csr(&huge, &Identity::node("n"), &[]),
             Err(CertError::Csr(_))
         ));
     }

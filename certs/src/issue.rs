@@ -1,6 +1,7 @@
 //! Leaf certificates signed by the cluster CA.
 
 use crate::ca::BACKDATE;
+use crate::identity::Identity;
 use crate::{CertError, CertificateAuthority};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -41,34 +42,39 @@ pub enum Usage {
 }
 
 impl CertificateAuthority {
-    /// Issues a server certificate (serverAuth) for `sans` (DNS names or IP addresses).
+    /// Issues a server certificate (serverAuth) of `identity` for `sans` (DNS names or
+    /// IP addresses).
     pub fn issue_server(
         &self,
-        common_name: &str,
+        identity: &Identity,
         sans: &[String],
     ) -> Result<IssuedCert, CertError> {
-        self.issue(common_name, sans, Usage::Server)
+        self.issue(identity, sans, Usage::Server)
     }
 
-    /// Issues a client certificate (clientAuth); the common name is the identity.
-    pub fn issue_client(&self, common_name: &str) -> Result<IssuedCert, CertError> {
-        self.issue(common_name, &[], Usage::Client)
+    /// Issues a client certificate (clientAuth) of `identity`.
+    pub fn issue_client(&self, identity: &Identity) -> Result<IssuedCert, CertError> {
+        self.issue(identity, &[], Usage::Client)
     }
 
-    /// Issues a certificate usable both as server (for `sans`) and as client.
-    pub fn issue_dual(&self, common_name: &str, sans: &[String]) -> Result<IssuedCert, CertError> {
-        self.issue(common_name, sans, Usage::Dual)
+    /// Issues a certificate of `identity` usable both as server (for `sans`) and as client.
+    pub fn issue_dual(
+        &self,
+        identity: &Identity,
+        sans: &[String],
+    ) -> Result<IssuedCert, CertError> {
+        self.issue(identity, sans, Usage::Dual)
     }
 
     /// Issues a certificate with a fresh key pair.
     pub fn issue(
         &self,
-        common_name: &str,
+        identity: &Identity,
         sans: &[String],
         usage: Usage,
     ) -> Result<IssuedCert, CertError> {
         let key = KeyPair::generate()?;
-        let params = leaf_params(common_name, sans, usage)?;
+        let params = leaf_params(identity, sans, usage)?;
         let cert = params.signed_by(&key, &self.issuer, &self.key)?;
         Ok(IssuedCert {
             cert_pem: cert.pem(),
@@ -77,17 +83,24 @@ impl CertificateAuthority {
     }
 }
 
-/// Parameters of a leaf certificate: subject CN, SANs, usages, validity, random serial.
+/// Parameters of a leaf certificate: subject CN (the identity's name), the identity
+/// URI SAN, the other SANs, usages, validity, random serial.
 pub(crate) fn leaf_params(
-    common_name: &str,
+    identity: &Identity,
     sans: &[String],
     usage: Usage,
 ) -> Result<CertificateParams, CertError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::CommonName, identity.name.as_str());
     params.distinguished_name = dn;
-    params.subject_alt_names = sans.iter().map(|s| san(s)).collect::<Result<_, _>>()?;
+    let uri = identity
+        .uri()
+        .try_into()
+        .map_err(|_| CertError::InvalidSan(identity.uri()))?;
+    params.subject_alt_names = std::iter::once(Ok(SanType::URI(uri)))
+        .chain(sans.iter().map(|s| san(s)))
+        .collect::<Result<_, _>>()?;
     params.is_ca = IsCa::ExplicitNoCa;
     // ECDSA keys only sign; KeyEncipherment would be meaningless (it is for RSA key transport).
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -148,12 +161,16 @@ mod tests {
         let ca = CertificateAuthority::generate("ca").expect("ca");
         let issued = ca
             .issue_server(
-                "srv",
+                &Identity::scheduler(),
                 &["localhost".into(), "127.0.0.1".into(), "::1".into()],
             )
             .expect("issue");
         let der = parse(&issued.cert_pem);
-        assert_eq!(crate::common_name(&der).as_deref(), Some("srv"));
+        assert_eq!(
+            crate::common_name(&der).as_deref(),
+            Some("persys-scheduler")
+        );
+        assert_eq!(Identity::of_certificate(&der), Some(Identity::scheduler()));
         let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("x509");
         let san = cert
             .subject_alternative_name()
@@ -169,7 +186,7 @@ mod tests {
     #[test]
     fn client_cert_has_client_auth_only() {
         let ca = CertificateAuthority::generate("ca").expect("ca");
-        let issued = ca.issue_client("admin").expect("issue");
+        let issued = ca.issue_client(&Identity::admin()).expect("issue");
         let der = parse(&issued.cert_pem);
         let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("x509");
         let eku = cert.extended_key_usage().expect("ext").expect("eku").value;
@@ -180,8 +197,8 @@ mod tests {
     #[test]
     fn serials_differ_between_certificates() {
         let ca = CertificateAuthority::generate("ca").expect("ca");
-        let a = parse(&ca.issue_client("x").expect("a").cert_pem);
-        let b = parse(&ca.issue_client("x").expect("b").cert_pem);
+        let a = parse(&ca.issue_client(&Identity::user("x")).expect("a").cert_pem);
+        let b = parse(&ca.issue_client(&Identity::user("x")).expect("b").cert_pem);
         let serial = |der: &[u8]| {
             x509_parser::parse_x509_certificate(der)
                 .expect("x509")
@@ -196,7 +213,7 @@ mod tests {
     fn invalid_san_is_rejected_with_its_value() {
         let ca = CertificateAuthority::generate("ca").expect("ca");
         let err = ca
-            .issue_server("srv", &["not a host".into()])
+            .issue_server(&Identity::gateway(), &["not a host".into()])
             .expect_err("must fail");
         assert!(matches!(err, CertError::InvalidSan(s) if s == "not a host"));
     }

@@ -1,5 +1,6 @@
 //! persys cluster PKI.
 //!
+//! - [`identity`]: who a certificate speaks for (`spiffe://persys/<role>/<name>`).
 //! - [`ca`]: the cluster certificate authority (generate, load, persist).
 //! - [`issue`]: server, client and dual-use leaf certificates signed by the CA.
 //! - [`csr`]: certificate signing requests (agents keep their keys; the CA signs).
@@ -11,6 +12,7 @@
 pub mod ca;
 pub mod csr;
 pub mod error;
+pub mod identity;
 pub mod issue;
 pub mod pem;
 pub mod serve;
@@ -20,11 +22,12 @@ pub mod token;
 pub use ca::CertificateAuthority;
 pub use csr::generate_csr;
 pub use error::CertError;
+pub use identity::{Expected, Identity, PeerIdentity, Role};
 pub use issue::IssuedCert;
 pub use pem::{common_name, fingerprint_der, fingerprint_pem, write_private};
-pub use serve::{serve_tls, PeerIdentity};
+pub use serve::serve_tls;
 pub use tls::{
-    client_config, client_config_pinned, server_config, server_config_mtls,
-    server_config_optional_client_auth,
+    client_config, client_config_pinned, server_config, server_config_bootstrap,
+    server_config_mtls, server_config_optional_client_auth,
 };
 pub use token::{constant_time_eq, hash_secret, JoinToken};

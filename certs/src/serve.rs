@@ -1,6 +1,7 @@
 //! Serving an axum `Router` over TLS, exposing the client certificate's identity
 //! to handlers as an `Extension<PeerIdentity>`.
 
+use crate::identity::PeerIdentity;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -22,17 +23,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight connections may take to finish after shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Who is on the other end of a connection, from its verified client certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerIdentity {
-    /// Subject common name of the client certificate.
-    pub common_name: String,
-}
-
 /// Accepts TLS connections on `listener` and serves `router` on them (HTTP/1.1 and
 /// HTTP/2) until `shutdown` is cancelled; then stops accepting and gives in-flight
 /// connections up to 10 s to finish. Each request carries `Extension<PeerIdentity>`
-/// when the client presented a certificate, and `ConnectInfo<SocketAddr>`.
+/// when the client presented a certificate with a persys identity, and `ConnectInfo<SocketAddr>`.
 /// Handshake failures are logged at debug and never stop the loop.
 pub async fn serve_tls(
     listener: TcpListener,
@@ -109,8 +103,7 @@ async fn serve_connection(
         .1
         .peer_certificates()
         .and_then(|certs| certs.first())
-        .and_then(|leaf| crate::common_name(leaf))
-        .map(|common_name| PeerIdentity { common_name });
+        .and_then(|leaf| PeerIdentity::of_certificate(leaf));
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let extensions = request.extensions_mut();
         extensions.insert(ConnectInfo(remote));

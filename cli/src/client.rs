@@ -126,6 +126,12 @@ impl ApiClient {
             let tls = persys_certs::client_config(
                 &ca,
                 identity.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+                // The API is the gateway or a scheduler; a node's certificate, even
+                // for the right address, never receives the CLI's credentials.
+                persys_certs::Expected::Roles(vec![
+                    persys_certs::Role::Gateway,
+                    persys_certs::Role::Scheduler,
+                ]),
             )
             .map_err(|e| ClientError::Setup(e.to_string()))?;
             builder = builder.use_preconfigured_tls(tls);

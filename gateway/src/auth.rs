@@ -7,10 +7,6 @@ use persys_certs::PeerIdentity;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Common name of the client certificate that is an administrator (the scheduler
-/// writes `admin.crt` for the CLI at its first start).
-pub const ADMIN_CN: &str = "admin";
-
 /// What a credential may do. Ordered: each role may do everything the one before may.
 #[derive(
     Debug,
@@ -117,6 +113,9 @@ pub enum Unauthenticated {
     Malformed,
     /// The token is unknown, revoked, or not an API token (e.g. a join token).
     Invalid,
+    /// The client certificate is a cluster component's (a node, a scheduler), not a
+    /// user's.
+    NotAUser,
 }
 
 impl Unauthenticated {
@@ -126,6 +125,7 @@ impl Unauthenticated {
             Self::Missing => "authentication required: send Authorization: Bearer <API token> or a client certificate of the cluster CA",
             Self::Malformed => "authorization header must be \"Bearer <API token>\"",
             Self::Invalid => "invalid or revoked API token",
+            Self::NotAUser => "this client certificate belongs to a cluster component, not a user",
         }
     }
 
@@ -135,6 +135,7 @@ impl Unauthenticated {
             Self::Missing => "missing_credential",
             Self::Malformed => "malformed_authorization",
             Self::Invalid => "invalid_token",
+            Self::NotAUser => "not_a_user_certificate",
         }
     }
 }
@@ -167,15 +168,18 @@ pub fn authenticate(
         });
     }
     match peer {
-        Some(p) => Ok(Subject {
-            name: p.common_name.clone(),
-            role: if p.common_name == ADMIN_CN {
+        // Only user certificates speak for users: a node's, the scheduler's or the
+        // gateway's own certificate is no user credential here.
+        Some(p) if p.identity.role == persys_certs::Role::User => Ok(Subject {
+            name: p.identity.name.clone(),
+            role: if p.identity.is_admin() {
                 Role::Admin
             } else {
                 Role::Operator
             },
             credential: Credential::Certificate,
         }),
+        Some(_) => Err(Unauthenticated::NotAUser),
         None => Err(Unauthenticated::Missing),
     }
 }
@@ -222,9 +226,7 @@ mod tests {
     #[test]
     fn unknown_token_is_refused_even_with_a_certificate() {
         let cache = cache_with("persys_abc", Role::Admin);
-        let peer = PeerIdentity {
-            common_name: "admin".into(),
-        };
+        let peer = PeerIdentity::new(persys_certs::Identity::admin());
         assert_eq!(
             authenticate(Some(&hv("Bearer persys_nope")), Some(&peer), &cache),
             Err(Unauthenticated::Invalid)
@@ -254,14 +256,20 @@ mod tests {
     }
 
     #[test]
-    fn admin_certificate_is_admin_and_other_cluster_certificates_are_operators() {
+    fn admin_certificate_is_admin_other_users_operators_and_components_nobody() {
         let cache = TokenCache::default();
-        let admin = PeerIdentity {
-            common_name: "admin".into(),
-        };
-        let other = PeerIdentity {
-            common_name: "alice".into(),
-        };
+        let admin = PeerIdentity::new(persys_certs::Identity::admin());
+        let other = PeerIdentity::new(persys_certs::Identity::user("alice"));
+        for component in [
+            persys_certs::Identity::node("admin"),
+            persys_certs::Identity::scheduler(),
+            persys_certs::Identity::gateway(),
+        ] {
+            assert_eq!(
+                authenticate(None, Some(&PeerIdentity::new(component)), &cache),
+                Err(Unauthenticated::NotAUser)
+            );
+        }
         assert_eq!(
             authenticate(None, Some(&admin), &cache)
                 .expect("admin")

@@ -1,16 +1,14 @@
 //! The gateway's certificates, issued at every start from the cluster CA in the
-//! scheduler's data directory: a client certificate (CN `persys-gateway`) for mTLS to
-//! the scheduler, and, unless the operator supplies one, the HTTPS server certificate.
+//! scheduler's data directory: a client certificate (the gateway's identity,
+//! `spiffe://persys/gateway/persys-gateway`) for mTLS to the scheduler, and, unless
+//! the operator supplies one, the HTTPS server certificate of the same identity.
 
 use crate::{Config, StartError};
 use persys_certs::ca::{CA_CERT_FILE, CA_KEY_FILE};
-use persys_certs::CertificateAuthority;
+use persys_certs::{CertificateAuthority, Expected, Identity, Role};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Common name of the gateway's certificates.
-pub const GATEWAY_CN: &str = "persys-gateway";
 
 /// TLS configurations of both sides of the gateway.
 pub struct GatewayTls {
@@ -81,15 +79,20 @@ pub fn load(config: &Config) -> Result<GatewayTls, StartError> {
     let (cert_pem, key_pem) = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => (read(cert)?, read(key)?),
         _ => {
-            let issued = ca.issue_server(GATEWAY_CN, &server_sans(&config.tls_sans))?;
+            let issued = ca.issue_server(&Identity::gateway(), &server_sans(&config.tls_sans))?;
             (issued.cert_pem, issued.key_pem)
         }
     };
     let server =
         persys_certs::server_config_optional_client_auth(ca.cert_pem(), &cert_pem, &key_pem)?;
-    let client = ca.issue_client(GATEWAY_CN)?;
-    let upstream =
-        persys_certs::client_config(ca.cert_pem(), Some((&client.cert_pem, &client.key_pem)))?;
+    let client = ca.issue_client(&Identity::gateway())?;
+    // Only a scheduler's certificate: the user's credentials behind each request must
+    // never reach a node that claims the scheduler's address.
+    let upstream = persys_certs::client_config(
+        ca.cert_pem(),
+        Some((&client.cert_pem, &client.key_pem)),
+        Expected::role(Role::Scheduler),
+    )?;
     Ok(GatewayTls { server, upstream })
 }
 

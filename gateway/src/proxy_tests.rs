@@ -42,9 +42,8 @@ fn admin_request(method: &str, uri: &str, body: Body) -> Request {
         .uri(uri)
         .body(body)
         .expect("request");
-    req.extensions_mut().insert(PeerIdentity {
-        common_name: "admin".into(),
-    });
+    req.extensions_mut()
+        .insert(PeerIdentity::new(persys_certs::Identity::admin()));
     req
 }
 
@@ -281,9 +280,8 @@ async fn viewer_certificate_less_request_is_401_and_operator_cert_cannot_cordon(
         .uri("/nodes/node-1/cordon")
         .body(Body::empty())
         .expect("req");
-    req.extensions_mut().insert(PeerIdentity {
-        common_name: "alice".into(),
-    });
+    req.extensions_mut()
+        .insert(PeerIdentity::new(persys_certs::Identity::user("alice")));
     let resp = router.oneshot(req).await.expect("answer");
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(json(resp).await["code"], "forbidden");

@@ -36,7 +36,7 @@ pub async fn fake_scheduler_on(
 ) -> (SocketAddr, CancellationToken) {
     let srv = ca
         .issue_server(
-            "persys-scheduler",
+            &persys_certs::Identity::scheduler(),
             &["localhost".into(), "127.0.0.1".into()],
         )
         .expect("server cert");

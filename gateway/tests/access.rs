@@ -302,6 +302,7 @@ async fn cluster_client_certificates_authenticate_by_common_name() {
     let tls = persys_certs::client_config(
         pki.ca.cert_pem(),
         Some((foreign.cert_pem.as_str(), foreign.key_pem.as_str())),
+        persys_certs::Expected::role(persys_certs::Role::Gateway),
     )
     .expect("tls");
     let intruder = reqwest::Client::builder()

@@ -85,6 +85,10 @@ pub struct Node {
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// First registration (RFC 3339).
     pub registered_at: DateTime<Utc>,
+    /// Serial (hex) of the node's current certificate: the scheduler refuses every
+    /// other certificate of this node (an older one is revoked by a re-registration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_serial: Option<String>,
 }
 
 impl Node {

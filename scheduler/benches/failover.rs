@@ -115,6 +115,7 @@ async fn admin(dir: &Path) -> Result<reqwest::Client> {
     let tls = persys_certs::client_config(
         &read("ca.crt")?,
         Some((&read("admin.crt")?, &read("admin.key")?)),
+        persys_certs::Expected::role(persys_certs::Role::Scheduler),
     )?;
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls(tls)

@@ -78,6 +78,7 @@ fn fake_nodes(rng: &mut Rng) -> Vec<Node> {
                 domain_name: String::new(),
                 last_heartbeat: None,
                 registered_at: chrono::DateTime::UNIX_EPOCH,
+                cert_serial: None,
             }
         })
         .collect()

@@ -2,6 +2,8 @@
 //! presenting the scheduler's certificate (CN `persys-scheduler`).
 
 use persys_proto::{ApiError, ContainerState, LogsQuery, Node, RunRequest};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Dial timeout towards an agent.
@@ -63,10 +65,25 @@ impl AgentError {
     }
 }
 
-/// HTTP client for agents.
-#[derive(Clone, Debug)]
+/// HTTP client for agents: one connection pool per node, each accepting only that
+/// node's certificate (`spiffe://persys/node/<id>`), so no other node, even one at
+/// the same address, is ever sent another node's workloads.
+#[derive(Clone)]
 pub struct AgentClient {
-    http: reqwest::Client,
+    tls: Arc<TlsMaterial>,
+    per_node: Arc<Mutex<HashMap<String, reqwest::Client>>>,
+}
+
+struct TlsMaterial {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient").finish_non_exhaustive()
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -79,23 +96,60 @@ enum ListBody {
 impl AgentClient {
     /// A client trusting only `ca_pem` and presenting `(cert_pem, key_pem)`.
     pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, AgentError> {
-        let mut tls = persys_certs::client_config(ca_pem, Some((cert_pem, key_pem)))
-            .map_err(|e| AgentError::Setup(e.to_string()))?;
+        let client = Self {
+            tls: Arc::new(TlsMaterial {
+                ca_pem: ca_pem.to_string(),
+                cert_pem: cert_pem.to_string(),
+                key_pem: key_pem.to_string(),
+            }),
+            per_node: Arc::default(),
+        };
+        // Fail at start, not at the first dispatch, when the material is bad.
+        client.build("setup-check")?;
+        Ok(client)
+    }
+
+    fn build(&self, node_id: &str) -> Result<reqwest::Client, AgentError> {
+        let m = &self.tls;
+        let mut tls = persys_certs::client_config(
+            &m.ca_pem,
+            Some((&m.cert_pem, &m.key_pem)),
+            persys_certs::Expected::Exactly(persys_certs::Identity::node(node_id)),
+        )
+        .map_err(|e| AgentError::Setup(e.to_string()))?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let http = reqwest::Client::builder()
+        reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| AgentError::Setup(e.to_string()))?;
-        Ok(Self { http })
+            .map_err(|e| AgentError::Setup(e.to_string()))
+    }
+
+    /// The client for `node` (built on first use).
+    fn http(&self, node: &Node) -> Result<reqwest::Client, AgentError> {
+        let mut clients = self.per_node.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&node.node_id) {
+            return Ok(c.clone());
+        }
+        let c = self.build(&node.node_id)?;
+        clients.insert(node.node_id.clone(), c.clone());
+        Ok(c)
+    }
+
+    /// Forget `node_id`'s client (its node was removed).
+    pub fn forget(&self, node_id: &str) {
+        self.per_node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node_id);
     }
 
     /// `POST /docker/run`: create or adopt the container; its state after.
     pub async fn run(&self, node: &Node, req: &RunRequest) -> Result<ContainerState, AgentError> {
         let url = format!("{}/docker/run", node.agent_url());
         let resp = self
-            .http
+            .http(node)?
             .post(url)
             .json(req)
             .timeout(RUN_TIMEOUT)
@@ -107,14 +161,24 @@ impl AgentClient {
     /// `POST /docker/stop/{id}`.
     pub async fn stop(&self, node: &Node, workload_id: &str) -> Result<ContainerState, AgentError> {
         let url = format!("{}/docker/stop/{workload_id}", node.agent_url());
-        let resp = self.http.post(url).timeout(STOP_TIMEOUT).send().await;
+        let resp = self
+            .http(node)?
+            .post(url)
+            .timeout(STOP_TIMEOUT)
+            .send()
+            .await;
         decode(node, resp).await
     }
 
     /// `POST /docker/remove/{id}`. A container that is already gone counts as removed.
     pub async fn remove(&self, node: &Node, workload_id: &str) -> Result<(), AgentError> {
         let url = format!("{}/docker/remove/{workload_id}", node.agent_url());
-        let resp = self.http.post(url).timeout(SHORT_TIMEOUT).send().await;
+        let resp = self
+            .http(node)?
+            .post(url)
+            .timeout(SHORT_TIMEOUT)
+            .send()
+            .await;
         match decode::<serde_json::Value>(node, resp).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
@@ -125,7 +189,12 @@ impl AgentClient {
     /// `GET /docker/list`: every container of this node.
     pub async fn list(&self, node: &Node) -> Result<Vec<ContainerState>, AgentError> {
         let url = format!("{}/docker/list", node.agent_url());
-        let resp = self.http.get(url).timeout(SHORT_TIMEOUT).send().await;
+        let resp = self
+            .http(node)?
+            .get(url)
+            .timeout(SHORT_TIMEOUT)
+            .send()
+            .await;
         Ok(match decode::<ListBody>(node, resp).await? {
             ListBody::Bare(v) | ListBody::Wrapped { containers: v } => v,
         })
@@ -150,7 +219,7 @@ impl AgentClient {
             params.push(("timestamps", "true".into()));
         }
         // No overall timeout: a followed log stream lasts as long as the client wants.
-        let resp = self.http.get(url).query(&params).send().await;
+        let resp = self.http(node)?.get(url).query(&params).send().await;
         let resp = resp.map_err(|e| unreachable(node, &e))?;
         if resp.status().is_success() {
             Ok(resp)

@@ -80,7 +80,10 @@ async fn fake_agent(app: &TestApp, node_id: &str, calls: Arc<Calls>) {
     let cert = app
         .ctx
         .ca
-        .issue_dual(node_id, &["127.0.0.1".into()])
+        .issue_dual(
+            &persys_certs::Identity::node(node_id),
+            &["127.0.0.1".into()],
+        )
         .expect("agent cert");
     let tls = persys_certs::server_config_mtls(&app.ctx.ca_pem, &cert.cert_pem, &cert.key_pem)
         .expect("tls");

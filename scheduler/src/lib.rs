@@ -171,7 +171,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let api_tls = persys_certs::server_config_mtls(pki.ca.cert_pem(), &pki.cert_pem, &pki.key_pem)?;
     let bootstrap_tls =
-        persys_certs::server_config(&pki.cert_pem, &pki.key_pem, Some(pki.ca.cert_pem()))?;
+        persys_certs::server_config_bootstrap(pki.ca.cert_pem(), &pki.cert_pem, &pki.key_pem)?;
     let agents = agent_client::AgentClient::new(pki.ca.cert_pem(), &pki.cert_pem, &pki.key_pem)
         .map_err(|e| RunError::Config(e.to_string()))?;
     let api_listener = bind(config.listen).await?;

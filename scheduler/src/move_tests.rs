@@ -101,7 +101,7 @@ async fn agent(
     let cert = app
         .ctx
         .ca
-        .issue_dual(node, &["127.0.0.1".into()])
+        .issue_dual(&persys_certs::Identity::node(node), &["127.0.0.1".into()])
         .expect("agent cert");
     let tls = persys_certs::server_config_mtls(&app.ctx.ca_pem, &cert.cert_pem, &cert.key_pem)
         .expect("tls");
@@ -146,9 +146,9 @@ async fn call(
         .header("content-type", "application/json")
         .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
         .expect("request");
-    req.extensions_mut().insert(persys_certs::PeerIdentity {
-        common_name: "admin".into(),
-    });
+    req.extensions_mut().insert(persys_certs::PeerIdentity::new(
+        persys_certs::Identity::admin(),
+    ));
     let resp = router(app.ctx.clone()).oneshot(req).await.expect("answer");
     let status = resp.status();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();

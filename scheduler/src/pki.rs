@@ -4,15 +4,11 @@
 
 use crate::store::{Store, StoreError};
 use chrono::Utc;
-use persys_certs::{CertError, CertificateAuthority, JoinToken};
+use persys_certs::{CertError, CertificateAuthority, Identity, JoinToken};
 use persys_proto::keys;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Common name of the scheduler's certificate (server and client towards agents).
-pub const SCHEDULER_CN: &str = "persys-scheduler";
-/// Common name of the admin client certificate written for the CLI.
-pub const ADMIN_CN: &str = "admin";
 /// File names in the data dir (see `docs/interfaces.md`).
 pub mod files {
     /// Scheduler certificate.
@@ -92,6 +88,15 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Whether the certificate file at `path` is of `identity`.
+fn holds_identity(path: &Path, identity: &Identity) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|pem| persys_certs::pem::parse_certs(&pem).ok())
+        .and_then(|certs| certs.first().and_then(|c| Identity::of_certificate(c)))
+        .is_some_and(|found| &found == identity)
 }
 
 /// This machine's host name, if it can be read.
@@ -190,7 +195,7 @@ impl Pki {
         let ca = CertificateAuthority::load_or_generate(data_dir)?;
         // Re-issued at every start so that a changed --tls-san takes effect; agents
         // trust the CA, not this leaf.
-        let server = ca.issue_dual(SCHEDULER_CN, &server_sans(tls_sans))?;
+        let server = ca.issue_dual(&Identity::scheduler(), &server_sans(tls_sans))?;
         let crt = data_dir.join(files::SCHEDULER_CRT);
         let key = data_dir.join(files::SCHEDULER_KEY);
         persys_certs::write_private(&key, &server.key_pem).map_err(io_err(&key))?;
@@ -198,8 +203,11 @@ impl Pki {
 
         let admin_crt = data_dir.join(files::ADMIN_CRT);
         let admin_key = data_dir.join(files::ADMIN_KEY);
-        if !(admin_crt.exists() && admin_key.exists()) {
-            let admin = ca.issue_client(ADMIN_CN)?;
+        if !(admin_crt.exists() && admin_key.exists())
+            || !holds_identity(&admin_crt, &Identity::admin())
+        {
+            // Also when an older release wrote it without an identity (worth nothing now).
+            let admin = ca.issue_client(&Identity::admin())?;
             persys_certs::write_private(&admin_key, &admin.key_pem).map_err(io_err(&admin_key))?;
             persys_certs::write_private(&admin_crt, &admin.cert_pem).map_err(io_err(&admin_crt))?;
         }
@@ -265,6 +273,14 @@ mod tests {
         ] {
             assert!(dir.path().join(f).exists(), "{f}");
         }
+        assert!(holds_identity(
+            &dir.path().join("admin.crt"),
+            &Identity::admin()
+        ));
+        assert!(holds_identity(
+            &dir.path().join("scheduler.crt"),
+            &Identity::scheduler()
+        ));
         let b = Pki::load_or_create(dir.path(), &[], None).expect("pki again");
         assert_eq!(a.join_token, b.join_token);
         assert_eq!(a.ca.fingerprint(), b.ca.fingerprint());

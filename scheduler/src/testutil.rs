@@ -202,6 +202,7 @@ impl TestApp {
             domain_name: String::new(),
             last_heartbeat: None,
             registered_at: chrono::Utc::now(),
+            cert_serial: None,
         };
         let rev = self
             .ctx

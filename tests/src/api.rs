@@ -38,6 +38,10 @@ impl Api {
         let tls = persys_certs::client_config(
             &ca_pem,
             ident.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+            persys_certs::Expected::Roles(vec![
+                persys_certs::Role::Scheduler,
+                persys_certs::Role::Gateway,
+            ]),
         )?;
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token {

@@ -266,6 +266,7 @@ async fn signed_github_push_redeploys_the_matching_workload_and_a_bad_signature_
             persys_certs::client_config(
                 &std::fs::read_to_string(c.scheduler_dir().join("ca.crt")).expect("ca"),
                 None,
+                persys_certs::Expected::role(persys_certs::Role::Gateway),
             )
             .expect("tls"),
         )

@@ -5,7 +5,13 @@ use persys_tests::{AgentOptions, Cluster, ClusterOptions};
 use std::time::{Duration, Instant};
 
 fn client(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
-    let tls = persys_certs::client_config(ca_pem, identity).expect("tls config");
+    // Any server role: these tests are about what the servers refuse.
+    let any = persys_certs::Expected::Roles(vec![
+        persys_certs::Role::Scheduler,
+        persys_certs::Role::Gateway,
+        persys_certs::Role::Node,
+    ]);
+    let tls = persys_certs::client_config(ca_pem, identity, any).expect("tls config");
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(5))
@@ -35,7 +41,9 @@ async fn api_and_agent_ports_refuse_clients_without_a_cluster_certificate() {
     let d = c.scheduler_dir();
     let ca = std::fs::read_to_string(d.join("ca.crt")).expect("ca");
     let other = CertificateAuthority::generate("other-ca").expect("other ca");
-    let foreign = other.issue_client("admin").expect("foreign cert");
+    let foreign = other
+        .issue_client(&persys_certs::Identity::admin())
+        .expect("foreign cert");
 
     let api = format!("https://127.0.0.1:{}/workloads", c.api_port);
     let agent = format!("https://127.0.0.1:{}/docker/list", c.agents[0].port);

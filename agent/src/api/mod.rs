@@ -17,14 +17,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::AppError;
-use persys_certs::PeerIdentity;
+use persys_certs::{PeerIdentity, Role};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// The only client identity the agent serves.
-pub const SCHEDULER_CN: &str = "persys-scheduler";
 /// Largest request body.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -67,22 +65,22 @@ pub fn router<R: ContainerRuntime>(state: AppState<R>) -> Router {
         .layer(SetRequestIdLayer::new(header, MakeRequestUuid))
 }
 
-/// Refuse every client but the scheduler (403).
+/// Refuse every client but the scheduler (403): a node's certificate, a user's or
+/// one without a persys identity is worth nothing here.
 async fn require_scheduler(request: Request, next: Next) -> Response {
     match request.extensions().get::<PeerIdentity>() {
-        Some(peer) if peer.common_name == SCHEDULER_CN => next.run(request).await,
+        Some(peer) if peer.identity.role == Role::Scheduler => next.run(request).await,
         Some(peer) => {
-            tracing::warn!(client = %peer.common_name, "refused a client that is not the scheduler");
+            tracing::warn!(client = %peer.identity, "refused a client that is not the scheduler");
             AppError::forbidden(format!(
-                "client certificate {:?} is not allowed; only {SCHEDULER_CN:?} is",
-                peer.common_name
+                "client certificate of {} is not allowed; only the scheduler's is",
+                peer.identity
             ))
             .into_response()
         }
-        None => AppError::forbidden(format!(
-            "a client certificate of {SCHEDULER_CN:?} is required"
-        ))
-        .into_response(),
+        None => {
+            AppError::forbidden("a client certificate of the scheduler is required").into_response()
+        }
     }
 }
 

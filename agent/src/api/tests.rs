@@ -4,6 +4,7 @@ use crate::runtime::fake::FakeRuntime;
 use crate::supervisor::ledger::Ledger;
 use axum::body::{to_bytes, Body};
 use axum::http::{Method, StatusCode};
+use persys_certs::Identity;
 use persys_proto::{ApiError, ContainerState, WorkloadStatus};
 use tower::ServiceExt;
 
@@ -44,12 +45,19 @@ fn request(
         .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
         .expect("request");
     if let Some(cn) = cn {
-        req.extensions_mut().insert(PeerIdentity {
-            common_name: cn.into(),
-        });
+        // The scheduler's name as a node's, a user's and the scheduler's own identity.
+        let identity = match cn {
+            SCHEDULER_CN => Identity::scheduler(),
+            "admin" => Identity::admin(),
+            other => Identity::node(other),
+        };
+        req.extensions_mut().insert(PeerIdentity::new(identity));
     }
     req
 }
+
+/// How the tests name the scheduler's certificate.
+const SCHEDULER_CN: &str = persys_certs::identity::SCHEDULER_NAME;
 
 fn run_body(generation: u64) -> serde_json::Value {
     serde_json::json!({
@@ -70,7 +78,12 @@ async fn call(app: &Router, req: Request) -> (StatusCode, bytes::Bytes) {
 #[tokio::test]
 async fn a_client_without_the_scheduler_certificate_is_forbidden() {
     let (app, rt) = app();
-    for cn in [None, Some("admin"), Some("node-2")] {
+    for cn in [
+        None,
+        Some("admin"),
+        Some("node-2"),
+        Some("persys-scheduler-not"),
+    ] {
         let (status, body) = call(
             &app,
             request(Method::POST, "/docker/run", Some(run_body(1)), cn),

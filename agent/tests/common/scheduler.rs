@@ -59,7 +59,7 @@ async fn register(
     let cert =
         s.ca.sign_csr(
             &req.csr,
-            &node_id,
+            &persys_certs::Identity::node(&node_id),
             &[req.ip_address.clone(), req.hostname.clone()],
         )
         .expect("csr signs");
@@ -82,7 +82,7 @@ async fn heartbeat(
         .lock()
         .expect("lock")
         .heartbeats
-        .push((peer.common_name, beat));
+        .push((peer.identity.name, beat));
     Json(HeartbeatResponse {
         reregister: s.forget_node.swap(false, Ordering::SeqCst),
     })
@@ -98,7 +98,7 @@ async fn status(
         .lock()
         .expect("lock")
         .reports
-        .push((peer.common_name, id, report));
+        .push((peer.identity.name, id, report));
     StatusCode::NO_CONTENT
 }
 
@@ -117,7 +117,7 @@ impl FakeScheduler {
         };
         let server = ca
             .issue_server(
-                "persys-scheduler",
+                &persys_certs::Identity::scheduler(),
                 &["127.0.0.1".into(), "localhost".into()],
             )
             .expect("server cert");
@@ -182,12 +182,21 @@ impl FakeScheduler {
         }
     }
 
-    /// A client of the agent API with a certificate of `common_name`.
-    pub fn client(&self, common_name: &str) -> reqwest::Client {
-        let cert = self.ca.issue_client(common_name).expect("client cert");
-        let tls =
-            persys_certs::client_config(self.ca.cert_pem(), Some((&cert.cert_pem, &cert.key_pem)))
-                .expect("tls");
+    /// A client of the agent API with a certificate of `name`: the scheduler's
+    /// (`persys-scheduler`), or else a node's.
+    pub fn client(&self, name: &str) -> reqwest::Client {
+        let identity = if name == persys_certs::identity::SCHEDULER_NAME {
+            persys_certs::Identity::scheduler()
+        } else {
+            persys_certs::Identity::node(name)
+        };
+        let cert = self.ca.issue_client(&identity).expect("client cert");
+        let tls = persys_certs::client_config(
+            self.ca.cert_pem(),
+            Some((&cert.cert_pem, &cert.key_pem)),
+            persys_certs::Expected::role(persys_certs::Role::Node),
+        )
+        .expect("tls");
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .build()

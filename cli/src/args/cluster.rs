@@ -29,6 +29,13 @@ pub enum NodeCommand {
         /// Node id.
         id: String,
     },
+    /// Forget a node with nothing placed on it: its certificate stops working and its
+    /// id may register again (drain it first).
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// Node id.
+        id: String,
+    },
 }
 
 /// `persys events`.

@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn node_control_verbs_take_a_node_id() {
-        for verb in ["cordon", "uncordon", "drain"] {
+        for verb in ["cordon", "uncordon", "drain", "rm"] {
             assert!(matches!(
                 parse(&["node", verb, "node-1"]).command,
                 Command::Node(_)

@@ -85,6 +85,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             NodeCommand::Cordon { id } => nodes::control(&ctx, NodeAction::Cordon, &id).await,
             NodeCommand::Uncordon { id } => nodes::control(&ctx, NodeAction::Uncordon, &id).await,
             NodeCommand::Drain { id } => nodes::control(&ctx, NodeAction::Drain, &id).await,
+            NodeCommand::Rm { id } => nodes::remove(&ctx, &id).await,
         },
         Command::Events(args) => events::events(&ctx, &args).await,
         Command::Metrics => metrics::metrics(&ctx).await,

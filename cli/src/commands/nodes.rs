@@ -1,4 +1,4 @@
-//! `persys node list|get|cordon|uncordon|drain`.
+//! `persys node list|get|cordon|uncordon|drain|rm`.
 
 use super::{escape, Ctx};
 use crate::output::{self, print_data, print_text};
@@ -85,5 +85,16 @@ pub async fn control(ctx: &Ctx, action: NodeAction, id: &str) -> anyhow::Result<
         .and_then(|s| s.as_str())
         .unwrap_or(action.segment());
     print_text(&format!("{id}: {status}\n"));
+    Ok(())
+}
+
+/// `persys node rm ID`: `DELETE /nodes/{id}`; prints `node-1: removed`.
+pub async fn remove(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    let raw = ctx.client.delete(&format!("/nodes/{}", escape(id))).await?;
+    if ctx.format.is_data() {
+        print_data(ctx.format, &raw);
+        return Ok(());
+    }
+    print_text(&format!("{id}: removed\n"));
     Ok(())
 }

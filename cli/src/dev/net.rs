@@ -105,7 +105,14 @@ async fn tls_get_ok(ca_path: &Path, port: u16, path: &str) -> bool {
     let Ok(ca) = std::fs::read_to_string(ca_path) else {
         return false;
     };
-    let Ok(tls) = persys_certs::client_config(&ca, None) else {
+    let Ok(tls) = persys_certs::client_config(
+        &ca,
+        None,
+        persys_certs::Expected::Roles(vec![
+            persys_certs::Role::Gateway,
+            persys_certs::Role::Scheduler,
+        ]),
+    ) else {
         return false;
     };
     let Ok(http) = reqwest::Client::builder()

@@ -109,6 +109,7 @@ pub(crate) mod tests {
             domain_name: format!("{id}.cluster.local.dev"),
             last_heartbeat: Some(heartbeat),
             registered_at: heartbeat,
+            cert_serial: None,
         }
     }
 

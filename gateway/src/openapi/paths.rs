@@ -123,6 +123,15 @@ pub async fn cordon_node() {}
     ))]
 pub async fn uncordon_node() {}
 
+#[utoipa::path(delete, path = "/nodes/{id}", tag = "nodes", operation_id = "removeNode",
+    params(("id" = String, Path, description = "node id")),
+    responses(
+        (status = 200, description = "the node is forgotten: its record, DNS name and certificate; its id may register again", body = NodeDoc),
+        (status = 404, description = "no such node", body = ApiErrorDoc),
+        (status = 409, description = "workloads are still placed on the node (drain it first), or a concurrent change won", body = ApiErrorDoc),
+    ))]
+pub async fn remove_node() {}
+
 #[utoipa::path(post, path = "/nodes/{id}/drain", tag = "nodes", operation_id = "drainNode",
     params(("id" = String, Path, description = "node id")),
     responses(

@@ -82,6 +82,7 @@ fn sample_node() -> Node {
         domain_name: "node-1.cluster.local.dev".into(),
         last_heartbeat: Some(Utc::now()),
         registered_at: Utc::now(),
+        cert_serial: None,
     }
 }
 

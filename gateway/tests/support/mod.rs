@@ -111,8 +111,16 @@ impl Pki {
         Self { dir, ca }
     }
 
-    pub fn client_cert(&self, cn: &str) -> IssuedCert {
-        self.ca.issue_client(cn).expect("client cert")
+    /// A user's client certificate (`admin` is the administrator).
+    pub fn client_cert(&self, user: &str) -> IssuedCert {
+        self.ca
+            .issue_client(&persys_certs::Identity::user(user))
+            .expect("client cert")
+    }
+
+    /// A cluster component's certificate (e.g. a node's), no user credential.
+    pub fn component_cert(&self, identity: &persys_certs::Identity) -> IssuedCert {
+        self.ca.issue_client(identity).expect("component cert")
     }
 }
 
@@ -186,6 +194,7 @@ pub fn client(pki: &Pki, cert: Option<&IssuedCert>) -> reqwest::Client {
     let tls = persys_certs::client_config(
         pki.ca.cert_pem(),
         cert.map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())),
+        persys_certs::Expected::role(persys_certs::Role::Gateway),
     )
     .expect("client tls");
     reqwest::Client::builder()

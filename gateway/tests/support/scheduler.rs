@@ -166,7 +166,7 @@ pub async fn start(ca: &CertificateAuthority) -> FakeScheduler {
         .with_state(seen.clone());
     let srv = ca
         .issue_server(
-            "persys-scheduler",
+            &persys_certs::Identity::scheduler(),
             &["localhost".into(), "127.0.0.1".into()],
         )
         .expect("server cert");

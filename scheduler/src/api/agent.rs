@@ -2,7 +2,7 @@
 //! identity is its certificate's common name, never the body.
 
 use super::error::AppError;
-use super::extract::{JsonBody, Peer};
+use super::extract::{CallingNode, JsonBody};
 use super::AppState;
 use crate::{control, liveness};
 use axum::extract::{Path, State};
@@ -14,7 +14,7 @@ use persys_proto::{HeartbeatResponse, NodeHeartbeat, StatusReport};
 /// An unknown node is told to register again.
 pub async fn heartbeat(
     State(ctx): State<AppState>,
-    Peer(cn): Peer,
+    CallingNode(cn): CallingNode,
     JsonBody(hb): JsonBody<NodeHeartbeat>,
 ) -> Result<Json<HeartbeatResponse>, AppError> {
     let known = liveness::heartbeat(&ctx, &cn, &hb).await?;
@@ -27,7 +27,7 @@ pub async fn heartbeat(
 /// `POST /nodes/{id}/status`: container states pushed by the node's agent.
 pub async fn status(
     State(ctx): State<AppState>,
-    Peer(cn): Peer,
+    CallingNode(cn): CallingNode,
     Path(id): Path<String>,
     JsonBody(report): JsonBody<StatusReport>,
 ) -> Result<StatusCode, AppError> {

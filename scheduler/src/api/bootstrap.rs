@@ -9,22 +9,23 @@ use crate::control;
 use crate::dns::{self, DnsRecord};
 use crate::pki::{TokenRecord, KIND_JOIN};
 use crate::store::StoreEvent;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::Utc;
-use persys_certs::{constant_time_eq, hash_secret, JoinToken};
+use persys_certs::{constant_time_eq, hash_secret, Identity, JoinToken, PeerIdentity};
 use persys_proto::validate::is_dns_label;
 use persys_proto::{codes, keys, Node, NodeStatus, RegisterRequest, RegisterResponse};
 use std::net::IpAddr;
 use tokio::time::Instant;
 
-/// Node ids that would be certificate CNs of cluster components.
+/// Node ids that read like cluster components' names (a node's identity could never
+/// pass for theirs, but logs and `node list` should not mislead either).
 pub const RESERVED_NODE_IDS: [&str; 3] = [
-    crate::pki::SCHEDULER_CN,
-    crate::pki::ADMIN_CN,
-    "persys-gateway",
+    persys_certs::identity::SCHEDULER_NAME,
+    persys_certs::identity::ADMIN_NAME,
+    persys_certs::identity::GATEWAY_NAME,
 ];
 
 /// `GET /healthz`: the process serves.
@@ -82,7 +83,13 @@ async fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<(), AppError> {
 
 /// The node record after a (re-)registration: fresh facts from the agent; an operator's
 /// cordon/drain is kept, a lost node is Active again.
-fn registered(prev: Option<&Node>, req: &RegisterRequest, node_id: &str, domain: &str) -> Node {
+fn registered(
+    prev: Option<&Node>,
+    req: &RegisterRequest,
+    node_id: &str,
+    domain: &str,
+    cert_serial: &str,
+) -> Node {
     let now = Utc::now();
     let status = match prev.map(|p| p.status) {
         Some(s @ (NodeStatus::Cordoned | NodeStatus::Draining)) => s,
@@ -106,16 +113,44 @@ fn registered(prev: Option<&Node>, req: &RegisterRequest, node_id: &str, domain:
         domain_name: dns::node_fqdn(domain, node_id),
         last_heartbeat: prev.and_then(|p| p.last_heartbeat),
         registered_at: prev.map_or(now, |p| p.registered_at),
+        cert_serial: Some(cert_serial.to_string()),
     }
+}
+
+/// Whether `presented` may re-register `existing`: only the holder of its current
+/// certificate may (a renewal). Records from before serials were kept accept any
+/// certificate of the node's own identity.
+fn may_reregister(existing: &Node, presented: Option<&PeerIdentity>) -> bool {
+    let Some(p) = presented else {
+        return false;
+    };
+    if p.identity != Identity::node(&existing.node_id) {
+        return false;
+    }
+    match &existing.cert_serial {
+        Some(current) => constant_time_eq(current.as_bytes(), p.serial.as_bytes()),
+        None => true,
+    }
+}
+
+fn taken(node_id: &str) -> AppError {
+    AppError::forbidden(format!(
+        "node {node_id} is already registered: re-registering it needs its current certificate \
+         (the agent presents the one in its data dir), or an admin removes it first \
+         (`persys node rm {node_id}`)"
+    ))
 }
 
 /// `POST /nodes/register` with `Authorization: Bearer <join token>`.
 pub async fn register(
     State(ctx): State<AppState>,
     headers: HeaderMap,
+    peer: Option<Extension<PeerIdentity>>,
+    source: Option<Extension<crate::forward::ClientAddr>>,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<Json<RegisterResponse>, AppError> {
     authenticate(&ctx, &headers).await?;
+    let peer = peer.map(|Extension(p)| p);
     let node_id = req
         .node_id
         .clone()
@@ -141,6 +176,22 @@ pub async fn register(
             format!("{:?} is not an IP address", req.ip_address),
         )
     })?;
+    // The certificate names this address: it must be where the node really is, not
+    // one it picks to pass for another server.
+    if let Some(Extension(crate::forward::ClientAddr(from))) = source {
+        if from != ip && !(from.is_loopback() && ip.is_loopback()) {
+            return Err(AppError::invalid_field(
+                "ipAddress",
+                format!("{ip} is not the address this registration comes from ({from})"),
+            ));
+        }
+    }
+    if let Some(existing) = ctx.cache.node(&node_id) {
+        // Checked again in the write (a registration may race this one).
+        if !may_reregister(&existing.value, peer.as_ref()) {
+            return Err(taken(&node_id));
+        }
+    }
     if req.agent_port == 0 {
         return Err(AppError::invalid_field("agentPort", "must be 1-65535"));
     }
@@ -150,16 +201,22 @@ pub async fn register(
             "must be a non-negative number",
         ));
     }
-    let mut sans = vec![ip.to_string()];
-    if !req.hostname.is_empty() && req.hostname.split('.').all(is_dns_label) {
-        sans.push(req.hostname.clone());
-    }
+    // Only the verified address: a host name or any other name the node chose could
+    // make its certificate pass for another server's.
+    let sans = vec![ip.to_string()];
     let certificate = ctx
         .ca
-        .sign_csr(&req.csr, &node_id, &sans)
+        .sign_csr(&req.csr, &Identity::node(&node_id), &sans)
         .map_err(|e| AppError::invalid_field("csr", e))?;
+    let serial = persys_certs::pem::parse_certs(&certificate)
+        .ok()
+        .and_then(|c| {
+            c.first()
+                .and_then(|der| persys_certs::identity::serial_of(der))
+        })
+        .ok_or_else(|| AppError::internal("the signed certificate has no serial"))?;
 
-    store_node(&ctx, &req, &node_id).await?;
+    store_node(&ctx, &req, &node_id, &serial, peer.as_ref()).await?;
     let record = DnsRecord {
         host: ip.to_string(),
         ttl: dns::TTL,
@@ -182,19 +239,33 @@ pub async fn register(
     }))
 }
 
-async fn store_node(ctx: &Ctx, req: &RegisterRequest, node_id: &str) -> Result<(), AppError> {
+async fn store_node(
+    ctx: &Ctx,
+    req: &RegisterRequest,
+    node_id: &str,
+    serial: &str,
+    presented: Option<&PeerIdentity>,
+) -> Result<(), AppError> {
     let domain = ctx.config.cluster_domain.clone();
     let key = keys::node(node_id);
     for _ in 0..8 {
+        let mut refused = false;
         let out = control::update_node(ctx, node_id, |prev| {
-            let next = registered(Some(prev), req, node_id, &domain);
+            refused = !may_reregister(prev, presented);
+            if refused {
+                return None;
+            }
+            let next = registered(Some(prev), req, node_id, &domain, serial);
             (&next != prev).then_some(next)
         })
         .await?;
+        if refused {
+            return Err(taken(node_id));
+        }
         if !matches!(out, crate::store::Updated::Missing) {
             return Ok(());
         }
-        let node = registered(None, req, node_id, &domain);
+        let node = registered(None, req, node_id, &domain, serial);
         if let Some(rev) = ctx.store.put_if_absent(&key, &node).await? {
             ctx.cache.apply(StoreEvent::NodePut(Box::new(node), rev));
             return Ok(());

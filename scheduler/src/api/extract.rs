@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use persys_certs::PeerIdentity;
+use persys_certs::{PeerIdentity, Role};
 use persys_proto::codes;
 use serde::de::DeserializeOwned;
 
@@ -48,20 +48,24 @@ where
     }
 }
 
-/// The verified client certificate's common name (mTLS port only).
+/// The node calling, from its verified certificate (`spiffe://persys/node/<id>`):
+/// agents' routes act for this node only, whatever the body or path says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer(pub String);
+pub struct CallingNode(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
+impl<S: Send + Sync> FromRequestParts<S> for CallingNode {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<PeerIdentity>()
-            .map(|p| Peer(p.common_name.clone()))
-            .ok_or_else(|| {
-                AppError::unauthenticated("a client certificate of the cluster CA is required")
-            })
+        match parts.extensions.get::<PeerIdentity>() {
+            Some(p) if p.identity.role == Role::Node => Ok(CallingNode(p.identity.name.clone())),
+            Some(p) => Err(AppError::forbidden(format!(
+                "only a node's certificate may call this route, not {}",
+                p.identity
+            ))),
+            None => Err(AppError::unauthenticated(
+                "a node certificate of the cluster CA is required",
+            )),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP API: the mTLS scheduler API (users and agents) and the bootstrap port.
 
 pub mod agent;
+pub mod authz;
 pub mod bootstrap;
 pub mod cluster;
 pub mod error;
@@ -43,7 +44,7 @@ pub fn router(ctx: AppState) -> Router {
         .route("/workloads/{id}/logs", get(logs::logs))
         .route("/nodes", get(nodes::list))
         .route("/nodes/heartbeat", post(agent::heartbeat))
-        .route("/nodes/{id}", get(nodes::get_one))
+        .route("/nodes/{id}", get(nodes::get_one).delete(nodes::remove))
         .route("/nodes/{id}/cordon", post(nodes::cordon))
         .route("/nodes/{id}/uncordon", post(nodes::uncordon))
         .route("/nodes/{id}/drain", post(nodes::drain))

@@ -172,3 +172,42 @@ pub async fn drain(
 ) -> Result<Json<NodeView>, AppError> {
     set(&ctx, &id, NodeStatus::Draining).await
 }
+
+/// `DELETE /nodes/{id}`: forget a node (admin only, through the gateway): its record,
+/// its DNS name and its certificate, which no longer works; its id may then be
+/// registered again with the join token. Refused (409) while workloads are placed on
+/// it: drain it first.
+pub async fn remove(
+    State(ctx): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeView>, AppError> {
+    let Some(current) = ctx.cache.node(&id) else {
+        return Err(not_found(&id));
+    };
+    let placed = ctx
+        .cache
+        .workloads()
+        .iter()
+        .filter(|w| w.node_id.as_deref() == Some(id.as_str()))
+        .count();
+    if placed > 0 {
+        return Err(AppError::conflict(format!(
+            "node {id} still has {placed} workload(s) placed on it; drain it (`persys node drain {id}`) and remove or move them first"
+        )));
+    }
+    let key = persys_proto::keys::node(&id);
+    let Some(rev) = ctx.store.delete_at(&key, current.mod_revision).await? else {
+        return Err(AppError::conflict(format!(
+            "node {id} changed while being removed; try again"
+        )));
+    };
+    ctx.cache
+        .apply(crate::store::StoreEvent::NodeDeleted(id.clone(), rev));
+    ctx.store
+        .delete(&crate::dns::node_key(&ctx.config.cluster_domain, &id))
+        .await?;
+    ctx.liveness.forget(&id);
+    ctx.agents.forget(&id);
+    tracing::info!(node = %id, "node removed; its certificate no longer works");
+    Ok(Json(NodeView::of(current.value, &[])))
+}

@@ -1,5 +1,6 @@
 //! The client towards the leader: one request at a time, buffered, over mTLS with this
-//! replica's certificate (CN `persys-scheduler`), keeping the request id and carrying
+//! replica's certificate (the scheduler identity; only a scheduler's is accepted on
+//! the other end), keeping the request id and carrying
 //! the caller's identity, the write id and the deadline in headers that the leader
 //! trusts only from a `persys-scheduler` certificate. The answer is streamed back.
 
@@ -13,7 +14,9 @@ use persys_proto::codes;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::{DEADLINE_HEADER, FORWARDED_BY_HEADER, NODE_ID_HEADER, RETRY_HEADER, WRITE_ID_HEADER};
+use super::{
+    DEADLINE_HEADER, FORWARDED_BY_HEADER, PEER_HEADER, RETRY_HEADER, SOURCE_HEADER, WRITE_ID_HEADER,
+};
 
 /// Dial timeout towards the leader: a dead leader is noticed quickly.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -47,8 +50,12 @@ pub struct Forwarder {
 impl Forwarder {
     /// A client trusting only `ca_pem` and presenting `(cert_pem, key_pem)`.
     pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, ForwardSetupError> {
-        let mut tls = persys_certs::client_config(ca_pem, Some((cert_pem, key_pem)))
-            .map_err(|e| ForwardSetupError(e.to_string()))?;
+        let mut tls = persys_certs::client_config(
+            ca_pem,
+            Some((cert_pem, key_pem)),
+            persys_certs::Expected::role(persys_certs::Role::Scheduler),
+        )
+        .map_err(|e| ForwardSetupError(e.to_string()))?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
@@ -82,8 +89,10 @@ pub fn retry_on_leader(message: impl Into<String>) -> Response {
 
 /// What one request carries to the leader besides its own headers and body.
 pub struct Hop<'a> {
-    /// The caller's certificate CN.
+    /// The caller's identity, as [`super::peer_header`] writes it.
     pub identity: Option<&'a str>,
+    /// The caller's address.
+    pub source: Option<&'a str>,
     /// The request's write id.
     pub write_id: &'a str,
     /// When the caller stops waiting.
@@ -112,7 +121,8 @@ pub async fn send(
     let left_ms = left.as_millis().to_string();
     for (name, value) in [
         (REQUEST_ID_HEADER, Some(current_request_id())),
-        (NODE_ID_HEADER, hop.identity.map(String::from)),
+        (PEER_HEADER, hop.identity.map(String::from)),
+        (SOURCE_HEADER, hop.source.map(String::from)),
         (FORWARDED_BY_HEADER, Some(me.clone())),
         (WRITE_ID_HEADER, Some(hop.write_id.to_string())),
         (DEADLINE_HEADER, Some(left_ms)),

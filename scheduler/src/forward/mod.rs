@@ -20,19 +20,18 @@ mod leader;
 pub use leader::{retry_on_leader, unavailable, ForwardSetupError, Forwarder};
 
 use crate::api::AppState;
-use crate::pki::SCHEDULER_CN;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use persys_certs::PeerIdentity;
+use persys_certs::{Identity, PeerIdentity, Role};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The original caller's certificate CN on a forwarded request.
-pub const NODE_ID_HEADER: &str = "x-persys-node-id";
+/// The original caller's identity on a forwarded request: `<identity URI> <serial>`.
+pub const PEER_HEADER: &str = "x-persys-peer";
 /// Replica id of the follower that forwarded a request (a request is forwarded once).
 pub const FORWARDED_BY_HEADER: &str = "x-persys-forwarded-by";
 /// The write id of a forwarded request.
@@ -53,16 +52,39 @@ const MAX_PAUSE: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteId(pub String);
 
+/// The address a request came from: the TCP peer, or for a request forwarded by a
+/// replica, its caller's ([`SOURCE_HEADER`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The caller's address on a forwarded request.
+pub const SOURCE_HEADER: &str = "x-persys-source";
+
 /// How a request reached this replica.
 struct Arrival {
     /// Forwarded by a follower that believed we lead: it retries, not us.
     forwarded: bool,
-    /// The caller's certificate CN.
+    /// The caller's identity ([`peer_header`]).
     identity: Option<String>,
     /// The write id given by a forwarding replica.
     write_id: Option<String>,
     /// What a forwarding replica still waits.
     budget: Option<Duration>,
+    /// The caller's address.
+    source: Option<String>,
+}
+
+/// How a caller's identity travels to the leader.
+pub fn peer_header(peer: &PeerIdentity) -> String {
+    format!("{} {}", peer.identity.uri(), peer.serial)
+}
+
+fn parse_peer_header(value: &str) -> Option<PeerIdentity> {
+    let (uri, serial) = value.split_once(' ').unwrap_or((value, ""));
+    Some(PeerIdentity {
+        identity: Identity::parse_uri(uri)?,
+        serial: serial.to_string(),
+    })
 }
 
 fn is_read(method: &Method) -> bool {
@@ -74,7 +96,7 @@ fn arrival(req: &mut Request) -> Arrival {
     let from_replica = req
         .extensions()
         .get::<PeerIdentity>()
-        .is_some_and(|p| p.common_name == SCHEDULER_CN);
+        .is_some_and(|p| p.identity.role == Role::Scheduler);
     let h = req.headers_mut();
     let mut take = |name: &str| {
         h.remove(name)
@@ -82,22 +104,34 @@ fn arrival(req: &mut Request) -> Arrival {
             .and_then(|v| v.to_str().ok().map(String::from))
             .filter(|s| !s.is_empty())
     };
-    let claimed = take(NODE_ID_HEADER);
+    let claimed = take(PEER_HEADER);
     let forwarded = take(FORWARDED_BY_HEADER).is_some();
     let write_id = take(WRITE_ID_HEADER).filter(|s| s.len() <= 64);
     let budget = take(DEADLINE_HEADER)
         .and_then(|s| s.parse::<u64>().ok())
         .map(Duration::from_millis);
-    if let Some(cn) = &claimed {
-        req.extensions_mut().insert(PeerIdentity {
-            common_name: cn.clone(),
-        });
-    }
-    let identity = req
+    let forwarded_source = take(SOURCE_HEADER).and_then(|s| s.parse().ok());
+    let tcp_source = req
         .extensions()
-        .get::<PeerIdentity>()
-        .map(|p| p.common_name.clone());
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(addr) = forwarded_source.or(tcp_source) {
+        req.extensions_mut().insert(ClientAddr(addr));
+    }
+    if from_replica {
+        // The replica speaks for its caller, or for nobody (a request of its own).
+        match claimed.as_deref().and_then(parse_peer_header) {
+            Some(peer) => req.extensions_mut().insert(peer),
+            None => req.extensions_mut().remove::<PeerIdentity>(),
+        };
+    }
+    let identity = req.extensions().get::<PeerIdentity>().map(peer_header);
+    let source = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|a| a.0.to_string());
     Arrival {
+        source,
         forwarded,
         identity,
         write_id,
@@ -108,6 +142,11 @@ fn arrival(req: &mut Request) -> Arrival {
 /// Middleware of the mTLS API.
 pub async fn api(State(ctx): State<AppState>, mut req: Request, next: Next) -> Response {
     let arrival = arrival(&mut req);
+    // Before anything is read or forwarded: a refused caller costs nothing more.
+    let peer = req.extensions().get::<PeerIdentity>();
+    if let Err(refused) = crate::api::authz::check(&ctx, req.method(), req.uri().path(), peer) {
+        return refused.into_response();
+    }
     if is_read(req.method()) {
         return next.run(req).await;
     }
@@ -167,6 +206,7 @@ async fn ride(
         } else if let Some(l) = ctx.leadership.leader() {
             let hop = leader::Hop {
                 identity: arrival.identity.as_deref(),
+                source: arrival.source.as_deref(),
                 write_id: &write_id,
                 deadline,
             };
@@ -227,19 +267,19 @@ mod tests {
     fn internal_headers_are_believed_only_from_a_replica() {
         let mut req = Request::new(Body::empty());
         for (k, v) in [
-            (NODE_ID_HEADER, "node-1"),
+            (PEER_HEADER, "spiffe://persys/node/node-1 ab"),
             (FORWARDED_BY_HEADER, "r1"),
             (WRITE_ID_HEADER, "chosen"),
+            (SOURCE_HEADER, "10.9.9.9"),
             (DEADLINE_HEADER, "100000"),
         ] {
             req.headers_mut().insert(k, HeaderValue::from_static(v));
         }
-        req.extensions_mut().insert(PeerIdentity {
-            common_name: "node-7".into(),
-        });
+        req.extensions_mut()
+            .insert(PeerIdentity::new(Identity::node("node-7")));
         let a = arrival(&mut req);
         assert!(!a.forwarded);
-        assert_eq!(a.identity.as_deref(), Some("node-7"));
+        assert_eq!(a.identity.as_deref(), Some("spiffe://persys/node/node-7 "));
         assert!(a.write_id.is_none() && a.budget.is_none());
         assert!(req.headers().is_empty(), "internal headers go no further");
 
@@ -248,14 +288,25 @@ mod tests {
             .insert(WRITE_ID_HEADER, HeaderValue::from_static("w-1"));
         req.headers_mut()
             .insert(FORWARDED_BY_HEADER, HeaderValue::from_static("r1"));
-        req.headers_mut()
-            .insert(NODE_ID_HEADER, HeaderValue::from_static("node-1"));
-        req.extensions_mut().insert(PeerIdentity {
-            common_name: SCHEDULER_CN.into(),
-        });
+        req.headers_mut().insert(
+            PEER_HEADER,
+            HeaderValue::from_static("spiffe://persys/node/node-1 0a"),
+        );
+        req.extensions_mut()
+            .insert(PeerIdentity::new(Identity::scheduler()));
         let a = arrival(&mut req);
         assert!(a.forwarded);
-        assert_eq!(a.identity.as_deref(), Some("node-1"));
+        assert_eq!(
+            req.extensions().get::<PeerIdentity>(),
+            Some(&PeerIdentity {
+                identity: Identity::node("node-1"),
+                serial: "0a".into()
+            })
+        );
+        assert_eq!(
+            a.identity.as_deref(),
+            Some("spiffe://persys/node/node-1 0a")
+        );
         assert_eq!(a.write_id.as_deref(), Some("w-1"));
     }
 

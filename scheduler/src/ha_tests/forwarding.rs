@@ -23,7 +23,12 @@ async fn register(dir: &Path, via: &Replica, node_id: &str) -> reqwest::Response
         labels: Default::default(),
     };
     let ca = std::fs::read_to_string(dir.join("ca.crt")).expect("ca");
-    let tls = persys_certs::client_config(&ca, None).expect("tls");
+    let tls = persys_certs::client_config(
+        &ca,
+        None,
+        persys_certs::Expected::role(persys_certs::Role::Scheduler),
+    )
+    .expect("tls");
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .build()
@@ -46,7 +51,12 @@ async fn join(dir: &Path, via: &Replica, node_id: &str) -> reqwest::Client {
         "agentPort": 1, "osName": "linux", "kernelVersion": "6", "totalCpu": 2.0,
         "totalMemory": 1024, "labels": {}
     });
-    let tls = persys_certs::client_config(&ca, None).expect("tls");
+    let tls = persys_certs::client_config(
+        &ca,
+        None,
+        persys_certs::Expected::role(persys_certs::Role::Scheduler),
+    )
+    .expect("tls");
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .build()
@@ -164,16 +174,15 @@ async fn an_identity_header_is_believed_only_from_a_scheduler_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (leader, follower) = two(&etcd, dir.path()).await;
     let node = join(dir.path(), &leader, "node-1").await;
-    // The admin claims to be node-1: still the admin, an unknown node.
+    // The admin claims to be node-1: still the admin, who may not heartbeat.
     let resp = admin(dir.path())
         .post(format!("{}/nodes/heartbeat", leader.url()))
-        .header("x-persys-node-id", "node-1")
+        .header("x-persys-peer", "spiffe://persys/node/node-1 ")
         .json(&serde_json::json!({"availableCpu": 1.0, "availableMemory": 1}))
         .send()
         .await
         .expect("answer");
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["reregister"], true);
+    assert_eq!(resp.status(), 403);
     assert!(leader
         .running
         .ctx
@@ -183,7 +192,7 @@ async fn an_identity_header_is_believed_only_from_a_scheduler_replica() {
     // node-1 claims to be node-2 through the follower: still node-1.
     let resp = node
         .post(format!("{}/nodes/node-2/status", follower.url()))
-        .header("x-persys-node-id", "node-2")
+        .header("x-persys-peer", "spiffe://persys/node/node-2 ")
         .json(&StatusReport {
             containers: vec![],
             full: false,

@@ -81,7 +81,12 @@ pub(super) async fn one_leader(replicas: &[&Replica], secs: f64) -> usize {
 /// An mTLS client with the certificate `name.crt`/`name.key` of the shared data dir.
 pub(super) fn client(dir: &Path, cert_pem: &str, key_pem: &str) -> reqwest::Client {
     let ca = std::fs::read_to_string(dir.join("ca.crt")).expect("ca.crt");
-    let tls = persys_certs::client_config(&ca, Some((cert_pem, key_pem))).expect("tls");
+    let tls = persys_certs::client_config(
+        &ca,
+        Some((cert_pem, key_pem)),
+        persys_certs::Expected::role(persys_certs::Role::Scheduler),
+    )
+    .expect("tls");
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(10))

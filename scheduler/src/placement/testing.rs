@@ -23,6 +23,7 @@ pub(crate) fn node(id: &str, cores: f64, memory_mb: u64, labels: &[(&str, &str)]
         domain_name: String::new(),
         last_heartbeat: None,
         registered_at: chrono::DateTime::UNIX_EPOCH,
+        cert_serial: None,
     }
 }
 

@@ -36,9 +36,8 @@ pub(super) async fn send(
         .body(body.map(Body::from).unwrap_or_else(Body::empty))
         .expect("request");
     if let Some(cn) = cn {
-        req.extensions_mut().insert(PeerIdentity {
-            common_name: cn.to_string(),
-        });
+        req.extensions_mut()
+            .insert(PeerIdentity::new(identity_named(cn)));
     }
     let resp = router.oneshot(req).await.expect("infallible");
     let status = resp.status();
@@ -74,4 +73,16 @@ pub(super) fn assert_error(r: &Resp, status: StatusCode, code: &str) {
     assert_eq!(r.body["code"], code, "{:?}", r.body);
     assert!(r.body["error"].is_string());
     assert_eq!(r.body["requestId"].as_str(), r.request_id.as_deref());
+}
+
+/// The identity the tests mean by a name: the admin user, a component, else a node.
+pub(crate) fn identity_named(name: &str) -> persys_certs::Identity {
+    use persys_certs::identity::{ADMIN_NAME, GATEWAY_NAME, SCHEDULER_NAME};
+    use persys_certs::Identity;
+    match name {
+        ADMIN_NAME => Identity::admin(),
+        SCHEDULER_NAME => Identity::scheduler(),
+        GATEWAY_NAME => Identity::gateway(),
+        other => Identity::node(other),
+    }
 }
