@@ -45,6 +45,9 @@ pub enum CertError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// TLS settings that do not fit together.
+    #[error("{0}")]
+    Config(String),
     /// Only one of the CA files exists; refusing to overwrite the other.
     #[error("incomplete CA in {}: {missing} is missing while its pair exists", dir.display())]
     IncompleteCa {

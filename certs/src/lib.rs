@@ -1,20 +1,24 @@
 //! persys cluster PKI.
 //!
 //! - [`identity`]: who a certificate speaks for (`spiffe://persys/<role>/<name>`).
+//! - [`etcd`]: etcd's own PKI (TLS and client-certificate auth for the store).
 //! - [`ca`]: the cluster certificate authority (generate, load, persist).
 //! - [`issue`]: server, client and dual-use leaf certificates signed by the CA.
 //! - [`csr`]: certificate signing requests (agents keep their keys; the CA signs).
 //! - [`token`]: join tokens `PERSYS1.<ca-hash>.<secret>`.
 //! - [`tls`]: rustls client and server configurations (ring provider, no global state).
 //! - [`serve`]: serving an axum `Router` over TLS with the peer's identity.
+//! - [`record_mac`]: MACs on credential records in etcd (a raw write mints nothing).
 //! - [`pem`]: PEM/DER helpers, fingerprints, private file writes.
 
 pub mod ca;
 pub mod csr;
 pub mod error;
+pub mod etcd;
 pub mod identity;
 pub mod issue;
 pub mod pem;
+pub mod record_mac;
 pub mod serve;
 pub mod tls;
 pub mod token;
@@ -25,6 +29,7 @@ pub use error::CertError;
 pub use identity::{Expected, Identity, PeerIdentity, Role};
 pub use issue::IssuedCert;
 pub use pem::{common_name, fingerprint_der, fingerprint_pem, write_private};
+pub use record_mac::RecordKey;
 pub use serve::serve_tls;
 pub use tls::{
     client_config, client_config_pinned, server_config, server_config_bootstrap,

@@ -87,6 +87,7 @@ impl App {
     pub async fn new(
         config: &Config,
         upstream_tls: rustls::ClientConfig,
+        record_key: persys_certs::RecordKey,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, StartError> {
         let metrics = metrics::Metrics::new()
@@ -96,7 +97,10 @@ impl App {
             upstream_tls,
             metrics.clone(),
         )?);
-        let tokens = TokenStore::connect(&config.etcd_endpoints)
+        let access = config
+            .etcd_access()
+            .map_err(|e| StartError::Config(format!("etcd: {e}")))?;
+        let tokens = TokenStore::connect(&config.etcd_endpoints, &access, record_key)
             .await
             .map_err(|e| StartError::Config(format!("--etcd-endpoints: {e}")))?;
         Ok(Arc::new(Self {
@@ -171,7 +175,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let tls = pki::load_when_ready(&config).await?;
-    let app = App::new(&config, tls.upstream, shutdown.clone()).await?;
+    let app = App::new(&config, tls.upstream, tls.record_key, shutdown.clone()).await?;
     let tasks = TaskTracker::new();
     tasks.spawn(
         app.tokens

@@ -16,6 +16,8 @@ pub struct GatewayTls {
     pub server: Arc<rustls::ServerConfig>,
     /// mTLS to the scheduler.
     pub upstream: rustls::ClientConfig,
+    /// The key credential records in etcd are signed with.
+    pub record_key: persys_certs::RecordKey,
 }
 
 fn read(path: &Path) -> Result<String, StartError> {
@@ -93,7 +95,11 @@ pub fn load(config: &Config) -> Result<GatewayTls, StartError> {
         Some((&client.cert_pem, &client.key_pem)),
         Expected::role(Role::Scheduler),
     )?;
-    Ok(GatewayTls { server, upstream })
+    Ok(GatewayTls {
+        server,
+        upstream,
+        record_key: persys_certs::RecordKey::of(&ca),
+    })
 }
 
 #[cfg(test)]

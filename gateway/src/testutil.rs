@@ -82,7 +82,12 @@ pub async fn app(pki: &TestPki, urls: &[String], extra: &[&str]) -> Arc<App> {
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = <Config as clap::Parser>::parse_from(args);
     let tls = crate::pki::load(&config).expect("pki");
-    App::new(&config, tls.upstream, CancellationToken::new())
-        .await
-        .expect("app")
+    App::new(
+        &config,
+        tls.upstream,
+        tls.record_key,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("app")
 }

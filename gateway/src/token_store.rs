@@ -55,6 +55,7 @@ pub enum TokenStoreError {
 pub struct TokenStore {
     client: Client,
     cache: Arc<TokenCache>,
+    key: persys_certs::RecordKey,
 }
 
 impl std::fmt::Debug for TokenStore {
@@ -65,16 +66,38 @@ impl std::fmt::Debug for TokenStore {
 
 impl TokenStore {
     /// A store on `endpoints`. The connection is lazy: this succeeds while etcd is down.
-    pub async fn connect(endpoints: &[String]) -> Result<Self, TokenStoreError> {
+    /// Records are signed and checked with `key`: one written to etcd by anyone else
+    /// is ignored.
+    pub async fn connect(
+        endpoints: &[String],
+        access: &persys_certs::etcd::Access,
+        key: persys_certs::RecordKey,
+    ) -> Result<Self, TokenStoreError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(KEEPALIVE_INTERVAL, REQUEST_TIMEOUT);
-        let client = Client::connect(endpoints, Some(options)).await?;
+        let client = Client::connect(endpoints, Some(access.apply(options))).await?;
         Ok(Self {
             client,
             cache: Arc::new(TokenCache::default()),
+            key,
         })
+    }
+
+    /// The record under `key`, if it decodes and its MAC verifies.
+    fn checked(&self, key: &str, hash: &str, value: &[u8]) -> Option<TokenRecord> {
+        match serde_json::from_slice::<TokenRecord>(value) {
+            Ok(r) if r.kind != tokens::KIND_API || r.verifies(&self.key, hash) => Some(r),
+            Ok(_) => {
+                tracing::warn!(%key, "ignoring a token record without a valid MAC (not written by persys)");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "ignoring undecodable token record");
+                None
+            }
+        }
     }
 
     /// The cache request authentication reads.
@@ -95,7 +118,8 @@ impl TokenStore {
         for _ in 0..3 {
             let secret = tokens::generate_secret();
             let hash = tokens::hash_token(&secret);
-            let record = TokenRecord::api(&tokens::generate_id(), name, role, Utc::now());
+            let record = TokenRecord::api(&tokens::generate_id(), name, role, Utc::now())
+                .signed(&self.key, &hash);
             let key = keys::token(&hash);
             let txn = Txn::new()
                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
@@ -147,9 +171,8 @@ impl TokenStore {
             let Some(hash) = key.strip_prefix(keys::TOKENS) else {
                 continue;
             };
-            match serde_json::from_slice::<TokenRecord>(kv.value()) {
-                Ok(r) => out.push((hash.to_string(), r)),
-                Err(e) => tracing::warn!(%key, error = %e, "skipping undecodable token record"),
+            if let Some(r) = self.checked(&key, hash, kv.value()) {
+                out.push((hash.to_string(), r));
             }
         }
         Ok((revision, out))
@@ -249,12 +272,9 @@ impl TokenStore {
                     self.cache.apply_delete(hash);
                     continue;
                 }
-                match serde_json::from_slice::<TokenRecord>(kv.value()) {
-                    Ok(r) => self.cache.apply_put(hash, r),
-                    Err(e) => {
-                        tracing::warn!(%key, error = %e, "ignoring undecodable token record");
-                        self.cache.apply_delete(hash);
-                    }
+                match self.checked(&key, hash, kv.value()) {
+                    Some(r) => self.cache.apply_put(hash, r),
+                    None => self.cache.apply_delete(hash),
                 }
             }
         }

@@ -35,9 +35,37 @@ pub struct TokenRecord {
     pub kind: String,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// MAC of the record under its etcd key ([`persys_certs::RecordKey`]): without a
+    /// valid one the record is no credential.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
 }
 
 impl TokenRecord {
+    fn mac_fields<'a>(&'a self, hash: &'a str, created: &'a str) -> [&'a str; 6] {
+        [
+            hash,
+            &self.kind,
+            &self.id,
+            &self.name,
+            self.role.map_or("", Role::as_str),
+            created,
+        ]
+    }
+
+    /// This record, signed for the etcd key of `hash`.
+    pub fn signed(mut self, key: &persys_certs::RecordKey, hash: &str) -> Self {
+        let created = self.created_at.to_rfc3339();
+        self.mac = key.sign(&self.mac_fields(hash, &created));
+        self
+    }
+
+    /// Whether the record carries a valid MAC for the etcd key of `hash`.
+    pub fn verifies(&self, key: &persys_certs::RecordKey, hash: &str) -> bool {
+        let created = self.created_at.to_rfc3339();
+        key.verify(&self.mac_fields(hash, &created), &self.mac)
+    }
+
     /// An API token record.
     pub fn api(id: &str, name: &str, role: Role, created_at: DateTime<Utc>) -> Self {
         Self {
@@ -46,6 +74,7 @@ impl TokenRecord {
             role: Some(role),
             kind: KIND_API.to_string(),
             created_at,
+            mac: String::new(),
         }
     }
 
@@ -57,6 +86,7 @@ impl TokenRecord {
             role: None,
             kind: KIND_JOIN.to_string(),
             created_at: Utc::now(),
+            mac: String::new(),
         }
     }
 

@@ -191,6 +191,25 @@ async fn tokens_are_created_hashed_checked_by_role_and_revoked() {
     let (st, _) = call(&c, "GET", &url("/workloads"), Some(join_secret), None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 
+    // Anyone who can write to etcd writes an admin API token record, with no MAC or a
+    // made-up one: it mints nothing (the records are signed with the CA-derived key).
+    for (i, mac) in ["", r#","mac":"00ff""#].iter().enumerate() {
+        let forged = format!("persys_{}", format!("{i:x}").repeat(64));
+        let key = format!("/persys/tokens/{}", persys_certs::hash_secret(&forged));
+        kv.put(
+            key,
+            format!(
+                r#"{{"id":"f{i}","name":"evil{i}","role":"admin","kind":"api","createdAt":"2024-01-01T00:00:00Z"{mac}}}"#
+            ),
+            None,
+        )
+        .await
+        .expect("put");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (st, text) = call(&c, "GET", &url("/tokens"), Some(&forged), None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "forged token {i}: {text}");
+    }
+
     // Bad input to /tokens.
     let (st, _) = call(
         &c,

@@ -39,6 +39,8 @@ pub struct Ctx {
     pub ca: persys_certs::CertificateAuthority,
     /// Hash of the CA certificate (what join tokens carry).
     pub ca_hash: String,
+    /// The key credential records in etcd are signed with.
+    pub record_key: persys_certs::RecordKey,
     /// Cancelled at shutdown (ends long-lived streams).
     pub shutdown: tokio_util::sync::CancellationToken,
     /// This replica's part in the leader election (standalone unless set by `start`).
@@ -71,6 +73,7 @@ impl Ctx {
             pending_kick: Notify::new(),
             ca_pem: pki.ca.cert_pem().to_string(),
             ca_hash: pki.ca.fingerprint(),
+            record_key: pki.record_key(),
             ca: pki.ca,
             config,
             store,

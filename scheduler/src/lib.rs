@@ -161,7 +161,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         endpoints: endpoints.clone(),
         source,
     };
-    let store = Store::connect(&config.etcd_endpoints)
+    let access = config
+        .etcd_access()
+        .map_err(|e| RunError::Config(format!("etcd: {e}")))?;
+    let store = Store::connect_with(&config.etcd_endpoints, &access)
         .await
         .map_err(etcd_err)?;
     wait_for_etcd(&store, &endpoints).await?;

@@ -58,6 +58,35 @@ pub struct TokenRecord {
     pub kind: String,
     /// When it was created.
     pub created_at: chrono::DateTime<Utc>,
+    /// MAC under the record's etcd key ([`persys_certs::RecordKey`]): a record
+    /// without a valid one (a raw etcd write) is no join token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
+}
+
+impl TokenRecord {
+    fn mac_fields<'a>(&'a self, hash: &'a str, created: &'a str) -> [&'a str; 6] {
+        // The gateway signs API token records with the same fields (id, name, role).
+        [hash, &self.kind, "", "", "", created]
+    }
+
+    /// A join token record for `hash`, signed.
+    pub fn join(key: &persys_certs::RecordKey, hash: &str) -> Self {
+        let mut r = Self {
+            kind: KIND_JOIN.into(),
+            created_at: Utc::now(),
+            mac: String::new(),
+        };
+        let created = r.created_at.to_rfc3339();
+        r.mac = key.sign(&r.mac_fields(hash, &created));
+        r
+    }
+
+    /// Whether this is a join token record written by persys for `hash`.
+    pub fn is_join_for(&self, key: &persys_certs::RecordKey, hash: &str) -> bool {
+        let created = self.created_at.to_rfc3339();
+        self.kind == KIND_JOIN && key.verify(&self.mac_fields(hash, &created), &self.mac)
+    }
 }
 
 /// Kind of a join token record.
@@ -241,14 +270,23 @@ impl Pki {
         })
     }
 
-    /// Store the join token's secret hash in etcd (once; no write when present).
+    /// The key credential records are signed with.
+    pub fn record_key(&self) -> persys_certs::RecordKey {
+        persys_certs::RecordKey::of(&self.ca)
+    }
+
+    /// Store the join token's secret hash in etcd, signed (no write when a valid
+    /// record is there).
     pub async fn publish_token(&self, store: &Store) -> Result<(), PkiError> {
-        let record = TokenRecord {
-            kind: KIND_JOIN.into(),
-            created_at: Utc::now(),
-        };
+        let hash = self.join_token.secret_hash();
+        let key = keys::token(&hash);
+        let record_key = self.record_key();
+        let current = store.get::<TokenRecord>(&key).await.ok().flatten();
+        if current.is_some_and(|c| c.value.is_join_for(&record_key, &hash)) {
+            return Ok(());
+        }
         store
-            .put_if_absent(&keys::token(&self.join_token.secret_hash()), &record)
+            .put_if_changed(&key, &TokenRecord::join(&record_key, &hash))
             .await?;
         Ok(())
     }

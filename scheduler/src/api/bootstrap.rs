@@ -7,7 +7,7 @@ use super::AppState;
 use crate::context::Ctx;
 use crate::control;
 use crate::dns::{self, DnsRecord};
-use crate::pki::{TokenRecord, KIND_JOIN};
+use crate::pki::TokenRecord;
 use crate::store::StoreEvent;
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -67,13 +67,13 @@ async fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<(), AppError> {
         ));
     }
     let presented = hash_secret(&token.secret);
-    let (tokens, _) = ctx.store.list::<TokenRecord>(keys::TOKENS).await?;
-    // Compare against every join token so the time taken does not reveal which matched.
-    let mut ok = false;
-    for (hash, record) in &tokens {
-        let matches = constant_time_eq(hash.as_bytes(), presented.as_bytes());
-        ok |= matches && record.value.kind == KIND_JOIN;
-    }
+    // Only the presented token's record: a lookup by its hash reveals nothing about
+    // other secrets, and the MAC shows persys wrote it (a raw etcd write mints none).
+    let record = ctx
+        .store
+        .get::<TokenRecord>(&keys::token(&presented))
+        .await?;
+    let ok = record.is_some_and(|r| r.value.is_join_for(&ctx.record_key, &presented));
     if ok {
         Ok(())
     } else {

@@ -74,12 +74,20 @@ impl Store {
     /// A client for `endpoints`. The connection is made lazily; use [`Store::ping`]
     /// to find out whether etcd answers.
     pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        Self::connect_with(endpoints, &persys_certs::etcd::Access::default()).await
+    }
+
+    /// [`Store::connect`] with TLS and credentials.
+    pub async fn connect_with(
+        endpoints: &[String],
+        access: &persys_certs::etcd::Access,
+    ) -> Result<Self> {
         let options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_timeout(REQUEST_TIMEOUT)
             // HTTP/2 pings notice a dead etcd under an idle watch stream.
             .with_keep_alive(KEEPALIVE_INTERVAL, REQUEST_TIMEOUT);
-        let client = Client::connect(endpoints, Some(options)).await?;
+        let client = Client::connect(endpoints, Some(access.apply(options))).await?;
         Ok(Self {
             client,
             fence: Default::default(),
