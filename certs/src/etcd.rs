@@ -39,11 +39,7 @@ impl EtcdPki {
             dir: dir.to_path_buf(),
         };
         let wanted = [
-            (
-                pki.server(),
-                Identity::new(Role::Scheduler, ETCD_NAME),
-                true,
-            ),
+            (pki.server(), Identity::new(Role::Etcd, ETCD_NAME), true),
             (pki.client(Role::Scheduler), Identity::scheduler(), false),
             (pki.client(Role::Gateway), Identity::gateway(), false),
         ];
@@ -84,19 +80,43 @@ impl EtcdPki {
         }
     }
 
-    /// etcd's flags for this PKI on `client_url` (https): TLS only, client
-    /// certificates of this CA required.
+    /// etcd's flags for this PKI (its client and peer URLs must be https): TLS only,
+    /// certificates of this CA required from clients and peers.
     pub fn server_flags(&self) -> Vec<String> {
         let server = self.server();
+        let (ca, cert, key) = (
+            self.ca_cert().display().to_string(),
+            server.cert.display().to_string(),
+            server.key.display().to_string(),
+        );
         vec![
             "--client-cert-auth".into(),
             "--trusted-ca-file".into(),
-            self.ca_cert().display().to_string(),
+            ca.clone(),
             "--cert-file".into(),
-            server.cert.display().to_string(),
+            cert.clone(),
             "--key-file".into(),
-            server.key.display().to_string(),
+            key.clone(),
+            "--peer-client-cert-auth".into(),
+            "--peer-trusted-ca-file".into(),
+            ca,
+            "--peer-cert-file".into(),
+            cert,
+            "--peer-key-file".into(),
+            key,
         ]
+    }
+
+    /// How a scheduler or gateway of `role` reaches etcd with this PKI.
+    pub fn access(&self, role: Role) -> Result<Access, CertError> {
+        let client = self.client(role);
+        Access::from_flags(
+            Some(&self.ca_cert()),
+            Some(&client.cert),
+            Some(&client.key),
+            None,
+            None,
+        )
     }
 
     /// The persys flags (scheduler or gateway) that reach etcd through this PKI.

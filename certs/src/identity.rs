@@ -22,6 +22,8 @@ pub enum Role {
     Node,
     /// A person or program using the API with a client certificate (e.g. `admin`).
     User,
+    /// etcd's server (certificates of etcd's own CA, see [`crate::etcd`]).
+    Etcd,
 }
 
 impl Role {
@@ -32,6 +34,7 @@ impl Role {
             Self::Gateway => "gateway",
             Self::Node => "node",
             Self::User => "user",
+            Self::Etcd => "etcd",
         }
     }
 
@@ -41,6 +44,7 @@ impl Role {
             "gateway" => Self::Gateway,
             "node" => Self::Node,
             "user" => Self::User,
+            "etcd" => Self::Etcd,
             _ => return None,
         })
     }

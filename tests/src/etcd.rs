@@ -1,7 +1,11 @@
-//! A real etcd server (Debian's `etcd` binary) on free 127.0.0.1 ports.
+//! A real etcd server (Debian's `etcd` binary) on free 127.0.0.1 ports, secured as
+//! persys runs it: TLS only, client certificates of its own CA required (no plaintext
+//! listener), so tests exercise the scheduler's and gateway's etcd TLS.
 
 use crate::process::{free_port, Process};
 use anyhow::{bail, Result};
+use persys_certs::etcd::EtcdPki;
+use persys_certs::Role;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,6 +17,7 @@ pub struct Etcd {
     peer_port: u16,
     data_dir: PathBuf,
     log: PathBuf,
+    pki: EtcdPki,
 }
 
 impl Etcd {
@@ -22,26 +27,53 @@ impl Etcd {
         let log = dir.join("etcd.log");
         let client_port = free_port();
         let peer_port = free_port();
-        let process = spawn(&data_dir, &log, client_port, peer_port)?;
+        let pki = EtcdPki::load_or_create(
+            &dir.join("etcd-pki"),
+            &["127.0.0.1".into(), "localhost".into()],
+        )?;
+        let process = spawn(&data_dir, &log, client_port, peer_port, &pki)?;
         let etcd = Self {
             process,
             client_port,
             peer_port,
             data_dir,
             log,
+            pki,
         };
         etcd.wait_ready().await?;
         Ok(etcd)
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `https://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("https://127.0.0.1:{}", self.client_port)
     }
 
-    /// A client of this etcd.
+    /// The `--etcd-*` flags of a scheduler or gateway (`role`) for this etcd.
+    pub fn client_flags(&self, role: Role) -> Vec<String> {
+        self.pki.client_flags(role)
+    }
+
+    /// A client of this etcd, with the scheduler's etcd certificate.
     pub async fn client(&self) -> Result<etcd_client::Client> {
-        Ok(etcd_client::Client::connect([self.endpoint()], None).await?)
+        let access = self.pki.access(Role::Scheduler)?;
+        let options = access.apply(etcd_client::ConnectOptions::new());
+        Ok(etcd_client::Client::connect([self.endpoint()], Some(options)).await?)
+    }
+
+    /// A client without a certificate: etcd must refuse it.
+    pub async fn anonymous_client(&self) -> Result<etcd_client::Client> {
+        let access = persys_certs::etcd::Access::from_flags(
+            Some(&self.pki.ca_cert()),
+            None,
+            None,
+            None,
+            None,
+        )?;
+        let options = access
+            .apply(etcd_client::ConnectOptions::new())
+            .with_timeout(Duration::from_secs(2));
+        Ok(etcd_client::Client::connect([self.endpoint()], Some(options)).await?)
     }
 
     /// Stop etcd (kill -9); its data stays for a restart.
@@ -62,7 +94,13 @@ impl Etcd {
     /// Start it again on the same ports and data.
     pub async fn restart(&mut self) -> Result<()> {
         self.process.kill();
-        self.process = spawn(&self.data_dir, &self.log, self.client_port, self.peer_port)?;
+        self.process = spawn(
+            &self.data_dir,
+            &self.log,
+            self.client_port,
+            self.peer_port,
+            &self.pki,
+        )?;
         self.wait_ready().await
     }
 
@@ -89,9 +127,15 @@ impl Etcd {
     }
 }
 
-fn spawn(data_dir: &Path, log: &Path, client_port: u16, peer_port: u16) -> Result<Process> {
-    let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
+fn spawn(
+    data_dir: &Path,
+    log: &Path,
+    client_port: u16,
+    peer_port: u16,
+    pki: &EtcdPki,
+) -> Result<Process> {
+    let client = format!("https://127.0.0.1:{client_port}");
+    let peer = format!("https://127.0.0.1:{peer_port}");
     let mut cmd = Command::new("etcd");
     cmd.arg("--name")
         .arg("persys-test")
@@ -107,6 +151,7 @@ fn spawn(data_dir: &Path, log: &Path, client_port: u16, peer_port: u16) -> Resul
         .arg(&peer)
         .arg("--initial-cluster")
         .arg(format!("persys-test={peer}"))
+        .args(pki.server_flags())
         .arg("--log-level")
         .arg("warn");
     Process::spawn("etcd", cmd, log)

@@ -21,7 +21,7 @@ impl Cluster<'_> {
         let port = args.gateway_port;
         crate::output::say(&format!("starting persys-gateway on 127.0.0.1:{port}"));
         let admin_token = layout.admin_token();
-        let gateway_args = [
+        let mut gateway_args = vec![
             "--listen".to_string(),
             format!("127.0.0.1:{port}"),
             "--scheduler-url".into(),
@@ -33,6 +33,9 @@ impl Cluster<'_> {
             "--admin-token-file".into(),
             admin_token.display().to_string(),
         ];
+        if let Some(pki) = &self.etcd_pki {
+            gateway_args.extend(pki.client_flags(persys_certs::Role::Gateway));
+        }
         self.sup
             .spawn("gateway", Stage::Gateway, bin, &gateway_args, &[], "")?;
         let ca_path = layout.ca_cert();

@@ -61,6 +61,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         layout: &layout,
         sup: &mut sup,
         signals: &mut signals,
+        etcd_pki: None,
     };
     let outcome = cluster.bring_up_and_serve(gateway.as_deref()).await;
     if !sup.is_empty() {
@@ -87,6 +88,8 @@ struct Cluster<'a> {
     layout: &'a Layout,
     sup: &'a mut Supervisor,
     signals: &'a mut watch::Receiver<u32>,
+    /// The PKI of the etcd this command started (TLS and client-certificate auth).
+    etcd_pki: Option<persys_certs::etcd::EtcdPki>,
 }
 
 impl Cluster<'_> {
@@ -163,10 +166,17 @@ impl Cluster<'_> {
         planned.extend((0..args.agents).filter_map(|i| args.agent_port.checked_add(i)));
         let (client_port, peer_port) =
             net::two_free_ports(&planned).context("cannot find free ports for etcd")?;
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let client_url = format!("https://127.0.0.1:{client_port}");
+        let peer_url = format!("https://127.0.0.1:{peer_port}");
+        // TLS only, and only clients with a certificate of etcd's own CA: a workload on
+        // the host network cannot read or write the cluster's records.
+        let pki = persys_certs::etcd::EtcdPki::load_or_create(
+            &self.layout.root.join("etcd-pki"),
+            &["127.0.0.1".into(), "localhost".into()],
+        )
+        .context("cannot create etcd's certificates")?;
         crate::output::say(&format!("starting etcd on {client_url}"));
-        let etcd_args = [
+        let mut etcd_args = vec![
             "--name".to_string(),
             "persys-dev".into(),
             "--data-dir".into(),
@@ -182,6 +192,7 @@ impl Cluster<'_> {
             "--initial-cluster".into(),
             format!("persys-dev={peer_url}"),
         ];
+        etcd_args.extend(pki.server_flags());
         let hint =
             "install Debian's etcd-server (apt-get install etcd-server) or pass --etcd-endpoints";
         self.sup.spawn(
@@ -192,7 +203,8 @@ impl Cluster<'_> {
             &[],
             hint,
         )?;
-        let http = reqwest::Client::new();
+        let http = net::etcd_client(&pki)?;
+        self.etcd_pki = Some(pki);
         let flow = self
             .wait_for("etcd", || net::etcd_healthy(&http, &client_url))
             .await?;
@@ -206,7 +218,7 @@ impl Cluster<'_> {
             "starting persys-scheduler on 127.0.0.1:{} (bootstrap {})",
             args.scheduler_port, args.bootstrap_port
         ));
-        let scheduler_args = [
+        let mut scheduler_args = vec![
             "--data-dir".to_string(),
             layout.scheduler.display().to_string(),
             "--etcd-endpoints".into(),
@@ -216,6 +228,9 @@ impl Cluster<'_> {
             "--bootstrap-listen".into(),
             format!("127.0.0.1:{}", args.bootstrap_port),
         ];
+        if let Some(pki) = &self.etcd_pki {
+            scheduler_args.extend(pki.client_flags(persys_certs::Role::Scheduler));
+        }
         let (bin, hint) = programs::locate("persys-scheduler");
         self.sup.spawn(
             "scheduler",

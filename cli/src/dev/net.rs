@@ -75,6 +75,22 @@ pub fn ensure_free(plan: &[(String, u16)]) -> Result<(), String> {
     Ok(())
 }
 
+/// An HTTPS client of the etcd `pki` (its CA, the scheduler's client certificate).
+pub fn etcd_client(pki: &persys_certs::etcd::EtcdPki) -> anyhow::Result<reqwest::Client> {
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+    };
+    let client = pki.client(persys_certs::Role::Scheduler);
+    let tls = persys_certs::client_config(
+        &read(pki.ca_cert())?,
+        Some((&read(client.cert)?, &read(client.key)?)),
+        persys_certs::Expected::role(persys_certs::Role::Etcd),
+    )?;
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()?)
+}
+
 /// Whether etcd answers `GET /health` with `"health":"true"`.
 pub async fn etcd_healthy(http: &reqwest::Client, endpoint: &str) -> bool {
     let url = format!("{}/health", endpoint.trim_end_matches('/'));

@@ -48,6 +48,7 @@ impl Cluster {
             .arg(self.scheduler_dir())
             .arg("--etcd-endpoints")
             .arg(self.etcd.endpoint())
+            .args(self.etcd.client_flags(persys_certs::Role::Gateway))
             .arg("--admin-token-file")
             .arg(&token_file)
             .args(extra)

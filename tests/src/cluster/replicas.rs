@@ -85,6 +85,7 @@ impl Cluster {
         let mut cmd = Command::new(bin("persys-scheduler"));
         cmd.arg("--etcd-endpoints")
             .arg(self.etcd.endpoint())
+            .args(self.etcd.client_flags(persys_certs::Role::Scheduler))
             .arg("--listen")
             .arg(format!("{ip}:{api}"))
             .arg("--bootstrap-listen")
