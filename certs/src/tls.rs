@@ -170,7 +170,7 @@ fn check_identity(
     match Identity::of_certificate(end_entity) {
         Some(found) if expected.admits(&found) => Ok(()),
         found => {
-            tracing::warn!(expected = %expected, found = ?found.map(|f| f.to_string()), "server certificate is not the expected identity");
+            tracing::debug!(expected = %expected, found = ?found.map(|f| f.to_string()), "server certificate is not the expected identity");
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
             ))
