@@ -79,7 +79,8 @@ pub const UNSUPPORTED_SECURITY_KEYS: &[&str] = &[
     "selinux",
 ];
 
-/// Supported keys, keyed by their folded form, so `cap_add` is told to be `capAdd`.
+/// Security-relevant supported keys by their folded form, so `cap_add` is told to be
+/// `capAdd` instead of being ignored.
 const SUPPORTED_SPELLINGS: &[(&str, &str)] = &[
     ("capadd", "capAdd"),
     ("pidmode", "pidMode"),
@@ -87,9 +88,6 @@ const SUPPORTED_SPELLINGS: &[(&str, &str)] = &[
     ("privileged", "privileged"),
     ("devices", "devices"),
     ("secretenv", "secretEnv"),
-    ("envvars", "envVars"),
-    ("volumes", "volumes"),
-    ("network", "network"),
 ];
 
 fn fold_key(k: &str) -> String {

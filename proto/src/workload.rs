@@ -176,7 +176,7 @@ pub struct WorkloadRequest {
     pub ipc_mode: Option<String>,
     /// Every other key: ignored (the original CLI sends some), except security-relevant
     /// ones the API does not support, which validation refuses by name.
-    #[serde(flatten, skip_serializing)]
+    #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
 }
 

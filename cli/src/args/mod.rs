@@ -9,7 +9,7 @@ pub mod cluster;
 pub mod dev;
 pub mod workload;
 
-pub use cluster::{CompletionArgs, EventsArgs, NodeCommand, TokenCommand};
+pub use cluster::{CompletionArgs, EventsArgs, NodeCommand, PolicyCommand, TokenCommand};
 pub use dev::DevArgs;
 pub use workload::{ApplyArgs, IdArg, ListArgs, LogsArgs, RunArgs, WorkloadCommand};
 
@@ -97,6 +97,10 @@ pub enum Command {
     Events(EventsArgs),
     /// Cluster capacity, allocation and workload counts.
     Metrics,
+    /// Show or set the cluster's admission policy (host paths, host namespaces,
+    /// privileges; `set` needs the admin role).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Manage API tokens (create, list, revoke; admin role).
     #[command(subcommand, visible_alias = "tokens")]
     Token(TokenCommand),
