@@ -68,7 +68,7 @@ pub enum Command {
     /// looks for a program named `echo hi`); for shell syntax, ask the container's own
     /// shell: `-- sh -c 'echo hi && sleep 60'`. Flags after the first command word
     /// belong to the command.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create the workloads of a JSON or YAML file (one, a list, or YAML documents
     /// separated by `---`), one line per workload.
     Apply(ApplyArgs),
@@ -129,7 +129,7 @@ mod tests {
 
     fn run_args(args: &[&str]) -> RunArgs {
         match parse(args).command {
-            Command::Run(r) => r,
+            Command::Run(r) => *r,
             other => panic!("not run: {other:?}"),
         }
     }
