@@ -341,6 +341,9 @@ async fn an_invalid_image_keeps_failed_and_its_reason_across_reconciles() {
         })
         .await
         .expect("failed");
+    // Not ImagePullBackOff: the engine refused the reference itself, no container exists.
+    assert_eq!(failed["status"], "Failed", "{failed}");
+    assert!(failed["containerId"].is_null(), "{failed}");
     let status = failed["status"].clone();
     let reason = failed["statusReason"]
         .as_str()
