@@ -173,6 +173,16 @@ impl ApiClient {
         decode_or_null(&bytes)
     }
 
+    /// PUT a JSON body (already serialized), answer as JSON (`null` when empty).
+    pub async fn put_json(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let bytes = self.call(Method::PUT, path, Some(body)).await?;
+        decode_or_null(&bytes)
+    }
+
     /// DELETE, answer as JSON (`null` when empty).
     pub async fn delete(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let bytes = self.call(Method::DELETE, path, None).await?;

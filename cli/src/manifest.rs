@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use std::path::Path;
 
 /// Keys a workload request understands.
-const REQUEST_KEYS: [&str; 12] = [
+const REQUEST_KEYS: [&str; 18] = [
     "name",
     "type",
     "image",
@@ -21,6 +21,12 @@ const REQUEST_KEYS: [&str; 12] = [
     "resources",
     "labels",
     "nodeSelector",
+    "secretEnv",
+    "privileged",
+    "capAdd",
+    "devices",
+    "pidMode",
+    "ipcMode",
 ];
 
 /// Keys the server owns: accepted in a file (e.g. a record saved with `-o yaml`) and
@@ -40,9 +46,9 @@ const SERVER_KEYS: [&str; 11] = [
 ];
 
 /// Maps whose values are strings; YAML writes `PORT: 8080` as a number.
-const STRING_MAPS: [&str; 3] = ["envVars", "labels", "nodeSelector"];
+const STRING_MAPS: [&str; 4] = ["envVars", "labels", "nodeSelector", "secretEnv"];
 /// Lists whose items are strings; YAML writes `- 8080` as a number.
-const STRING_LISTS: [&str; 2] = ["ports", "volumes"];
+const STRING_LISTS: [&str; 4] = ["ports", "volumes", "capAdd", "devices"];
 
 /// The syntax of a workload file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +253,30 @@ mod tests {
 
     fn names(entries: &[Entry]) -> Vec<&str> {
         entries.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    #[test]
+    fn secret_env_is_read_and_unsupported_security_keys_are_refused() {
+        let e = parse(
+            "name: db\nimage: busybox:local\nsecretEnv:\n  DB_PASSWORD: hunter2\n  PIN: 1234\n",
+            Syntax::Yaml,
+        )
+        .expect("parses");
+        assert_eq!(e[0].request.secret_env["PIN"], "1234");
+        assert!(e[0].unknown_keys.is_empty());
+        let err = parse(
+            "image: busybox:local\nsecurityOpt: [seccomp=unconfined]\n",
+            Syntax::Yaml,
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("securityOpt"), "{err}");
+        // A record saved with `-o yaml` shows "***": it cannot be applied as a secret.
+        let err = parse(
+            "image: busybox:local\nsecretEnv: {K: '***'}\n",
+            Syntax::Yaml,
+        )
+        .expect_err("placeholder");
+        assert!(err.to_string().contains("secretEnv.K"), "{err}");
     }
 
     #[test]

@@ -14,8 +14,13 @@ use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Refuses bodies whose declared length is over the limit at once, and wraps the
-/// others so that reading past the limit fails with a length error (chunked uploads).
+/// A body declared over the limit but at most this many times it is read (and
+/// discarded) before the 413, so that an ordinary client that sends its whole body
+/// before reading the answer gets the JSON error instead of a broken connection.
+const DRAIN_FACTOR: u64 = 8;
+
+/// Refuses bodies whose declared length is over the limit, and wraps the others so
+/// that reading past the limit fails with a length error (chunked uploads).
 pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let max = app.max_body_bytes;
     let declared = req
@@ -23,12 +28,27 @@ pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    let (parts, body) = req.into_parts();
+    if let Some(n) = declared.filter(|n| *n > max as u64) {
+        if n <= (max as u64).saturating_mul(DRAIN_FACTOR) {
+            discard(body, n).await;
+        }
         return ApiFailure::too_large(max).into_response();
     }
-    let (parts, body) = req.into_parts();
     let limited = Body::new(http_body_util::Limited::new(body, max));
     next.run(Request::from_parts(parts, limited)).await
+}
+
+/// Read and drop up to `at_most` bytes of a body, chunk by chunk (nothing is kept).
+async fn discard(body: Body, at_most: u64) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0u64;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len() as u64;
+        if read >= at_most {
+            break;
+        }
+    }
 }
 
 /// Whether a body error is the size limit being exceeded.

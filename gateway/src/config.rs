@@ -115,8 +115,9 @@ pub struct Config {
     #[arg(long, env = "PERSYS_GITHUB_WEBHOOK_SECRET_FILE")]
     pub github_webhook_secret_file: Option<PathBuf>,
 
-    /// Largest accepted request body, bytes (413 above).
-    #[arg(long, env = "PERSYS_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    /// Largest accepted request body, bytes (413 above); default
+    /// `persys_proto::limits::MAX_REQUEST_BYTES`, the scheduler's too.
+    #[arg(long, env = "PERSYS_MAX_BODY_BYTES", default_value_t = persys_proto::limits::MAX_REQUEST_BYTES)]
     pub max_body_bytes: usize,
 
     /// Largest accepted webhook payload, bytes.

@@ -60,6 +60,8 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/nodes/{id}/drain", Admin, Forward),
     route(Method::DELETE, "/nodes/{id}", Admin, Forward),
     route(Method::GET, "/cluster/metrics", Viewer, Forward),
+    route(Method::GET, "/cluster/policy", Viewer, Forward),
+    route(Method::PUT, "/cluster/policy", Admin, Forward),
     route(Method::GET, "/events", Viewer, Stream),
     route(Method::GET, "/tokens", Admin, Local),
     route(Method::POST, "/tokens", Admin, Local),
@@ -99,6 +101,7 @@ mod tests {
             "/nodes",
             "/nodes/{id}",
             "/cluster/metrics",
+            "/cluster/policy",
             "/events",
         ];
         for path in reads {
@@ -124,6 +127,7 @@ mod tests {
             (Method::POST, "/nodes/{id}/uncordon"),
             (Method::POST, "/nodes/{id}/drain"),
             (Method::DELETE, "/nodes/{id}"),
+            (Method::PUT, "/cluster/policy"),
             (Method::GET, "/tokens"),
             (Method::POST, "/tokens"),
             (Method::DELETE, "/tokens/{id}"),

@@ -5,7 +5,10 @@
 //! `shared/spec/api.md`. This crate does no I/O.
 
 pub mod leader;
+pub mod limits;
 pub mod node;
+pub mod policy;
+pub mod secret;
 pub mod status;
 pub mod validate;
 pub mod wire;
@@ -13,6 +16,8 @@ pub mod workload;
 
 pub use leader::{LeaderInfo, LeaderRecord};
 pub use node::{Node, NodeStatus};
+pub use policy::{ClusterPolicy, HostPathRule, MountMode};
+pub use secret::{Public, Redact, SecretEnv};
 pub use status::{DesiredState, WorkloadStatus};
 pub use validate::ValidationError;
 pub use wire::*;
@@ -52,6 +57,8 @@ pub mod keys {
     pub const TOKENS: &str = "/persys/tokens/";
     /// Leader election key for scheduler replicas.
     pub const LEADER: &str = "/persys/leader";
+    /// The cluster's admission policy ([`crate::ClusterPolicy`]).
+    pub const POLICY: &str = "/persys/policy";
 
     /// Key of one workload record.
     pub fn workload(id: &str) -> String {

@@ -1,5 +1,7 @@
 //! Validation of client requests into specs. Every error names the field.
 
+use crate::policy::{capability_name, is_capability_name, normalize_host_path};
+use crate::secret::{SecretEnv, REDACTED};
 use crate::workload::{
     Command, Resources, ResourcesRequest, RestartPolicy, WorkloadRequest, WorkloadSpec,
     WorkloadType,
@@ -41,9 +43,94 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// Keys with a security meaning that the API does not support. A request carrying one
+/// is refused (400) rather than run without it. Compared after lower-casing and
+/// dropping `_` and `-`.
+pub const UNSUPPORTED_SECURITY_KEYS: &[&str] = &[
+    "securityopt",
+    "userns",
+    "usernsmode",
+    "capdrop",
+    "cgroupparent",
+    "cgroupns",
+    "cgroupnsmode",
+    "sysctls",
+    "uts",
+    "utsmode",
+    "runtime",
+    "volumesfrom",
+    "mounts",
+    "tmpfs",
+    "hostconfig",
+    "networkmode",
+    "hostnetwork",
+    "hostpid",
+    "hostipc",
+    "pid",
+    "ipc",
+    "user",
+    "groupadd",
+    "devicecgrouprules",
+    "devicerequests",
+    "oomkilldisable",
+    "readonlyrootfs",
+    "apparmor",
+    "seccomp",
+    "selinux",
+];
+
+/// Security-relevant supported keys by their folded form, so `cap_add` is told to be
+/// `capAdd` instead of being ignored.
+const SUPPORTED_SPELLINGS: &[(&str, &str)] = &[
+    ("capadd", "capAdd"),
+    ("pidmode", "pidMode"),
+    ("ipcmode", "ipcMode"),
+    ("privileged", "privileged"),
+    ("devices", "devices"),
+    ("secretenv", "secretEnv"),
+];
+
+fn fold_key(k: &str) -> String {
+    k.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Refuse other keys that must not be silently ignored.
+fn check_other_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), ValidationError> {
+    for key in keys {
+        let folded = fold_key(key);
+        if let Some((_, real)) = SUPPORTED_SPELLINGS.iter().find(|(f, _)| *f == folded) {
+            return Err(err(
+                key.as_str(),
+                format!("unknown key; the supported key is {real:?}"),
+            ));
+        }
+        if UNSUPPORTED_SECURITY_KEYS.contains(&folded.as_str()) {
+            return Err(err(
+                key.as_str(),
+                "is not supported by this API; the workload was not created",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_env_name(field: &str, key: &str) -> Result<(), ValidationError> {
+    if key.is_empty() || key.contains('=') || key.contains('\0') {
+        return Err(err(
+            format!("{field}.{key}"),
+            "name must be non-empty without '=' or NUL",
+        ));
+    }
+    Ok(())
+}
+
 impl WorkloadRequest {
     /// Validate into a spec. An absent name is derived from the image.
     pub fn validate(self) -> Result<WorkloadSpec, ValidationError> {
+        check_other_keys(self.other.keys())?;
         let kind = match self.kind.as_deref() {
             None | Some("") | Some("docker-container") => WorkloadType::DockerContainer,
             Some(t @ ("docker-compose" | "git-compose")) => {
@@ -101,13 +188,56 @@ impl WorkloadRequest {
             Some(_) => return Err(err("command", "must be a string or an array of strings")),
         };
         for key in self.env_vars.keys() {
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
+            validate_env_name("envVars", key)?;
+        }
+        for (key, value) in &self.secret_env {
+            validate_env_name("secretEnv", key)?;
+            if self.env_vars.contains_key(key) {
                 return Err(err(
-                    format!("envVars.{key}"),
-                    "name must be non-empty without '=' or NUL",
+                    format!("secretEnv.{key}"),
+                    "is also in envVars; give each variable once",
+                ));
+            }
+            if value == REDACTED {
+                return Err(err(
+                    format!("secretEnv.{key}"),
+                    format!("the value {REDACTED:?} is what answers show in place of a secret; send the real value"),
                 ));
             }
         }
+        let mut cap_add = Vec::with_capacity(self.cap_add.len());
+        for (i, c) in self.cap_add.iter().enumerate() {
+            if !is_capability_name(c) {
+                return Err(err(
+                    format!("capAdd[{i}]"),
+                    format!("{c:?} is not a capability name (e.g. NET_ADMIN)"),
+                ));
+            }
+            cap_add.push(capability_name(c));
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            validate_device(d).map_err(|m| err(format!("devices[{i}]"), m))?;
+        }
+        let pid_mode = match self.pid_mode.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("host") => Some("host".to_string()),
+            Some(m) => {
+                return Err(err(
+                    "pidMode",
+                    format!("{m:?} is not supported; only \"host\" (or absent)"),
+                ))
+            }
+        };
+        let ipc_mode = match self.ipc_mode.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(m @ ("private" | "shareable" | "none" | "host")) => Some(m.to_string()),
+            Some(m) => {
+                return Err(err(
+                    "ipcMode",
+                    format!("{m:?} is not one of private, shareable, none, host"),
+                ))
+            }
+        };
         for (i, p) in self.ports.iter().enumerate() {
             validate_port(p).map_err(|m| err(format!("ports[{i}]"), m))?;
         }
@@ -148,6 +278,12 @@ impl WorkloadRequest {
             resources,
             labels: self.labels,
             node_selector: self.node_selector,
+            secret_env: SecretEnv::new(self.secret_env),
+            privileged: self.privileged,
+            cap_add,
+            devices: self.devices,
+            pid_mode,
+            ipc_mode,
         })
     }
 }
@@ -260,6 +396,17 @@ fn validate_volume(v: &str) -> Result<(), String> {
     if src.is_empty() {
         return Err("source must not be empty".into());
     }
+    if src.starts_with('/') {
+        if normalize_host_path(src).is_none() {
+            return Err(format!(
+                "host path {src:?} must not contain '..' components"
+            ));
+        }
+    } else if !is_volume_name(src) {
+        return Err(format!(
+            "source {src:?} must be an absolute host path or a volume name (letters, digits, '_', '.', '-')"
+        ));
+    }
     if !dst.starts_with('/') {
         return Err(format!("target {dst:?} must be an absolute path"));
     }
@@ -267,6 +414,35 @@ fn validate_volume(v: &str) -> Result<(), String> {
         if !m.split(',').all(|o| matches!(o, "ro" | "rw" | "z" | "Z")) {
             return Err(format!("mode {m:?} must be ro or rw"));
         }
+    }
+    Ok(())
+}
+
+fn is_volume_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// `host[:container[:perms]]`, both absolute, perms of `rwm`.
+fn validate_device(d: &str) -> Result<(), String> {
+    let parts: Vec<&str> = d.split(':').collect();
+    let (host, container, perms) = match parts.as_slice() {
+        [h] => (*h, None, None),
+        [h, c] => (*h, Some(*c), None),
+        [h, c, p] => (*h, Some(*c), Some(*p)),
+        _ => return Err(format!("{d:?} is not host[:container[:perms]]")),
+    };
+    if normalize_host_path(host).is_none() {
+        return Err(format!("host device {host:?} must be an absolute path"));
+    }
+    if container.is_some_and(|c| !c.starts_with('/')) {
+        return Err("the container path must be absolute".into());
+    }
+    if perms.is_some_and(|p| p.is_empty() || !p.chars().all(|c| matches!(c, 'r' | 'w' | 'm'))) {
+        return Err("permissions must be of r, w, m".into());
     }
     Ok(())
 }
@@ -380,6 +556,69 @@ mod tests {
         for v in ["/srv:/srv", "data:/data:ro"] {
             assert!(validate_volume(v).is_ok(), "{v}");
         }
+        for v in ["/a/../etc:/x", "../x:/x", "~/x:/x"] {
+            assert!(validate_volume(v).is_err(), "{v}");
+        }
+    }
+
+    #[test]
+    fn unsupported_security_keys_are_refused_by_name() {
+        for (body, key) in [
+            (
+                r#"{"image":"a","securityOpt":["seccomp=unconfined"]}"#,
+                "securityOpt",
+            ),
+            (r#"{"image":"a","userns":"host"}"#, "userns"),
+            (r#"{"image":"a","cap_add":["SYS_ADMIN"]}"#, "cap_add"),
+            (r#"{"image":"a","pid_mode":"host"}"#, "pid_mode"),
+            (r#"{"image":"a","HostConfig":{}}"#, "HostConfig"),
+        ] {
+            let e = req(body).validate().expect_err(body);
+            assert_eq!(e.field, key, "{body}");
+        }
+        // Unknown keys without a security meaning stay ignored (the original CLI).
+        assert!(req(r#"{"image":"a","gitBranch":"main"}"#)
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn security_fields_are_validated_and_canonical() {
+        let s = req(r#"{"image":"a","privileged":true,"capAdd":["cap_net_admin"],"devices":["/dev/fuse"],"pidMode":"host","ipcMode":"host"}"#)
+            .validate()
+            .expect("valid");
+        assert!(s.privileged);
+        assert_eq!(s.cap_add, vec!["NET_ADMIN".to_string()]);
+        assert_eq!(s.pid_mode.as_deref(), Some("host"));
+        let e = req(r#"{"image":"a","pidMode":"container:x"}"#)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field, "pidMode");
+        let e = req(r#"{"image":"a","devices":["fuse"]}"#)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field, "devices[0]");
+        let e = req(r#"{"image":"a","capAdd":["net admin"]}"#)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field, "capAdd[0]");
+    }
+
+    #[test]
+    fn secret_env_is_checked_without_echoing_values() {
+        let e = req(r#"{"image":"a","envVars":{"K":"1"},"secretEnv":{"K":"hunter2"}}"#)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field, "secretEnv.K");
+        assert!(!e.to_string().contains("hunter2"));
+        let e = req(r#"{"image":"a","secretEnv":{"K":"***"}}"#)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field, "secretEnv.K");
+        let s = req(r#"{"image":"a","secretEnv":{"DB_PASSWORD":"hunter2"}}"#)
+            .validate()
+            .expect("valid");
+        assert_eq!(s.secret_env.names().collect::<Vec<_>>(), ["DB_PASSWORD"]);
     }
 
     proptest::proptest! {

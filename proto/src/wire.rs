@@ -1,6 +1,7 @@
 //! Request and response bodies exchanged over HTTP.
 
 use crate::node::Node;
+use crate::secret::{Redact, SecretEnv};
 use crate::status::WorkloadStatus;
 use crate::workload::{Command, Resources, RestartPolicy, Workload};
 use chrono::{DateTime, Utc};
@@ -50,6 +51,8 @@ pub mod codes {
     pub const TIMEOUT: &str = "timeout";
     /// 405: the route exists but not with this method.
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// 403: the cluster's admission policy refuses what the workload asks for.
+    pub const POLICY_DENIED: &str = "policy_denied";
 }
 
 /// Answer of `POST /workloads/schedule` (the original route). `node_id` is what the
@@ -198,7 +201,7 @@ pub struct StatusReport {
 }
 
 /// `POST /docker/run` on the agent (original shape plus `generation`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRequest {
     /// Workload id; the container is named `<id>-g<generation>` ([`container_name`]).
@@ -236,6 +239,24 @@ pub struct RunRequest {
     /// Workload labels, copied onto the container.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Secret environment, merged into `env` by the agent (never logged or answered).
+    #[serde(default, skip_serializing_if = "SecretEnv::is_empty")]
+    pub secret_env: SecretEnv,
+    /// Privileged container (admitted by the cluster policy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// Added capabilities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// Host devices `host[:container[:perms]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// PID namespace mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_mode: Option<String>,
+    /// IPC namespace mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc_mode: Option<String>,
 }
 
 impl RunRequest {
@@ -255,6 +276,12 @@ impl RunRequest {
             generation: w.generation,
             resources: w.spec.resources,
             labels: w.spec.labels.clone(),
+            secret_env: w.spec.secret_env.clone(),
+            privileged: w.spec.privileged,
+            cap_add: w.spec.cap_add.clone(),
+            devices: w.spec.devices.clone(),
+            pid_mode: w.spec.pid_mode.clone(),
+            ipc_mode: w.spec.ipc_mode.clone(),
         }
     }
 }
@@ -314,6 +341,14 @@ pub enum ClusterEvent {
         /// The record after the change.
         node: Box<Node>,
     },
+}
+
+impl Redact for ClusterEvent {
+    fn redact(&mut self) {
+        if let Self::Workload { workload } = self {
+            workload.redact();
+        }
+    }
 }
 
 /// Answer of `GET /cluster/metrics`.
@@ -399,6 +434,52 @@ mod tests {
         });
         let v = serde_json::to_value(&w).expect("serializes");
         assert_eq!(v["retiring"][0]["nodeId"], "n1");
+    }
+
+    #[test]
+    fn public_answers_and_events_never_carry_secret_values() {
+        let mut w = sample();
+        w.spec.secret_env = SecretEnv::new([("DB_PASSWORD".into(), "hunter2".into())].into());
+        let stored = serde_json::to_string(&w).expect("stored form");
+        assert!(stored.contains("hunter2"), "the record keeps the value");
+        assert!(RunRequest::for_workload(&w)
+            .secret_env
+            .expose()
+            .any(|(_, v)| v == "hunter2"));
+        let answer = serde_json::to_value(crate::Public::new(w.clone())).expect("answer");
+        assert_eq!(answer["secretEnv"]["DB_PASSWORD"], crate::secret::REDACTED);
+        let list = serde_json::to_string(&crate::Public::new(vec![w.clone()])).expect("list");
+        assert!(!list.contains("hunter2"));
+        let ev = ClusterEvent::Workload {
+            workload: Box::new(w.clone()),
+        };
+        let ev = serde_json::to_string(&crate::Public::new(ev)).expect("event");
+        assert!(!ev.contains("hunter2") && ev.contains("DB_PASSWORD"));
+        assert!(
+            !format!("{w:?}").contains("hunter2"),
+            "Debug shows names only"
+        );
+        assert!(!format!("{:?}", RunRequest::for_workload(&w)).contains("hunter2"));
+    }
+
+    #[test]
+    fn the_dispatch_of_the_largest_record_fits_the_agent_limit() {
+        // A record of the largest accepted size, all of it in fields the dispatch copies.
+        let mut w = sample();
+        let chunk = "x".repeat(1000);
+        let mut i = 0;
+        while serde_json::to_vec(&w).expect("encodes").len() < crate::limits::MAX_WORKLOAD_BYTES {
+            w.spec.labels.insert(format!("l{i}"), chunk.clone());
+            w.spec.env_vars.insert(format!("E{i}"), chunk.clone());
+            i += 1;
+        }
+        let run = serde_json::to_vec(&RunRequest::for_workload(&w)).expect("encodes");
+        assert!(
+            run.len() <= crate::limits::MAX_DISPATCH_BYTES,
+            "{}",
+            run.len()
+        );
+        const { assert!(crate::limits::MAX_REQUEST_BYTES < crate::limits::MAX_WORKLOAD_BYTES) };
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Workloads: what a user asks for (`WorkloadRequest`), what validation accepts
 //! (`WorkloadSpec`) and what the scheduler stores (`Workload`).
 
+use crate::secret::{Redact, SecretEnv};
 use crate::status::{DesiredState, WorkloadStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -160,6 +161,23 @@ pub struct WorkloadRequest {
     pub labels: BTreeMap<String, String>,
     /// Node labels the workload requires.
     pub node_selector: BTreeMap<String, String>,
+    /// Environment variables whose values are secret: given to the container, never
+    /// shown by any answer, event or log (answers show `"***"`).
+    pub secret_env: BTreeMap<String, String>,
+    /// Run privileged (needs the cluster policy's `allowPrivileged`).
+    pub privileged: bool,
+    /// Capabilities to add (needs `allowedCapabilities`).
+    pub cap_add: Vec<String>,
+    /// Host devices `host[:container[:perms]]` (needs `allowDevices`).
+    pub devices: Vec<String>,
+    /// `host` shares the host's PID namespace (needs `allowHostPid`).
+    pub pid_mode: Option<String>,
+    /// `private`, `shareable`, `none` or `host` (`host` needs `allowHostIpc`).
+    pub ipc_mode: Option<String>,
+    /// Every other key: ignored (the original CLI sends some), except security-relevant
+    /// ones the API does not support, which validation refuses by name.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// Resources as sent, before validation (loose so validation can name the field).
@@ -173,7 +191,7 @@ pub struct ResourcesRequest {
 }
 
 /// A validated workload: what the user owns in a stored record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadSpec {
     /// Human name.
@@ -210,6 +228,25 @@ pub struct WorkloadSpec {
     /// Required node labels.
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
+    /// Secret environment variables (values redacted in every answer; see
+    /// [`crate::Public`]). Absent when empty.
+    #[serde(default, skip_serializing_if = "SecretEnv::is_empty")]
+    pub secret_env: SecretEnv,
+    /// Privileged container. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// Added capabilities (canonical names, no `CAP_`). Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// Host devices. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// PID namespace mode (`host`). Absent when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_mode: Option<String>,
+    /// IPC namespace mode. Absent when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc_mode: Option<String>,
 }
 
 /// A stored workload record: the spec plus what the server owns.
@@ -260,6 +297,12 @@ pub struct RetiringCopy {
     pub node_id: String,
     /// Its generation (its container is `container_name(id, generation)`).
     pub generation: u64,
+}
+
+impl Redact for Workload {
+    fn redact(&mut self) {
+        self.spec.secret_env.redact();
+    }
 }
 
 impl Workload {

@@ -98,6 +98,7 @@ fn workload_specs() -> Vec<WorkloadSpec> {
         resources: Resources { cpu, memory },
         labels: BTreeMap::new(),
         node_selector: labels(selector),
+        ..Default::default()
     };
     vec![
         spec(0, 0, &[]),

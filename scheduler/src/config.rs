@@ -96,8 +96,8 @@ pub struct Config {
     )]
     pub cluster_domain: String,
 
-    /// Largest accepted request body.
-    #[arg(long, env = "PERSYS_MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    /// Largest accepted request body (default `persys_proto::limits::MAX_REQUEST_BYTES`).
+    #[arg(long, env = "PERSYS_MAX_BODY_BYTES", default_value_t = persys_proto::limits::MAX_REQUEST_BYTES)]
     pub max_body_bytes: usize,
 
     /// How long a write waits out an etcd stall or a change of leader (retrying inside
@@ -167,7 +167,7 @@ impl Config {
             monitor_interval_ms: 30000,
             placement: "spread".into(),
             cluster_domain: "cluster.local.dev".into(),
-            max_body_bytes: 1_048_576,
+            max_body_bytes: persys_proto::limits::MAX_REQUEST_BYTES,
             write_deadline_ms: 5000,
             replica_id: None,
             advertise_url: None,
@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(c.etcd_endpoints, vec!["http://127.0.0.1:2379".to_string()]);
         assert_eq!(c.node_timeout_ms, 5000);
         assert_eq!(c.placement, "spread");
-        assert_eq!(c.max_body_bytes, 1_048_576);
+        assert_eq!(c.max_body_bytes, persys_proto::limits::MAX_REQUEST_BYTES);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`leader`]: election among replicas (only the leader runs the loops);
 //!   [`forward`]: followers forward writes to the leader.
 
+pub mod admission;
 pub mod agent_client;
 pub mod api;
 pub mod cache;

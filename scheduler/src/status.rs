@@ -66,8 +66,13 @@ pub fn apply_container_state(
 }
 
 /// Whether a workload of this node should appear in the agent's full list: anything
-/// that had a container. Just-placed or still-pulling workloads may have none yet.
+/// that had a container. Just-placed or still-pulling workloads may have none yet, and
+/// a workload whose container could never be created (`Failed` without a container,
+/// e.g. an invalid image) has none to list: it keeps its status and reason.
 pub fn expects_container(w: &Workload) -> bool {
+    if w.status == WorkloadStatus::Failed && w.container_id.is_none() {
+        return false;
+    }
     !matches!(
         w.status,
         WorkloadStatus::Pending
@@ -87,7 +92,11 @@ pub fn mark_missing(w: &Workload, now: DateTime<Utc>) -> Option<Workload> {
     }
     let mut next = w.clone();
     next.status = WorkloadStatus::Missing;
-    next.status_reason = Some("the node reports no such container".into());
+    // The reason it was in its status is worth more than ours: keep it.
+    next.status_reason = Some(match w.status_reason.as_deref().filter(|r| !r.is_empty()) {
+        Some(r) => format!("the node reports no such container (was {}: {r})", w.status),
+        None => "the node reports no such container".into(),
+    });
     next.container_id = None;
     next.updated_at = now;
     Some(next)
@@ -277,6 +286,38 @@ mod tests {
         assert_eq!(
             resolve_unlisted(&r, Utc::now()).map(|w| w.status),
             Some(WorkloadStatus::Missing)
+        );
+    }
+
+    #[test]
+    fn a_failure_without_a_container_keeps_its_status_and_reason_when_unlisted() {
+        let w = placed(WorkloadStatus::Scheduled, 1);
+        let mut s = state(WorkloadStatus::Failed, 1);
+        s.container_id = None;
+        s.reason = Some("invalid reference format".into());
+        let failed = apply_container_state(&w, &s, Utc::now()).expect("changes");
+        assert_eq!(failed.container_id, None);
+        assert!(!expects_container(&failed));
+        // Every later full list (agent report, backstop reconcile) leaves it alone.
+        for _ in 0..3 {
+            assert!(resolve_unlisted(&failed, Utc::now()).is_none());
+        }
+        let bad_pull = placed(WorkloadStatus::ImagePullBackOff, 1);
+        assert!(resolve_unlisted(&bad_pull, Utc::now()).is_none());
+    }
+
+    #[test]
+    fn a_container_that_vanished_goes_missing_but_keeps_the_earlier_reason() {
+        let mut w = placed(WorkloadStatus::Failed, 1);
+        w.container_id = Some("c1".into());
+        w.exit_code = Some(2);
+        w.status_reason = Some("exited with code 2".into());
+        let m = resolve_unlisted(&w, Utc::now()).expect("missing");
+        assert_eq!(m.status, WorkloadStatus::Missing);
+        let reason = m.status_reason.expect("reason");
+        assert!(
+            reason.contains("exited with code 2") && reason.contains("Failed"),
+            "{reason}"
         );
     }
 

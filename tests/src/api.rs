@@ -99,6 +99,17 @@ impl Api {
         ))
     }
 
+    /// PUT a JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let r = self.client.put(self.url(path)).json(body).send().await?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
     /// POST raw bytes with a content type.
     pub async fn post_raw(
         &self,

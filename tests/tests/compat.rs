@@ -30,6 +30,29 @@ async fn original_cli_bodies_are_accepted_stored_and_listed_in_original_shapes()
     .await
     .expect("cluster starts");
     let api = c.api().expect("api");
+    // schedule-full.json bind mounts /srv/...: host paths are refused until an admin's
+    // cluster policy allows them.
+    let (status, v) = api
+        .post_raw(
+            "/workloads/schedule",
+            fixture("schedule-full.json"),
+            "application/json",
+        )
+        .await
+        .expect("answer");
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (403, Some("policy_denied")),
+        "{v}"
+    );
+    let (status, v) = api
+        .put(
+            "/cluster/policy",
+            &serde_json::json!({"allowedHostPaths": [{"prefix": "/srv", "mode": "rw"}]}),
+        )
+        .await
+        .expect("policy");
+    assert_eq!(status, 200, "{v}");
     let node = c.agents[0].node_id.clone();
     let mut etcd = c.etcd.client().await.expect("etcd");
 

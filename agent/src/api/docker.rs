@@ -4,7 +4,7 @@ use super::error::AppError;
 use super::AppState;
 use crate::runtime::{ContainerRuntime, LogOptions};
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -24,12 +24,14 @@ fn observe(operation: &str, started: Instant) {
         .observe(started.elapsed().as_secs_f64());
 }
 
-/// `POST /docker/run`: `RunRequest` → `ContainerState`.
+/// `POST /docker/run`: `RunRequest` → `ContainerState`. The body is read up to
+/// `persys_proto::limits::MAX_DISPATCH_BYTES`, which every workload the scheduler
+/// accepts fits (not the router's general limit).
 pub async fn run<R: ContainerRuntime>(
     State(state): State<AppState<R>>,
-    body: Result<Json<RunRequest>, JsonRejection>,
+    body: Body,
 ) -> Result<Json<ContainerState>, AppError> {
-    let Json(req) = body?;
+    let req = read_run_request(body).await?;
     let started = Instant::now();
     let result = state.supervisor.run(&req).await;
     observe("run", started);
@@ -42,6 +44,24 @@ pub async fn run<R: ContainerRuntime>(
         }
     }
     Ok(Json(result?))
+}
+
+async fn read_run_request(body: Body) -> Result<RunRequest, AppError> {
+    let limit = persys_proto::limits::MAX_DISPATCH_BYTES;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| AppError {
+            status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            code: persys_proto::codes::TOO_LARGE,
+            message: format!(
+                "run request over {limit} bytes (MAX_DISPATCH_BYTES) or unreadable: {e}"
+            ),
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| AppError {
+        status: axum::http::StatusCode::BAD_REQUEST,
+        code: persys_proto::codes::BAD_JSON,
+        message: format!("run request is not valid JSON: {e}"),
+    })
 }
 
 /// Query of `POST /docker/stop/{id}`.

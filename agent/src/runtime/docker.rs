@@ -11,7 +11,7 @@ use bollard::container::{
 use bollard::errors::Error as BollardError;
 use bollard::image::CreateImageOptions;
 use bollard::models::{
-    ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, PortBinding,
+    ContainerInspectResponse, ContainerStateStatusEnum, DeviceMapping, HostConfig, PortBinding,
     RestartPolicy as DockerRestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::system::EventsOptions;
@@ -123,6 +123,10 @@ fn restart_policy(p: RestartPolicy) -> DockerRestartPolicy {
     }
 }
 
+/// Every container runs with this: no process in it gains privileges through setuid
+/// binaries or file capabilities.
+pub const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
+
 /// The engine's create body for a spec.
 fn create_config(spec: &ContainerSpec) -> Config<String> {
     let mut exposed: HashMap<String, HashMap<(), ()>> = HashMap::new();
@@ -146,12 +150,29 @@ fn create_config(spec: &ContainerSpec) -> Config<String> {
         restart_policy: Some(restart_policy(spec.restart_policy)),
         nano_cpus: (spec.nano_cpus > 0).then_some(spec.nano_cpus),
         memory: (spec.memory_bytes > 0).then_some(spec.memory_bytes),
+        security_opt: Some(vec![NO_NEW_PRIVILEGES.to_string()]),
+        privileged: spec.privileged.then_some(true),
+        cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+        devices: (!spec.devices.is_empty()).then(|| {
+            spec.devices
+                .iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: Some(d.host.clone()),
+                    path_in_container: Some(d.container.clone()),
+                    cgroup_permissions: Some(d.permissions.clone()),
+                })
+                .collect()
+        }),
+        pid_mode: spec.pid_mode.clone(),
+        ipc_mode: spec.ipc_mode.clone(),
         ..Default::default()
     };
+    let mut env = spec.env.clone();
+    env.extend(spec.secret_env.expose().map(|(k, v)| format!("{k}={v}")));
     Config {
         image: Some(spec.image.clone()),
         cmd: spec.cmd.clone(),
-        env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+        env: (!env.is_empty()).then_some(env),
         labels: Some(spec.labels.clone()),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         host_config: Some(host_config),
@@ -215,8 +236,30 @@ fn observed(r: ContainerInspectResponse) -> Observed {
     }
 }
 
+/// Refuse host paths that resolve through a symlink: the engine would mount the
+/// link's target, which admission never saw (a writable allowed directory could hold
+/// a link to `/`). Paths that do not exist yet are created by the engine as given.
+fn check_bind_targets(binds: &[String]) -> Result<(), RuntimeError> {
+    for b in binds {
+        let source = b.split(':').next().unwrap_or_default();
+        let Some(normal) = persys_proto::policy::normalize_host_path(source) else {
+            continue;
+        };
+        if let Ok(real) = std::fs::canonicalize(&normal) {
+            if real.as_os_str() != std::ffi::OsStr::new(&normal) {
+                return Err(RuntimeError::Engine(format!(
+                    "host path {source:?} resolves through a symbolic link to {:?}; mount the real path",
+                    real.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl ContainerRuntime for DockerRuntime {
     async fn run(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        check_bind_targets(&spec.binds)?;
         let options = CreateContainerOptions {
             name: spec.name.clone(),
             platform: None,

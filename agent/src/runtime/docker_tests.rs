@@ -19,7 +19,59 @@ fn spec() -> ContainerSpec {
         restart_policy: RestartPolicy::UnlessStopped,
         nano_cpus: 0,
         memory_bytes: 0,
+        secret_env: persys_proto::SecretEnv::default(),
+        privileged: false,
+        cap_add: vec![],
+        devices: vec![],
+        pid_mode: None,
+        ipc_mode: None,
     }
+}
+
+#[test]
+fn every_container_gets_no_new_privileges_and_nothing_more_by_default() {
+    let hc = create_config(&spec()).host_config.expect("host config");
+    assert_eq!(hc.security_opt, Some(vec![NO_NEW_PRIVILEGES.to_string()]));
+    assert_eq!(
+        (hc.privileged, hc.cap_add, hc.devices, hc.pid_mode),
+        (None, None, None, None)
+    );
+}
+
+#[test]
+fn admitted_privileges_and_secret_env_reach_the_engine() {
+    let mut s = spec();
+    s.env = vec!["MODE=prod".into()];
+    s.secret_env = persys_proto::SecretEnv::new([("DB_PASSWORD".into(), "hunter2".into())].into());
+    s.privileged = true;
+    s.cap_add = vec!["NET_ADMIN".into()];
+    s.pid_mode = Some("host".into());
+    s.devices = vec![crate::runtime::spec::DeviceMapping::parse("/dev/fuse").expect("valid")];
+    let c = create_config(&s);
+    assert_eq!(
+        c.env,
+        Some(vec![
+            "MODE=prod".to_string(),
+            "DB_PASSWORD=hunter2".to_string()
+        ])
+    );
+    let hc = c.host_config.expect("host config");
+    assert_eq!(hc.privileged, Some(true));
+    assert_eq!(hc.cap_add, Some(vec!["NET_ADMIN".to_string()]));
+    assert_eq!(hc.pid_mode.as_deref(), Some("host"));
+    assert_eq!(hc.devices.map(|d| d.len()), Some(1));
+}
+
+#[test]
+fn a_bind_through_a_symlink_is_refused() {
+    let dir = std::env::temp_dir().join(format!("persys-link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    std::os::unix::fs::symlink("/etc", &dir).expect("symlink");
+    let bind = format!("{}:/x:ro", dir.display());
+    let r = check_bind_targets(&[bind]);
+    let _ = std::fs::remove_file(&dir);
+    assert!(matches!(r, Err(RuntimeError::Engine(m)) if m.contains("symbolic link")));
+    assert!(check_bind_targets(&["/nonexistent-persys/x:/x".into(), "named:/n".into()]).is_ok());
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! What the agent asks the engine to create, derived from a `RunRequest`. Pure.
 
-use persys_proto::{container_name, labels, RestartPolicy, RunRequest};
+use persys_proto::policy::exposes_engine_socket;
+use persys_proto::{container_name, labels, RestartPolicy, RunRequest, SecretEnv};
 use std::collections::HashMap;
 
 /// One published port: `[ip:][host:]container[/proto]`.
@@ -65,8 +66,11 @@ pub struct ContainerSpec {
     pub image: String,
     /// Cmd (the image's own when `None`).
     pub cmd: Option<Vec<String>>,
-    /// `K=V` environment entries.
+    /// `K=V` environment entries (not secret).
     pub env: Vec<String>,
+    /// Secret environment entries, merged into the container's environment at create
+    /// time only (`Debug` shows names only).
+    pub secret_env: SecretEnv,
     /// Labels, including the persys ones.
     pub labels: HashMap<String, String>,
     /// Published ports.
@@ -81,6 +85,59 @@ pub struct ContainerSpec {
     pub nano_cpus: i64,
     /// Memory limit in bytes (0 = none).
     pub memory_bytes: i64,
+    /// Privileged (admitted by the cluster policy).
+    pub privileged: bool,
+    /// Added capabilities.
+    pub cap_add: Vec<String>,
+    /// Host devices.
+    pub devices: Vec<DeviceMapping>,
+    /// PID namespace mode.
+    pub pid_mode: Option<String>,
+    /// IPC namespace mode.
+    pub ipc_mode: Option<String>,
+}
+
+/// One host device `host[:container[:perms]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceMapping {
+    /// Device path on the host.
+    pub host: String,
+    /// Path in the container (the host path when absent).
+    pub container: String,
+    /// cgroup permissions (`rwm` when absent).
+    pub permissions: String,
+}
+
+impl DeviceMapping {
+    /// Parse `host[:container[:perms]]`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut parts = s.split(':');
+        let host = parts.next().unwrap_or_default().to_string();
+        if !host.starts_with('/') {
+            return Err(format!("device {s:?}: the host path must be absolute"));
+        }
+        let container = parts.next().map_or_else(|| host.clone(), str::to_string);
+        let permissions = parts.next().unwrap_or("rwm").to_string();
+        Ok(Self {
+            host,
+            container,
+            permissions,
+        })
+    }
+}
+
+/// Defence in depth behind the scheduler's admission: no bind of the container
+/// engine's socket (or a directory holding it), whatever the request says.
+fn check_binds(binds: &[String]) -> Result<(), String> {
+    for b in binds {
+        let source = b.split(':').next().unwrap_or_default();
+        if source.starts_with('/') && exposes_engine_socket(source) {
+            return Err(format!(
+                "volume {b:?}: host path {source:?} exposes the container engine's socket; this agent never mounts it"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl ContainerSpec {
@@ -102,6 +159,12 @@ impl ContainerSpec {
             .iter()
             .map(|p| PortMapping::parse(p))
             .collect::<Result<Vec<_>, _>>()?;
+        check_binds(&req.volumes)?;
+        let devices = req
+            .devices
+            .iter()
+            .map(|d| DeviceMapping::parse(d))
+            .collect::<Result<Vec<_>, _>>()?;
         let cpu = i64::try_from(req.resources.cpu).unwrap_or(i64::MAX / 1_000_000);
         let mem = i64::try_from(req.resources.memory).unwrap_or(i64::MAX / (1 << 20));
         Ok(Self {
@@ -113,6 +176,7 @@ impl ContainerSpec {
                 .filter(|c| !c.is_empty())
                 .map(|c| c.to_argv()),
             env: req.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            secret_env: req.secret_env.clone(),
             labels: l,
             ports,
             binds: req.volumes.clone(),
@@ -120,6 +184,11 @@ impl ContainerSpec {
             restart_policy: req.restart_policy,
             nano_cpus: cpu.saturating_mul(1_000_000),
             memory_bytes: mem.saturating_mul(1 << 20),
+            privileged: req.privileged,
+            cap_add: req.cap_add.clone(),
+            devices,
+            pid_mode: req.pid_mode.clone(),
+            ipc_mode: req.ipc_mode.clone(),
         })
     }
 }
@@ -151,6 +220,7 @@ mod tests {
                 ("team".into(), "web".into()),
             ]
             .into(),
+            ..Default::default()
         }
     }
 
@@ -205,6 +275,44 @@ mod tests {
         assert!(PortMapping::parse("x:80").is_err());
         assert!(PortMapping::parse("80/icmp").is_err());
         assert!(PortMapping::parse("1:2:3:4").is_err());
+    }
+
+    #[test]
+    fn engine_socket_binds_are_refused_whatever_the_request() {
+        for v in ["/var/run/docker.sock:/s", "/:/host", "/run:/r:ro"] {
+            let mut req = request();
+            req.volumes = vec![v.into()];
+            let e = ContainerSpec::from_request(&req, "n1").expect_err(v);
+            assert!(e.contains("engine's socket"), "{e}");
+        }
+    }
+
+    #[test]
+    fn secret_env_stays_apart_and_is_not_in_debug() {
+        let mut req = request();
+        req.secret_env = SecretEnv::new([("DB_PASSWORD".into(), "hunter2".into())].into());
+        let spec = ContainerSpec::from_request(&req, "n1").expect("valid");
+        assert_eq!(spec.env, vec!["MODE=prod".to_string()]);
+        assert!(!format!("{spec:?}").contains("hunter2"));
+        assert_eq!(
+            spec.secret_env.expose().collect::<Vec<_>>(),
+            [("DB_PASSWORD", "hunter2")]
+        );
+    }
+
+    #[test]
+    fn devices_parse_with_defaults() {
+        let d = DeviceMapping::parse("/dev/fuse").expect("valid");
+        assert_eq!(
+            (d.container.as_str(), d.permissions.as_str()),
+            ("/dev/fuse", "rwm")
+        );
+        let d = DeviceMapping::parse("/dev/a:/dev/b:r").expect("valid");
+        assert_eq!(
+            (d.container.as_str(), d.permissions.as_str()),
+            ("/dev/b", "r")
+        );
+        assert!(DeviceMapping::parse("fuse").is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn request(workload: &str, generation: u64) -> RunRequest {
             memory: 128,
         },
         labels: Default::default(),
+        ..Default::default()
     }
 }
 

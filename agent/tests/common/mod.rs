@@ -141,6 +141,7 @@ pub fn request(workload: &str, generation: u64, shell: &str) -> RunRequest {
         generation,
         resources: Resources::default(),
         labels: Default::default(),
+        ..Default::default()
     }
 }
 

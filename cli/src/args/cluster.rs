@@ -81,6 +81,19 @@ impl Role {
     }
 }
 
+/// `persys policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show the cluster's admission policy (what workloads may ask of the host).
+    Get,
+    /// Replace the admission policy with the one in a JSON or YAML file (admin role).
+    Set {
+        /// The policy file (`-` for stdin).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
+}
+
 /// `persys token ...`
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {

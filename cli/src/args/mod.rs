@@ -9,7 +9,7 @@ pub mod cluster;
 pub mod dev;
 pub mod workload;
 
-pub use cluster::{CompletionArgs, EventsArgs, NodeCommand, TokenCommand};
+pub use cluster::{CompletionArgs, EventsArgs, NodeCommand, PolicyCommand, TokenCommand};
 pub use dev::DevArgs;
 pub use workload::{ApplyArgs, IdArg, ListArgs, LogsArgs, RunArgs, WorkloadCommand};
 
@@ -68,7 +68,7 @@ pub enum Command {
     /// looks for a program named `echo hi`); for shell syntax, ask the container's own
     /// shell: `-- sh -c 'echo hi && sleep 60'`. Flags after the first command word
     /// belong to the command.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create the workloads of a JSON or YAML file (one, a list, or YAML documents
     /// separated by `---`), one line per workload.
     Apply(ApplyArgs),
@@ -97,6 +97,10 @@ pub enum Command {
     Events(EventsArgs),
     /// Cluster capacity, allocation and workload counts.
     Metrics,
+    /// Show or set the cluster's admission policy (host paths, host namespaces,
+    /// privileges; `set` needs the admin role).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Manage API tokens (create, list, revoke; admin role).
     #[command(subcommand, visible_alias = "tokens")]
     Token(TokenCommand),
@@ -125,7 +129,7 @@ mod tests {
 
     fn run_args(args: &[&str]) -> RunArgs {
         match parse(args).command {
-            Command::Run(r) => r,
+            Command::Run(r) => *r,
             other => panic!("not run: {other:?}"),
         }
     }

@@ -92,6 +92,10 @@ pub struct RunArgs {
     /// Environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
+    /// Secret environment variable (repeatable): given to the container, shown as
+    /// `***` by every answer, event and log.
+    #[arg(long = "secret-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub secret_env: Vec<(String, String)>,
     /// CPU request and limit in millicores (1000 = one core; 0 = none).
     #[arg(long, value_name = "MILLICORES", default_value_t = 0)]
     pub cpu: u64,

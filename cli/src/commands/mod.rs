@@ -7,6 +7,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod nodes;
+pub mod policy;
 pub mod resolve;
 pub mod run;
 pub mod schedule;
@@ -15,7 +16,7 @@ pub mod version;
 pub mod wait;
 pub mod workloads;
 
-use crate::args::{Cli, Command, NodeCommand, TokenCommand, WorkloadCommand};
+use crate::args::{Cli, Command, NodeCommand, PolicyCommand, TokenCommand, WorkloadCommand};
 use crate::client::ApiClient;
 use crate::config;
 use crate::output::Format;
@@ -89,6 +90,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Events(args) => events::events(&ctx, &args).await,
         Command::Metrics => metrics::metrics(&ctx).await,
+        Command::Policy(p) => match p {
+            PolicyCommand::Get => policy::get(&ctx).await,
+            PolicyCommand::Set { file } => policy::set(&ctx, &file).await,
+        },
         Command::Token(t) => match t {
             TokenCommand::Create { name, role } => tokens::create(&ctx, &name, role).await,
             TokenCommand::List => tokens::list(&ctx).await,

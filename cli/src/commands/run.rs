@@ -41,6 +41,8 @@ pub fn build_request(args: &RunArgs) -> WorkloadRequest {
         }),
         labels: args.labels.iter().cloned().collect(),
         node_selector: args.node_selector.iter().cloned().collect(),
+        secret_env: args.secret_env.iter().cloned().collect(),
+        ..Default::default()
     }
 }
 
@@ -197,6 +199,18 @@ mod tests {
         };
         let v = serde_json::to_value(build_request(&a)).expect("json");
         assert_eq!(v["command"], serde_json::json!(["echo hi"]));
+    }
+
+    #[test]
+    fn secret_env_goes_in_its_own_map() {
+        let a = RunArgs {
+            env: vec![("MODE".into(), "prod".into())],
+            secret_env: vec![("DB_PASSWORD".into(), "hunter2".into())],
+            ..args()
+        };
+        let r = build_request(&a);
+        assert_eq!(r.secret_env["DB_PASSWORD"], "hunter2");
+        assert!(!r.env_vars.contains_key("DB_PASSWORD"));
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub async fn list_workloads() {}
     request_body(content = WorkloadRequestDoc, content_type = "application/json"),
     responses(
         (status = 201, description = "stored (placed, or Pending when nothing fits yet)", body = WorkloadDoc),
+        (status = 403, description = "the role may not create workloads (`forbidden`), or the cluster policy refuses a field (`policy_denied`, naming the field and the rule)", body = ApiErrorDoc),
+        (status = 413, description = "the body is over the request limit, or the record over the workload limit", body = ApiErrorDoc),
     ))]
 pub async fn create_workload() {}
 
@@ -31,6 +33,7 @@ pub async fn create_workload() {}
     request_body(content = WorkloadRequestDoc, content_type = "application/json"),
     responses(
         (status = 200, description = "stored; the keys the original CLI reads", body = ScheduleResponseDoc),
+        (status = 403, description = "the role may not create workloads (`forbidden`), or the cluster policy refuses a field (`policy_denied`)", body = ApiErrorDoc),
     ))]
 pub async fn schedule_workload() {}
 
@@ -144,6 +147,17 @@ pub async fn drain_node() {}
 #[utoipa::path(get, path = "/cluster/metrics", tag = "cluster", operation_id = "clusterMetrics",
     responses((status = 200, description = "nodes, workload counts, capacity and allocation", body = ClusterMetricsDoc)))]
 pub async fn cluster_metrics() {}
+
+#[utoipa::path(get, path = "/cluster/policy", tag = "cluster", operation_id = "getClusterPolicy",
+    responses((status = 200, description = "the admission policy in force (the default refuses every host privilege)", body = ClusterPolicyDoc)))]
+pub async fn get_cluster_policy() {}
+
+#[utoipa::path(put, path = "/cluster/policy", tag = "cluster", operation_id = "setClusterPolicy",
+    request_body(content = ClusterPolicyDoc, content_type = "application/json", description = "the whole policy (unknown keys are refused)"),
+    responses(
+        (status = 200, description = "stored; applies to workloads created from now on", body = ClusterPolicyDoc),
+    ))]
+pub async fn set_cluster_policy() {}
 
 #[utoipa::path(get, path = "/events", tag = "cluster", operation_id = "events",
     responses((status = 200, description = "server-sent events (`workload`, `workloadDeleted`, `node`, `lagged`); the stream does not end", body = String, content_type = "text/event-stream")))]

@@ -138,6 +138,19 @@ pub struct WorkloadRequestDoc {
     labels: Option<BTreeMap<String, String>>,
     /// Node labels the workload requires.
     node_selector: Option<BTreeMap<String, String>>,
+    /// Environment variables whose values are secret: given to the container, shown
+    /// as `"***"` in every answer and event, never logged.
+    secret_env: Option<BTreeMap<String, String>>,
+    /// Privileged container (needs the policy's `allowPrivileged`).
+    privileged: Option<bool>,
+    /// Capabilities to add, e.g. `NET_ADMIN` (needs `allowedCapabilities`).
+    cap_add: Option<Vec<String>>,
+    /// Host devices `host[:container[:rwm]]` (needs `allowDevices`).
+    devices: Option<Vec<String>>,
+    /// `host` (needs `allowHostPid`).
+    pid_mode: Option<String>,
+    /// `private`, `shareable`, `none` or `host` (`host` needs `allowHostIpc`).
+    ipc_mode: Option<String>,
 }
 
 /// A stored workload record.
@@ -172,6 +185,18 @@ pub struct WorkloadDoc {
     labels: BTreeMap<String, String>,
     /// Required node labels.
     node_selector: BTreeMap<String, String>,
+    /// Secret environment variable names, each with the value `"***"`; absent when none.
+    secret_env: Option<BTreeMap<String, String>>,
+    /// Privileged; absent when false.
+    privileged: Option<bool>,
+    /// Added capabilities; absent when none.
+    cap_add: Option<Vec<String>>,
+    /// Host devices; absent when none.
+    devices: Option<Vec<String>>,
+    /// PID namespace mode; absent when unset.
+    pid_mode: Option<String>,
+    /// IPC namespace mode; absent when unset.
+    ipc_mode: Option<String>,
     /// Node the workload is placed on; null while Pending.
     node_id: Option<String>,
     /// Observed status.
@@ -277,6 +302,52 @@ pub struct ClusterMetricsDoc {
     allocated_cpu_millis: u64,
     #[schema(minimum = 0)]
     allocated_memory_mb: u64,
+}
+
+/// How an allowed host path may be mounted.
+#[derive(ToSchema, Serialize)]
+#[schema(as = MountMode)]
+pub enum MountModeDoc {
+    /// Read-only: the volume must say `:ro`.
+    #[serde(rename = "ro")]
+    ReadOnly,
+    /// Read-write.
+    #[serde(rename = "rw")]
+    ReadWrite,
+}
+
+/// One host path prefix workloads may bind mount.
+#[derive(ToSchema, Serialize)]
+#[schema(as = HostPathRule)]
+pub struct HostPathRuleDoc {
+    /// Absolute path; it and everything under it (whole path components).
+    prefix: String,
+    /// `ro` (default) or `rw`.
+    mode: Option<MountModeDoc>,
+}
+
+/// The cluster's admission policy. Everything is refused by default; the container
+/// engine's socket (or a directory holding it) is never allowed.
+#[derive(ToSchema, Serialize)]
+#[schema(as = ClusterPolicy)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPolicyDoc {
+    /// Host path prefixes `volumes` may bind mount.
+    allowed_host_paths: Vec<HostPathRuleDoc>,
+    /// `network: host`.
+    allow_host_network: bool,
+    /// `network: container:<id>`.
+    allow_container_network: bool,
+    /// `pidMode: host`.
+    allow_host_pid: bool,
+    /// `ipcMode: host`.
+    allow_host_ipc: bool,
+    /// `privileged: true`.
+    allow_privileged: bool,
+    /// Capabilities `capAdd` may name; `ALL` allows any.
+    allowed_capabilities: Vec<String>,
+    /// `devices`.
+    allow_devices: bool,
 }
 
 /// Answer of `/healthz` and `/readyz`.

@@ -154,6 +154,31 @@ fn schemas_describe_the_real_wire_types() {
         &serde_json::to_value(ScheduleResponse::from(&w)).expect("s"),
     );
     assert_matches(&d, "Node", &serde_json::to_value(sample_node()).expect("n"));
+    let mut secret = w.clone();
+    secret.spec.secret_env =
+        persys_proto::SecretEnv::new([("DB_PASSWORD".into(), "x".into())].into());
+    secret.spec.privileged = true;
+    secret.spec.cap_add = vec!["NET_ADMIN".into()];
+    secret.spec.devices = vec!["/dev/fuse".into()];
+    secret.spec.pid_mode = Some("host".into());
+    secret.spec.ipc_mode = Some("host".into());
+    assert_matches(
+        &d,
+        "Workload",
+        &serde_json::to_value(persys_proto::Public::new(secret)).expect("w"),
+    );
+    let policy = persys_proto::ClusterPolicy {
+        allowed_host_paths: vec![persys_proto::HostPathRule {
+            prefix: "/tmp/x".into(),
+            mode: persys_proto::MountMode::ReadOnly,
+        }],
+        ..Default::default()
+    };
+    assert_matches(
+        &d,
+        "ClusterPolicy",
+        &serde_json::to_value(policy).expect("p"),
+    );
     assert_matches(
         &d,
         "NodeList",

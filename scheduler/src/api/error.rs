@@ -76,6 +76,16 @@ impl AppError {
         Self::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, message)
     }
 
+    /// 403: the cluster's admission policy refuses the workload.
+    pub fn policy_denied(e: &crate::admission::Denied) -> Self {
+        Self::new(StatusCode::FORBIDDEN, codes::POLICY_DENIED, e.to_string())
+    }
+
+    /// 413 naming the limit.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, codes::TOO_LARGE, message)
+    }
+
     /// 409.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, codes::CONFLICT, message)

@@ -5,7 +5,7 @@ use super::AppState;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use persys_proto::ClusterEvent;
+use persys_proto::{ClusterEvent, Public};
 use std::convert::Infallible;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
@@ -26,9 +26,10 @@ pub async fn events(
     let stream = BroadcastStream::new(ctx.cache.subscribe())
         .map(|item| {
             Ok(match item {
+                // Redacted: no secret value leaves the scheduler in an event.
                 Ok(ev) => Event::default()
                     .event(kind(&ev))
-                    .json_data(&ev)
+                    .json_data(Public::new(ev))
                     .unwrap_or_else(|_| Event::default().event("error")),
                 Err(BroadcastStreamRecvError::Lagged(n)) => {
                     Event::default().event("lagged").data(n.to_string())

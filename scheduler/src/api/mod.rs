@@ -9,6 +9,7 @@ pub mod events;
 pub mod extract;
 pub mod logs;
 pub mod nodes;
+pub mod policy;
 pub mod workloads;
 
 use crate::context::Ctx;
@@ -16,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use error::{AppError, REQUEST_ID};
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub fn router(ctx: AppState) -> Router {
         .route("/nodes/{id}/status", post(agent::status))
         .route("/cluster/metrics", get(cluster::metrics))
         .route("/cluster/leader", get(cluster::leader))
+        .route("/cluster/policy", get(policy::get).merge(put(policy::set)))
         .route("/events", get(events::events))
         .route("/healthz", get(bootstrap::healthz))
         .fallback(not_found)

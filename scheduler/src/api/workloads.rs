@@ -11,7 +11,11 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
-use persys_proto::{DesiredState, ScheduleResponse, Workload, WorkloadRequest, WorkloadStatus};
+use persys_proto::limits::MAX_WORKLOAD_BYTES;
+use persys_proto::{
+    keys, ClusterPolicy, DesiredState, Public, ScheduleResponse, Workload, WorkloadRequest,
+    WorkloadStatus,
+};
 use std::collections::HashMap;
 
 async fn submit(
@@ -27,8 +31,34 @@ async fn submit(
     }
     // Named by the request, so a repeated attempt of it finds its record.
     let id = write_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), |Extension(w)| w.0);
+    let policy = current_policy(ctx).await?;
+    crate::admission::admit(&spec, &policy).map_err(|d| AppError::policy_denied(&d))?;
     let w = Workload::new(id, spec, Utc::now());
+    check_record_size(&w)?;
     Ok(ctx.placer.submit(ctx, w).await?)
+}
+
+/// The cluster policy in etcd (one read; the default when none was set).
+pub async fn current_policy(ctx: &AppState) -> Result<ClusterPolicy, AppError> {
+    Ok(ctx
+        .store
+        .get::<ClusterPolicy>(keys::POLICY)
+        .await?
+        .map(|v| v.value)
+        .unwrap_or_default())
+}
+
+/// A record must fit what every hop accepts (etcd, the agent's dispatch limit).
+fn check_record_size(w: &Workload) -> Result<(), AppError> {
+    let size = serde_json::to_vec(w)
+        .map_err(|e| AppError::internal(format!("encoding the workload record: {e}")))?
+        .len();
+    if size > MAX_WORKLOAD_BYTES {
+        return Err(AppError::too_large(format!(
+            "the workload record would be {size} bytes, over the limit of {MAX_WORKLOAD_BYTES} bytes (MAX_WORKLOAD_BYTES)"
+        )));
+    }
+    Ok(())
 }
 
 /// `POST /workloads`: 201 with the stored record.
@@ -36,9 +66,9 @@ pub async fn create(
     State(ctx): State<AppState>,
     write_id: Option<Extension<WriteId>>,
     JsonBody(req): JsonBody<WorkloadRequest>,
-) -> Result<(StatusCode, Json<Workload>), AppError> {
+) -> Result<(StatusCode, Json<Public<Workload>>), AppError> {
     let w = submit(&ctx, write_id, req, false).await?;
-    Ok((StatusCode::CREATED, Json(w)))
+    Ok((StatusCode::CREATED, Json(Public::new(w))))
 }
 
 /// `POST /workloads/schedule` (the original route): 200 with the keys its client reads.
@@ -103,15 +133,15 @@ impl Filter {
 pub async fn list(
     State(ctx): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<Workload>>, AppError> {
+) -> Result<Json<Public<Vec<Workload>>>, AppError> {
     let filter = Filter::parse(&q)?;
-    Ok(Json(
+    Ok(Json(Public::new(
         ctx.cache
             .workloads()
             .into_iter()
             .filter(|w| filter.matches(w))
             .collect(),
-    ))
+    )))
 }
 
 fn not_found(id: &str) -> AppError {
@@ -122,10 +152,10 @@ fn not_found(id: &str) -> AppError {
 pub async fn get_one(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Workload>, AppError> {
+) -> Result<Json<Public<Workload>>, AppError> {
     ctx.cache
         .workload(&id)
-        .map(|v| Json(v.value))
+        .map(|v| Json(Public::new(v.value)))
         .ok_or_else(|| not_found(&id))
 }
 
@@ -140,7 +170,7 @@ fn written(out: Updated<Workload>, id: &str) -> Result<Workload, AppError> {
 pub async fn stop(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Workload>, AppError> {
+) -> Result<Json<Public<Workload>>, AppError> {
     let mut refused = None;
     let out = control::update_workload(&ctx, &id, |cur| {
         if cur.desired_state == DesiredState::Deleted {
@@ -172,7 +202,7 @@ pub async fn stop(
     if matches!(out, Updated::Written(_)) {
         ctx.kick_pending();
     }
-    written(out, &id).map(Json)
+    written(out, &id).map(|w| Json(Public::new(w)))
 }
 
 /// `POST /workloads/{id}/start`: desired Running; placed workloads run again,
@@ -180,7 +210,7 @@ pub async fn stop(
 pub async fn start(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Workload>, AppError> {
+) -> Result<Json<Public<Workload>>, AppError> {
     let mut refused = None;
     let out = control::update_workload(&ctx, &id, |cur| {
         if cur.desired_state == DesiredState::Deleted {
@@ -221,7 +251,7 @@ pub async fn start(
     if matches!(out, Updated::Written(_)) {
         ctx.kick_pending();
     }
-    written(out, &id).map(Json)
+    written(out, &id).map(|w| Json(Public::new(w)))
 }
 
 /// `POST /workloads/{id}/redeploy`: a new generation replaces the container, on the
@@ -231,9 +261,9 @@ pub async fn start(
 pub async fn redeploy(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Workload>, AppError> {
+) -> Result<Json<Public<Workload>>, AppError> {
     match ctx.placer.redeploy(&ctx, &id).await? {
-        Redeployed::Done(w) => Ok(Json(*w)),
+        Redeployed::Done(w) => Ok(Json(Public::new(*w))),
         Redeployed::Refused(e) => Err(AppError::conflict(e.to_string())),
         Redeployed::Missing => Err(not_found(&id)),
     }
@@ -244,7 +274,7 @@ pub async fn redeploy(
 pub async fn delete(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Workload>, AppError> {
+) -> Result<Json<Public<Workload>>, AppError> {
     let Some(cached) = ctx.cache.workload(&id) else {
         return Err(not_found(&id));
     };
@@ -252,7 +282,7 @@ pub async fn delete(
         let mut gone = cached.value.clone();
         if control::delete_workload_if(&ctx, &id, |cur| cur.node_id.is_none()).await? {
             gone.desired_state = DesiredState::Deleted;
-            return Ok(Json(gone));
+            return Ok(Json(Public::new(gone)));
         }
     }
     let out = control::update_workload(&ctx, &id, |cur| {
@@ -264,7 +294,7 @@ pub async fn delete(
         })
     })
     .await?;
-    written(out, &id).map(Json)
+    written(out, &id).map(|w| Json(Public::new(w)))
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub(crate) fn spec(cpu: u64, memory: u64, selector: &[(&str, &str)]) -> Workload
         resources: Resources { cpu, memory },
         labels: BTreeMap::new(),
         node_selector: pairs(selector),
+        ..Default::default()
     }
 }
 

@@ -12,6 +12,15 @@ use serde_json::{json, Value};
 async fn every_original_cli_body_is_accepted_and_stored() {
     let app = TestApp::start().await;
     app.add_node("node-1", 4.0, 4096, &[]).await;
+    // schedule-full.json bind mounts /srv/...: host paths need the admin's policy.
+    let r = api(
+        &app,
+        Method::PUT,
+        "/cluster/policy",
+        Some(json!({"allowedHostPaths": [{"prefix": "/srv", "mode": "rw"}]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     // The original CLI's bodies, copied from shared/compat into the repository.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/compat");
     let mut seen = 0;
@@ -45,6 +54,102 @@ async fn every_original_cli_body_is_accepted_and_stored() {
         seen += 1;
     }
     assert!(seen >= 3);
+}
+
+#[tokio::test]
+async fn host_paths_are_refused_until_the_policy_allows_them() {
+    let app = TestApp::start().await;
+    app.add_node("node-1", 4.0, 4096, &[]).await;
+    let body = json!({"image": "busybox:local", "volumes": ["/srv/www:/www:ro"]});
+    let r = api(&app, Method::POST, "/workloads", Some(body.clone())).await;
+    assert_error(&r, StatusCode::FORBIDDEN, "policy_denied");
+    let msg = r.body["error"].as_str().expect("message");
+    assert!(
+        msg.starts_with("volumes[0]:") && msg.contains("allowedHostPaths"),
+        "{msg}"
+    );
+    let r = api(&app, Method::GET, "/cluster/policy", None).await;
+    assert_eq!(r.body["allowedHostPaths"], json!([]), "{:?}", r.body);
+    let r = api(
+        &app,
+        Method::PUT,
+        "/cluster/policy",
+        Some(json!({"allowedHostPaths": [{"prefix": "/srv/www", "mode": "ro"}]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = api(&app, Method::POST, "/workloads", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // A policy that would expose the engine socket, or with a misspelt key, is refused.
+    let r = api(
+        &app,
+        Method::PUT,
+        "/cluster/policy",
+        Some(json!({"allowedHostPaths": [{"prefix": "/var/run"}]})),
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid");
+    let r = api(
+        &app,
+        Method::PUT,
+        "/cluster/policy",
+        Some(json!({"allowPrivilege": true})),
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_json");
+}
+
+#[tokio::test]
+async fn answers_show_secret_env_names_but_never_values() {
+    let app = TestApp::start().await;
+    app.add_node("node-1", 4.0, 4096, &[]).await;
+    let body = json!({"image": "busybox:local", "secretEnv": {"DB_PASSWORD": "hunter2"}});
+    let r = api(&app, Method::POST, "/workloads", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["secretEnv"]["DB_PASSWORD"], "***");
+    let id = r.body["id"].as_str().expect("id").to_string();
+    for path in [format!("/workloads/{id}"), "/workloads".to_string()] {
+        let r = api(&app, Method::GET, &path, None).await;
+        assert!(
+            !r.body.to_string().contains("hunter2"),
+            "{path}: {:?}",
+            r.body
+        );
+    }
+    let r = api(&app, Method::POST, &format!("/workloads/{id}/stop"), None).await;
+    assert!(!r.body.to_string().contains("hunter2"), "{:?}", r.body);
+    // The record keeps the value for the dispatch.
+    let stored = app
+        .ctx
+        .store
+        .get::<Workload>(&keys::workload(&id))
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        stored.value.spec.secret_env.expose().collect::<Vec<_>>(),
+        [("DB_PASSWORD", "hunter2")]
+    );
+}
+
+#[tokio::test]
+async fn a_record_over_the_workload_limit_is_413_naming_it() {
+    let app = TestApp::start().await;
+    app.add_node("node-1", 4.0, 4096, &[]).await;
+    // Within the request limit, but the original route copies labels into the selector.
+    let labels: serde_json::Map<String, Value> = (0..300)
+        .map(|i| (format!("l{i}"), Value::String("x".repeat(1000))))
+        .collect();
+    let body = json!({"image": "busybox:local", "labels": labels});
+    let r = api(&app, Method::POST, "/workloads/schedule", Some(body)).await;
+    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    assert!(
+        r.body["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("MAX_WORKLOAD_BYTES")),
+        "{:?}",
+        r.body
+    );
 }
 
 #[tokio::test]
