@@ -232,9 +232,10 @@ impl Pki {
 
         let admin_crt = data_dir.join(files::ADMIN_CRT);
         let admin_key = data_dir.join(files::ADMIN_KEY);
-        if !(admin_crt.exists() && admin_key.exists())
-            || !holds_identity(&admin_crt, &Identity::admin())
-        {
+        let current = admin_crt.exists()
+            && admin_key.exists()
+            && holds_identity(&admin_crt, &Identity::admin());
+        if !current {
             // Also when an older release wrote it without an identity (worth nothing now).
             let admin = ca.issue_client(&Identity::admin())?;
             persys_certs::write_private(&admin_key, &admin.key_pem).map_err(io_err(&admin_key))?;
