@@ -172,7 +172,7 @@ async fn keeps_answering_when_the_first_scheduler_stops() {
     let before = first.seen.request_ids.lock().expect("lock").len();
     assert!(before > 0, "the first scheduler is preferred");
 
-    first.stop.cancel();
+    first.shut_down().await;
     for _ in 0..20 {
         assert_eq!(get().await.expect("answer"), StatusCode::OK);
     }

@@ -32,11 +32,21 @@ pub struct FakeScheduler {
     pub addr: SocketAddr,
     pub seen: Arc<Seen>,
     pub stop: CancellationToken,
+    served: tokio::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 impl FakeScheduler {
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// Stop it and wait until its server has closed every connection (a cancel alone
+    /// lets a request already on a kept-alive connection still be served).
+    pub async fn shut_down(&self) {
+        self.stop.cancel();
+        if let Some(task) = self.served.lock().await.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), task).await;
+        }
     }
 }
 
@@ -177,6 +187,11 @@ pub async fn start(ca: &CertificateAuthority) -> FakeScheduler {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
-    tokio::spawn(persys_certs::serve_tls(listener, tls, router, stop.clone()));
-    FakeScheduler { addr, seen, stop }
+    let served = tokio::spawn(persys_certs::serve_tls(listener, tls, router, stop.clone()));
+    FakeScheduler {
+        addr,
+        seen,
+        stop,
+        served: tokio::sync::Mutex::new(Some(served)),
+    }
 }
