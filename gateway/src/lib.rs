@@ -7,6 +7,7 @@
 //!
 //! - [`config`]: flags. [`pki`]: certificates. [`routes`]: the route table and roles.
 //! - [`auth`]: who is calling. [`access`]: request ids, access decisions, metrics.
+//! - [`auth_failures`]: failed authentications limited per source address.
 //! - [`tokens`], [`token_store`], [`token_api`]: API tokens (etcd + in-memory cache).
 //! - [`proxy`], [`upstream`], [`body`]: forwarding, failover, request bodies.
 //! - [`webhook`]: GitHub pushes redeploy workloads. [`openapi`]: `/openapi.json`.
@@ -14,6 +15,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod auth_failures;
 pub mod body;
 pub mod config;
 pub mod error;
@@ -63,6 +65,8 @@ pub struct App {
     pub tokens: TokenStore,
     /// Per-credential rate limit.
     pub limits: RateLimit,
+    /// Failed authentications per source address.
+    pub auth_failures: auth_failures::AuthFailures,
     /// Metrics.
     pub metrics: metrics::Metrics,
     /// GitHub webhook secret, if configured.
@@ -103,6 +107,10 @@ impl App {
             upstreams,
             tokens,
             limits: RateLimit::new(config.rate_limit_per_second, config.rate_limit_burst),
+            auth_failures: auth_failures::AuthFailures::new(
+                config.auth_failure_limit,
+                config.auth_failure_window(),
+            ),
             metrics,
             webhook_secret: config.webhook_secret()?,
             max_body_bytes: config.max_body_bytes,
@@ -190,7 +198,20 @@ pub async fn serve(
         source,
     })?;
     tracing::info!(listen = %addr, schedulers = ?config.scheduler_urls, "ready");
-    let served = persys_certs::serve_tls(listener, tls.server, router(app), shutdown.clone()).await;
+    let options = persys_certs::ServeOptions {
+        limits: config
+            .listener
+            .limits(persys_certs::limits::DEFAULT_MAX_CONNECTIONS_GATEWAY),
+        metrics: app.metrics.connections.listener("https"),
+    };
+    let served = persys_certs::serve_tls_with(
+        listener,
+        tls.server,
+        router(app),
+        shutdown.clone(),
+        options,
+    )
+    .await;
     shutdown.cancel();
     tasks.wait().await;
     tracing::info!("stopped");
@@ -201,7 +222,10 @@ async fn forget_idle_limits(app: Arc<App>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(LIMITER_CLEANUP) => app.limits.forget_idle(),
+            () = tokio::time::sleep(LIMITER_CLEANUP) => {
+                app.limits.forget_idle();
+                app.auth_failures.forget_old(std::time::Instant::now());
+            }
         }
     }
 }

@@ -98,6 +98,10 @@ pub struct Config {
     /// forwarded there); default: the host of `--advertise-url` with the bootstrap port.
     #[arg(long, env = "PERSYS_ADVERTISE_BOOTSTRAP_URL")]
     pub advertise_bootstrap_url: Option<String>,
+
+    /// Timeouts and the connection cap of each listener (API and bootstrap).
+    #[command(flatten)]
+    pub listener: persys_certs::ListenerFlags,
 }
 
 impl Config {
@@ -135,6 +139,7 @@ impl Config {
             replica_id: None,
             advertise_url: None,
             advertise_bootstrap_url: None,
+            listener: persys_certs::ListenerFlags::defaults(),
         }
     }
 }

@@ -17,8 +17,11 @@ pub struct Metrics {
     pub dispatch_errors: IntCounter,
     /// Nodes by status.
     pub nodes: IntGaugeVec,
-    /// HTTP requests by method and status code.
+    /// HTTP requests by route template, method and status code (bounded: unknown
+    /// methods are `OTHER`, unknown paths `unmatched`).
     pub http_requests: IntCounterVec,
+    /// Connections of the API and bootstrap listeners.
+    pub connections: persys_certs::ConnectionMetrics,
     /// 1 while this replica is the leader (runs placement and the loops), else 0.
     pub is_leader: IntGauge,
 }
@@ -64,9 +67,9 @@ impl Metrics {
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "persys_http_requests_total",
-                "HTTP requests by method and status",
+                "HTTP requests by route template, method and status",
             ),
-            &["method", "status"],
+            &["route", "method", "status"],
         )
         .unwrap_or_else(|_| unreachable_metric());
         let is_leader = IntGauge::new(
@@ -74,6 +77,11 @@ impl Metrics {
             "1 while this scheduler replica is the leader",
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let connections = persys_certs::ConnectionMetrics::new("persys_scheduler")
+            .unwrap_or_else(|_| unreachable_metric());
+        if let Err(e) = connections.register(&registry) {
+            tracing::warn!(error = %e, "metric registration failed");
+        }
         for c in [
             Box::new(is_leader.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(workloads_scheduled.clone()),
@@ -93,6 +101,7 @@ impl Metrics {
             dispatch_errors,
             nodes,
             http_requests,
+            connections,
             is_leader,
         }
     }
@@ -132,7 +141,9 @@ mod tests {
     fn render_includes_every_metric() {
         let m = Metrics::new();
         m.workloads_scheduled.inc();
-        m.http_requests.with_label_values(&["GET", "200"]).inc();
+        m.http_requests
+            .with_label_values(&["/workloads/{id}", "GET", "200"])
+            .inc();
         m.set_nodes(["Active", "Active"]);
         let text = m.render();
         for name in [
@@ -142,6 +153,7 @@ mod tests {
             "persys_nodes{status=\"Active\"} 2",
             "persys_http_requests_total",
             "persys_scheduler_is_leader 0",
+            "persys_scheduler_connections_open",
         ] {
             assert!(text.contains(name), "{name} in {text}");
         }
