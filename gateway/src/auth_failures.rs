@@ -66,7 +66,11 @@ impl AuthFailures {
         if sources.len() >= MAX_SOURCES {
             Self::forget_over(&mut sources, self.window, now);
             if sources.len() >= MAX_SOURCES {
-                if let Some(oldest) = sources.iter().min_by_key(|(_, w)| w.started).map(|(k, _)| *k) {
+                if let Some(oldest) = sources
+                    .iter()
+                    .min_by_key(|(_, w)| w.started)
+                    .map(|(k, _)| *k)
+                {
                     sources.remove(&oldest);
                 }
             }

@@ -204,14 +204,9 @@ pub async fn serve(
             .limits(persys_certs::limits::DEFAULT_MAX_CONNECTIONS_GATEWAY),
         metrics: app.metrics.connections.listener("https"),
     };
-    let served = persys_certs::serve_tls_with(
-        listener,
-        tls.server,
-        router(app),
-        shutdown.clone(),
-        options,
-    )
-    .await;
+    let served =
+        persys_certs::serve_tls_with(listener, tls.server, router(app), shutdown.clone(), options)
+            .await;
     shutdown.cancel();
     tasks.wait().await;
     tracing::info!("stopped");

@@ -226,7 +226,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .listener
         .limits(persys_certs::limits::DEFAULT_MAX_CONNECTIONS_SCHEDULER);
     for (listener, tls, router, addr, name) in [
-        (api_listener, api_tls, api::router(ctx.clone()), api_addr, "api"),
+        (
+            api_listener,
+            api_tls,
+            api::router(ctx.clone()),
+            api_addr,
+            "api",
+        ),
         (
             bootstrap_listener,
             bootstrap_tls,
