@@ -83,6 +83,7 @@ mod tests {
         m.requests
             .with_label_values(&["/docker/run", "POST", "200"])
             .inc();
+        let _api = m.connections.listener("api");
         let text = m.render();
         assert!(text.contains("persys_agent_http_requests_total"), "{text}");
         assert!(text.contains("persys_agent_connections_open"), "{text}");

@@ -56,7 +56,10 @@ impl Body for DrainOnDrop {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().map_or(true, Body::is_end_stream)
+        match &self.inner {
+            Some(body) => body.is_end_stream(),
+            None => true,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -145,6 +145,7 @@ mod tests {
             .with_label_values(&["/workloads/{id}", "GET", "200"])
             .inc();
         m.set_nodes(["Active", "Active"]);
+        let _api = m.connections.listener("api");
         let text = m.render();
         for name in [
             "persys_workloads_scheduled_total 1",
