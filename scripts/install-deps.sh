@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test persys:
 # protoc (etcd-client's build), etcd (the store), busybox-static (the test image),
-# iproute2 and iptables (fault tests across network namespaces), schemathesis. Skips everything already present.
+# iproute2 and iptables (fault tests across network namespaces), curl (an HTTP/2 client
+# of tests/tests/hardening.rs), schemathesis. Skips everything already present.
 set -euo pipefail
 need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
@@ -9,6 +10,7 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need+=(busybox-static)
 command -v ip >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
 # Fault tests: netem through tc, or an NFQUEUE emulation where the kernel lacks netem.
 command -v iptables >/dev/null || need+=(iptables)
 command -v tc >/dev/null || need+=(iproute2)

@@ -78,6 +78,10 @@ pub struct Config {
     /// Milliseconds between full status reports (the backstop to event pushes).
     #[arg(long, env = "PERSYS_FULL_REPORT_INTERVAL_MS", default_value_t = 30_000)]
     pub full_report_interval_ms: u64,
+
+    /// Timeouts and the connection cap of the agent API listener.
+    #[command(flatten)]
+    pub listener: persys_certs::ListenerFlags,
 }
 
 /// Node labels.

@@ -171,11 +171,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         supervisor,
         stop_timeout: Duration::from_secs(config.stop_timeout_secs),
     });
-    let mut server = tokio::spawn(persys_certs::serve_tls(
+    let options = persys_certs::ServeOptions {
+        limits: config
+            .listener
+            .limits(persys_certs::limits::DEFAULT_MAX_CONNECTIONS_AGENT),
+        metrics: metrics::global().connections.listener("api"),
+    };
+    let mut server = tokio::spawn(persys_certs::serve_tls_with(
         listener,
         server_tls,
         app,
         shutdown.clone(),
+        options,
     ));
     tracing::info!(node_id = %node_id, listen = %local, advertise = %config.advertise_ip(), "ready");
 

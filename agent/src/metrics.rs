@@ -9,8 +9,11 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// API requests by route and status code.
+    /// API requests by route template, method and status code (bounded: unknown
+    /// methods are `OTHER`, unknown paths `unmatched`).
     pub requests: IntCounterVec,
+    /// Connections of the API listener.
+    pub connections: persys_certs::ConnectionMetrics,
     /// Duration of container operations by operation (`run`, `stop`, `remove`).
     pub operations: HistogramVec,
     /// Docker events followed, by action.
@@ -22,7 +25,7 @@ impl Metrics {
         let registry = Registry::new_custom(Some("persys_agent".into()), None)?;
         let requests = IntCounterVec::new(
             Opts::new("http_requests_total", "Agent API requests"),
-            &["route", "status"],
+            &["route", "method", "status"],
         )?;
         let operations = HistogramVec::new(
             HistogramOpts::new(
@@ -38,12 +41,16 @@ impl Metrics {
             Opts::new("docker_events_total", "Docker container events followed"),
             &["action"],
         )?;
+        // The registry's prefix names them `persys_agent_connections_*`.
+        let connections = persys_certs::ConnectionMetrics::new("")?;
+        connections.register(&registry)?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(operations.clone()))?;
         registry.register(Box::new(events.clone()))?;
         Ok(Self {
             registry,
             requests,
+            connections,
             operations,
             events,
         })
@@ -73,8 +80,12 @@ mod tests {
     #[test]
     fn metrics_register_and_render_as_prometheus_text() {
         let m = Metrics::new().expect("valid metric definitions");
-        m.requests.with_label_values(&["/docker/run", "200"]).inc();
+        m.requests
+            .with_label_values(&["/docker/run", "POST", "200"])
+            .inc();
+        let _api = m.connections.listener("api");
         let text = m.render();
         assert!(text.contains("persys_agent_http_requests_total"), "{text}");
+        assert!(text.contains("persys_agent_connections_open"), "{text}");
     }
 }

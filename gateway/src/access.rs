@@ -9,12 +9,15 @@ use crate::proxy::REQUEST_ID_HEADER;
 use crate::ratelimit::retry_after_secs;
 use crate::routes;
 use crate::App;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use persys_certs::request_meta::{logged_method, method_label, LoggedPath, UNMATCHED_ROUTE};
 use persys_certs::PeerIdentity;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The matched route pattern, carried on the response for the request metrics.
 #[derive(Debug, Clone)]
@@ -31,10 +34,11 @@ pub fn request_id_of(req: &Request) -> String {
 }
 
 /// Outermost layer: request id (taken or generated, echoed on every answer) and the
-/// request counter by route, method and status.
+/// request counter by route pattern, method and status (all bounded: unknown methods
+/// are `OTHER`, unknown paths `unmatched`).
 pub async fn request_context(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let id = request_id_of(&req);
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut()
@@ -43,10 +47,10 @@ pub async fn request_context(State(app): State<Arc<App>>, req: Request, next: Ne
     let route = resp
         .extensions()
         .get::<RouteLabel>()
-        .map_or("unmatched", |r| r.0.as_str());
+        .map_or(UNMATCHED_ROUTE, |r| r.0.as_str());
     app.metrics
         .requests
-        .with_label_values(&[route, method.as_str(), resp.status().as_str()])
+        .with_label_values(&[route, method, resp.status().as_str()])
         .inc();
     resp
 }
@@ -64,12 +68,18 @@ pub async fn label_route(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Route layer of the API routes: who is calling, may they, and are they within
-/// their rate limit. Inserts the [`Subject`] for the handler.
+/// Route layer of the API routes: is the source within its failed-authentication
+/// limit, who is calling, may they, and are they within their rate limit. Inserts the
+/// [`Subject`] for the handler.
 pub async fn check(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let request_id = crate::error::current_request_id();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let uri = req.uri().clone();
+    let path = LoggedPath(uri.path());
+    let source = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let pattern = req
         .extensions()
         .get::<MatchedPath>()
@@ -80,6 +90,16 @@ pub async fn check(State(app): State<Arc<App>>, mut req: Request, next: Next) ->
         // know is refused rather than let through unchecked.
         return crate::health::method_not_allowed().await.into_response();
     };
+    if let Some(ip) = source {
+        if let Err(wait) = app.auth_failures.check(ip, Instant::now()) {
+            tracing::warn!(%request_id, method = %logged_method(&method), %path, %ip, decision = "rate_limited", "access denied: too many failed authentications from this address");
+            app.metrics
+                .auth_decisions
+                .with_label_values(&["rate_limited", "none"])
+                .inc();
+            return ApiFailure::auth_rate_limited(retry_after_secs(wait)).into_response();
+        }
+    }
     let subject = match authenticate(
         req.headers().get(header::AUTHORIZATION),
         req.extensions().get::<PeerIdentity>(),
@@ -87,11 +107,18 @@ pub async fn check(State(app): State<Arc<App>>, mut req: Request, next: Next) ->
     ) {
         Ok(s) => s,
         Err(why) => {
-            tracing::warn!(%request_id, %method, %path, reason = why.reason(), decision = "unauthenticated", "access denied");
+            tracing::warn!(%request_id, %method, %path, ip = ?source, reason = why.reason(), decision = "unauthenticated", "access denied");
             app.metrics
                 .auth_decisions
                 .with_label_values(&["unauthenticated", "none"])
                 .inc();
+            app.metrics
+                .auth_failures
+                .with_label_values(&[why.reason()])
+                .inc();
+            if let Some(ip) = source {
+                app.auth_failures.record_failure(ip, Instant::now());
+            }
             let mut resp = ApiFailure::unauthenticated(why.message()).into_response();
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

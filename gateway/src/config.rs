@@ -144,6 +144,19 @@ pub struct Config {
     /// How often each scheduler is probed for health, ms.
     #[arg(long, env = "PERSYS_HEALTH_INTERVAL_MS", default_value_t = 2_000)]
     pub health_interval_ms: u64,
+
+    /// Failed authentications one client address may make per window before its
+    /// requests get 429 for the rest of the window; 0 disables.
+    #[arg(long, env = "PERSYS_AUTH_FAILURE_LIMIT", default_value_t = 20)]
+    pub auth_failure_limit: u32,
+
+    /// The window of --auth-failure-limit, ms.
+    #[arg(long, env = "PERSYS_AUTH_FAILURE_WINDOW_MS", default_value_t = 10_000)]
+    pub auth_failure_window_ms: u64,
+
+    /// Timeouts and the connection cap of the HTTPS listener.
+    #[command(flatten)]
+    pub listener: persys_certs::ListenerFlags,
 }
 
 impl Config {
@@ -166,6 +179,11 @@ impl Config {
     /// Wait for an unreachable scheduler.
     pub fn upstream_wait(&self) -> Duration {
         Duration::from_millis(self.upstream_wait_ms)
+    }
+
+    /// The window of the failed-authentication limit.
+    pub fn auth_failure_window(&self) -> Duration {
+        Duration::from_millis(self.auth_failure_window_ms.max(1))
     }
 
     /// Interval of the scheduler health probe.

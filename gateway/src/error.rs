@@ -129,6 +129,18 @@ impl ApiFailure {
         e
     }
 
+    /// 429 with `Retry-After` for a source address over its failed-authentication
+    /// limit.
+    pub fn auth_rate_limited(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::RATE_LIMITED,
+            "too many failed authentications from this address; retry later",
+        );
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
+    }
+
     /// 503: no scheduler (or etcd) answered.
     pub fn unavailable(message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, message);

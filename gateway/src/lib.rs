@@ -63,6 +63,8 @@ pub struct App {
     pub tokens: TokenStore,
     /// Per-credential rate limit.
     pub limits: RateLimit,
+    /// Failed authentications per source address.
+    pub auth_failures: persys_certs::auth_failures::AuthFailures,
     /// Metrics.
     pub metrics: metrics::Metrics,
     /// GitHub webhook secret, if configured.
@@ -107,6 +109,10 @@ impl App {
             upstreams,
             tokens,
             limits: RateLimit::new(config.rate_limit_per_second, config.rate_limit_burst),
+            auth_failures: persys_certs::auth_failures::AuthFailures::new(
+                config.auth_failure_limit,
+                config.auth_failure_window(),
+            ),
             metrics,
             webhook_secret: config.webhook_secret()?,
             max_body_bytes: config.max_body_bytes,
@@ -194,7 +200,15 @@ pub async fn serve(
         source,
     })?;
     tracing::info!(listen = %addr, schedulers = ?config.scheduler_urls, "ready");
-    let served = persys_certs::serve_tls(listener, tls.server, router(app), shutdown.clone()).await;
+    let options = persys_certs::ServeOptions {
+        limits: config
+            .listener
+            .limits(persys_certs::limits::DEFAULT_MAX_CONNECTIONS_GATEWAY),
+        metrics: app.metrics.connections.listener("https"),
+    };
+    let served =
+        persys_certs::serve_tls_with(listener, tls.server, router(app), shutdown.clone(), options)
+            .await;
     shutdown.cancel();
     tasks.wait().await;
     tracing::info!("stopped");
@@ -205,7 +219,10 @@ async fn forget_idle_limits(app: Arc<App>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(LIMITER_CLEANUP) => app.limits.forget_idle(),
+            () = tokio::time::sleep(LIMITER_CLEANUP) => {
+                app.limits.forget_idle();
+                app.auth_failures.forget_old(std::time::Instant::now());
+            }
         }
     }
 }

@@ -20,6 +20,11 @@ pub struct Metrics {
     pub failovers: IntCounterVec,
     /// GitHub webhook deliveries, by event and outcome.
     pub webhooks: IntCounterVec,
+    /// Failed authentications, by reason (`missing_credential`,
+    /// `malformed_authorization`, `invalid_token`).
+    pub auth_failures: IntCounterVec,
+    /// Connections of the HTTPS listener (open, closed by the server and why).
+    pub connections: persys_certs::ConnectionMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -77,6 +82,16 @@ impl Metrics {
             ),
             &["event", "outcome"],
         )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "persys_gateway_auth_failures_total",
+                "Failed authentications, by reason",
+            ),
+            &["reason"],
+        )?;
+        let connections = persys_certs::ConnectionMetrics::new("persys_gateway")?;
+        connections.register(&registry)?;
+        registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(upstream_latency.clone()))?;
         registry.register(Box::new(auth_decisions.clone()))?;
@@ -91,6 +106,8 @@ impl Metrics {
             upstream_healthy,
             failovers,
             webhooks,
+            auth_failures,
+            connections,
         })
     }
 

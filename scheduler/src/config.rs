@@ -100,6 +100,15 @@ pub struct Config {
     #[arg(long, env = "PERSYS_MAX_BODY_BYTES", default_value_t = persys_proto::limits::MAX_REQUEST_BYTES)]
     pub max_body_bytes: usize,
 
+    /// Failed registrations (bad join token) one source address may make per window
+    /// before it gets 429; 0 disables the limit.
+    #[arg(long, env = "PERSYS_JOIN_FAILURE_LIMIT", default_value_t = 10)]
+    pub join_failure_limit: u32,
+
+    /// The window of `--join-failure-limit`, ms.
+    #[arg(long, env = "PERSYS_JOIN_FAILURE_WINDOW_MS", default_value_t = 60_000)]
+    pub join_failure_window_ms: u64,
+
     /// How long a write waits out an etcd stall or a change of leader (retrying inside
     /// the scheduler) before it is answered 503.
     #[arg(long, env = "PERSYS_WRITE_DEADLINE_MS", default_value_t = 5000)]
@@ -119,6 +128,10 @@ pub struct Config {
     /// forwarded there); default: the host of `--advertise-url` with the bootstrap port.
     #[arg(long, env = "PERSYS_ADVERTISE_BOOTSTRAP_URL")]
     pub advertise_bootstrap_url: Option<String>,
+
+    /// Timeouts and the connection cap of each listener (API and bootstrap).
+    #[command(flatten)]
+    pub listener: persys_certs::ListenerFlags,
 }
 
 impl Config {
@@ -169,9 +182,12 @@ impl Config {
             cluster_domain: "cluster.local.dev".into(),
             max_body_bytes: persys_proto::limits::MAX_REQUEST_BYTES,
             write_deadline_ms: 5000,
+            join_failure_limit: 10,
+            join_failure_window_ms: 60_000,
             replica_id: None,
             advertise_url: None,
             advertise_bootstrap_url: None,
+            listener: persys_certs::ListenerFlags::defaults(),
         }
     }
 }

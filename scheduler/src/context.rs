@@ -41,6 +41,8 @@ pub struct Ctx {
     pub ca_hash: String,
     /// The key credential records in etcd are signed with.
     pub record_key: persys_certs::RecordKey,
+    /// Failed joins per source address (guessing the join token is rate limited).
+    pub join_failures: persys_certs::auth_failures::AuthFailures,
     /// Cancelled at shutdown (ends long-lived streams).
     pub shutdown: tokio_util::sync::CancellationToken,
     /// This replica's part in the leader election (standalone unless set by `start`).
@@ -74,6 +76,10 @@ impl Ctx {
             ca_pem: pki.ca.cert_pem().to_string(),
             ca_hash: pki.ca.fingerprint(),
             record_key: pki.record_key(),
+            join_failures: persys_certs::auth_failures::AuthFailures::new(
+                config.join_failure_limit,
+                std::time::Duration::from_millis(config.join_failure_window_ms),
+            ),
             ca: pki.ca,
             config,
             store,

@@ -225,18 +225,34 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let election = CancellationToken::new();
     let servers = TaskTracker::new();
     tracker.spawn(leader::run(ctx.clone(), election.clone()));
-    for (listener, tls, router, addr) in [
-        (api_listener, api_tls, api::router(ctx.clone()), api_addr),
+    let limits = ctx
+        .config
+        .listener
+        .limits(persys_certs::limits::DEFAULT_MAX_CONNECTIONS_SCHEDULER);
+    for (listener, tls, router, addr, name) in [
+        (
+            api_listener,
+            api_tls,
+            api::router(ctx.clone()),
+            api_addr,
+            "api",
+        ),
         (
             bootstrap_listener,
             bootstrap_tls,
             api::bootstrap_router(ctx.clone()),
             bootstrap_addr,
+            "bootstrap",
         ),
     ] {
         let (token, failed) = (shutdown.clone(), failed.clone());
+        let options = persys_certs::ServeOptions {
+            limits,
+            metrics: ctx.metrics.connections.listener(name),
+        };
         servers.spawn(async move {
-            if let Err(source) = persys_certs::serve_tls(listener, tls, router, token.clone()).await
+            if let Err(source) =
+                persys_certs::serve_tls_with(listener, tls, router, token.clone(), options).await
             {
                 *failed.lock().await = Some(RunError::Serve { addr, source });
                 // One listener down means the service is broken: stop everything.

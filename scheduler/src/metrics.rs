@@ -15,10 +15,15 @@ pub struct Metrics {
     pub placement_seconds: Histogram,
     /// Agent calls that failed after retries.
     pub dispatch_errors: IntCounter,
+    /// Registrations refused for a bad join token.
+    pub join_failures: IntCounter,
     /// Nodes by status.
     pub nodes: IntGaugeVec,
-    /// HTTP requests by method and status code.
+    /// HTTP requests by route template, method and status code (bounded: unknown
+    /// methods are `OTHER`, unknown paths `unmatched`).
     pub http_requests: IntCounterVec,
+    /// Connections of the API and bootstrap listeners.
+    pub connections: persys_certs::ConnectionMetrics,
     /// 1 while this replica is the leader (runs placement and the loops), else 0.
     pub is_leader: IntGauge,
 }
@@ -59,14 +64,19 @@ impl Metrics {
             "Agent calls that failed after retries",
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let join_failures = IntCounter::new(
+            "persys_scheduler_join_failures_total",
+            "Registrations refused for a missing or bad join token",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let nodes = IntGaugeVec::new(Opts::new("persys_nodes", "Nodes by status"), &["status"])
             .unwrap_or_else(|_| unreachable_metric());
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "persys_http_requests_total",
-                "HTTP requests by method and status",
+                "HTTP requests by route template, method and status",
             ),
-            &["method", "status"],
+            &["route", "method", "status"],
         )
         .unwrap_or_else(|_| unreachable_metric());
         let is_leader = IntGauge::new(
@@ -74,11 +84,17 @@ impl Metrics {
             "1 while this scheduler replica is the leader",
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let connections = persys_certs::ConnectionMetrics::new("persys_scheduler")
+            .unwrap_or_else(|_| unreachable_metric());
+        if let Err(e) = connections.register(&registry) {
+            tracing::warn!(error = %e, "metric registration failed");
+        }
         for c in [
             Box::new(is_leader.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(workloads_scheduled.clone()),
             Box::new(placement_seconds.clone()),
             Box::new(dispatch_errors.clone()),
+            Box::new(join_failures.clone()),
             Box::new(nodes.clone()),
             Box::new(http_requests.clone()),
         ] {
@@ -91,8 +107,10 @@ impl Metrics {
             workloads_scheduled,
             placement_seconds,
             dispatch_errors,
+            join_failures,
             nodes,
             http_requests,
+            connections,
             is_leader,
         }
     }
@@ -132,8 +150,11 @@ mod tests {
     fn render_includes_every_metric() {
         let m = Metrics::new();
         m.workloads_scheduled.inc();
-        m.http_requests.with_label_values(&["GET", "200"]).inc();
+        m.http_requests
+            .with_label_values(&["/workloads/{id}", "GET", "200"])
+            .inc();
         m.set_nodes(["Active", "Active"]);
+        let _api = m.connections.listener("api");
         let text = m.render();
         for name in [
             "persys_workloads_scheduled_total 1",
@@ -142,6 +163,7 @@ mod tests {
             "persys_nodes{status=\"Active\"} 2",
             "persys_http_requests_total",
             "persys_scheduler_is_leader 0",
+            "persys_scheduler_connections_open",
         ] {
             assert!(text.contains(name), "{name} in {text}");
         }

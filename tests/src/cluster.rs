@@ -53,6 +53,8 @@ pub struct AgentOptions {
     pub cpu: Option<f64>,
     /// Advertised memory (`--memory-mb`).
     pub memory_mb: Option<u64>,
+    /// Extra agent flags.
+    pub args: Vec<String>,
 }
 
 impl AgentOptions {

@@ -329,3 +329,58 @@ async fn the_cli_refuses_a_server_with_a_node_certificate() {
     assert_eq!(names.len(), 2, "identity URI and the IP only: {names:?}");
     assert!(!names.iter().any(|n| n.contains("localhost")), "{names:?}");
 }
+
+#[tokio::test]
+async fn failed_joins_are_rate_limited_per_source_address() {
+    let mut c = Cluster::start(ClusterOptions::default())
+        .await
+        .expect("cluster starts");
+    let token = c.join_token().expect("token");
+    let ca_hash = persys_certs::JoinToken::parse(&token)
+        .expect("token")
+        .ca_hash;
+    // The guesser comes from 127.0.0.2; the cluster's agents from 127.0.0.1.
+    let tls = persys_certs::client_config_pinned(
+        &ca_hash,
+        persys_certs::Expected::role(persys_certs::Role::Scheduler),
+        None,
+    )
+    .expect("tls");
+    let guesser = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let url = format!("https://127.0.0.1:{}/nodes/register", c.bootstrap_port);
+    let (csr, _) = persys_certs::generate_csr("guess", &[]).expect("csr");
+    let body = register_body("guess", &csr);
+    let mut statuses = Vec::new();
+    for i in 0..15 {
+        let wrong = persys_certs::JoinToken::generate(&ca_hash).to_string();
+        let resp = guesser
+            .post(&url)
+            .bearer_auth(if i < 14 { wrong } else { token.clone() })
+            .json(&body)
+            .send()
+            .await
+            .expect("answer");
+        if resp.status() == 429 {
+            assert!(resp.headers().contains_key("retry-after"), "429 says when");
+            let v: serde_json::Value = resp.json().await.expect("json");
+            assert_eq!(v["code"], "rate_limited", "{v}");
+            statuses.push(429);
+        } else {
+            statuses.push(resp.status().as_u16());
+        }
+    }
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert!(
+        statuses[10..].iter().all(|s| *s == 429),
+        "then refused before the token is checked, even the right one: {statuses:?}"
+    );
+    // Other sources still join.
+    c.add_agent(AgentOptions::default())
+        .await
+        .expect("an agent from 127.0.0.1 joins");
+}

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::AppError;
+use persys_certs::request_meta::{logged_method, method_label, route_label, LoggedPath};
 use persys_certs::{PeerIdentity, Role};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 /// Largest request body.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_BODY_BYTES: usize = persys_proto::limits::MAX_DISPATCH_BYTES;
 
 /// What handlers share.
 pub struct AppState<R> {
@@ -60,7 +61,8 @@ pub fn router<R: ContainerRuntime>(state: AppState<R>) -> Router {
         .layer(from_fn(require_scheduler))
         .layer(from_fn(count_requests))
         .layer(from_fn(error::stamp_request_id))
-        .layer(TraceLayer::new_for_http())
+        // The default span carries the whole URI, which the client chooses.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(header.clone()))
         .layer(SetRequestIdLayer::new(header, MakeRequestUuid))
 }
@@ -84,17 +86,24 @@ async fn require_scheduler(request: Request, next: Next) -> Response {
     }
 }
 
+/// The request's span: method and path cut to a bounded length.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %logged_method(request.method()),
+        path = %LoggedPath(request.uri().path()),
+    )
+}
+
 async fn count_requests(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route = route_label(request.extensions().get::<MatchedPath>()).to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status();
     crate::metrics::global()
         .requests
-        .with_label_values(&[route.as_str(), status.as_str()])
+        .with_label_values(&[route.as_str(), method, status.as_str()])
         .inc();
     tracing::debug!(%route, status = status.as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
     response

@@ -179,6 +179,7 @@ impl FakeScheduler {
             docker_host: None,
             stop_timeout_secs: 1,
             full_report_interval_ms: 30_000,
+            listener: persys_certs::ListenerFlags::defaults(),
         }
     }
 

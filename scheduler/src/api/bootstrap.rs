@@ -149,7 +149,23 @@ pub async fn register(
     source: Option<Extension<crate::forward::ClientAddr>>,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<Json<RegisterResponse>, AppError> {
-    authenticate(&ctx, &headers).await?;
+    let from = source.as_ref().map(|Extension(a)| a.0);
+    if let Some(ip) = from {
+        if let Err(wait) = ctx.join_failures.check(ip, std::time::Instant::now()) {
+            return Err(AppError::too_many_failures(
+                format!("too many failed registrations from {ip}; try again later"),
+                wait,
+            ));
+        }
+    }
+    if let Err(refused) = authenticate(&ctx, &headers).await {
+        if let Some(ip) = from.filter(|_| refused.status == StatusCode::UNAUTHORIZED) {
+            ctx.join_failures
+                .record_failure(ip, std::time::Instant::now());
+            ctx.metrics.join_failures.inc();
+        }
+        return Err(refused);
+    }
     let peer = peer.map(|Extension(p)| p);
     let node_id = req
         .node_id

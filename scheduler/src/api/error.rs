@@ -29,6 +29,8 @@ pub struct AppError {
     /// The request was not applied and may be sent to the leader again
     /// (`crate::forward::RETRY_HEADER`).
     pub retry_on_leader: bool,
+    /// `Retry-After` in seconds (a 503 always gets one: 1).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl AppError {
@@ -39,6 +41,7 @@ impl AppError {
             code,
             message: message.into(),
             retry_on_leader: false,
+            retry_after_secs: None,
         }
     }
 
@@ -84,6 +87,14 @@ impl AppError {
     /// 413 naming the limit.
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, codes::TOO_LARGE, message)
+    }
+
+    /// 429 for a source that failed too often; come back after `wait`.
+    pub fn too_many_failures(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        Self {
+            retry_after_secs: Some(wait.as_secs().max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, message)
+        }
     }
 
     /// 409.
@@ -150,11 +161,14 @@ impl IntoResponse for AppError {
             request_id: current_request_id(),
         };
         let mut resp = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
+        let retry_after = self
+            .retry_after_secs
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        if let Some(v) =
+            retry_after.and_then(|s| axum::http::HeaderValue::from_str(&s.to_string()).ok())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
         }
         if self.retry_on_leader {
             resp.headers_mut().insert(

@@ -13,7 +13,7 @@ pub mod policy;
 pub mod workloads;
 
 use crate::context::Ctx;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -108,11 +108,14 @@ fn request_id_of(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// Request id (taken or generated, echoed), a span for the request, and counters.
+/// Request id (taken or generated, echoed), a log line for the request (its path cut
+/// to a bounded length), and counters by route template (bounded labels).
 async fn request_context(State(ctx): State<AppState>, req: Request, next: Next) -> Response {
+    use persys_certs::request_meta::{logged_method, method_label, route_label, LoggedPath};
     let id = request_id_of(&req);
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let uri = req.uri().clone();
+    let route = route_label(req.extensions().get::<MatchedPath>()).to_string();
     let started = std::time::Instant::now();
     let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -122,9 +125,9 @@ async fn request_context(State(ctx): State<AppState>, req: Request, next: Next) 
     let status = resp.status();
     ctx.metrics
         .http_requests
-        .with_label_values(&[method.as_str(), status.as_str()])
+        .with_label_values(&[route.as_str(), method_label(&method), status.as_str()])
         .inc();
-    tracing::debug!(request_id = %id, %method, %path, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    tracing::debug!(request_id = %id, method = %logged_method(&method), path = %LoggedPath(uri.path()), %route, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
     resp
 }
 

@@ -55,6 +55,7 @@ impl Cluster {
         if let Some(m) = a.options.memory_mb {
             cmd.arg("--memory-mb").arg(m.to_string());
         }
+        cmd.args(&a.options.args);
         cmd
     }
 
