@@ -193,6 +193,34 @@ async fn a_token_whose_ca_hash_does_not_match_the_server_is_refused() {
 }
 
 #[tokio::test]
+async fn an_agent_refuses_a_bootstrap_server_with_another_roles_certificate() {
+    // A node's (or the gateway's) certificate of the right CA, on the scheduler's address:
+    // the agent must not register there (row 6 of the security audit).
+    for impostor in [
+        persys_certs::Identity::node("node-1"),
+        persys_certs::Identity::gateway(),
+    ] {
+        let sched = FakeScheduler::start_as(impostor.clone()).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let result = tokio::time::timeout(
+            Duration::from_secs(15),
+            persys_agent::run(
+                sched.config(&unique("t-impostor"), dir.path(), &sched.token.to_string()),
+                CancellationToken::new(),
+            ),
+        )
+        .await
+        .expect("fails fast");
+        let err = result.expect_err("refused");
+        assert!(
+            sched.seen(|s| s.registrations.is_empty()),
+            "{impostor} got a registration: {err}"
+        );
+        assert!(!dir.path().join("node.key").exists(), "{impostor}");
+    }
+}
+
+#[tokio::test]
 async fn a_wrong_join_secret_is_reported_as_refused() {
     let sched = FakeScheduler::start().await;
     let dir = tempfile::tempdir().expect("tempdir");

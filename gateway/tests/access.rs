@@ -288,7 +288,7 @@ async fn tokens_are_created_hashed_checked_by_role_and_revoked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_client_certificates_authenticate_by_common_name() {
+async fn user_certificates_authenticate_and_component_certificates_do_not() {
     capture_logs();
     let pki = Pki::new();
     let etcd = Etcd::start(pki.dir.path()).await;
@@ -308,6 +308,23 @@ async fn cluster_client_certificates_authenticate_by_common_name() {
     .await;
     assert_eq!(st, StatusCode::CREATED);
     let (st, _) = call(&alice, "POST", &gw.url("/nodes/node-1/cordon"), None, None).await;
+    // A cluster component's certificate is no user credential (row 6 of the audit):
+    // a node, the scheduler, the gateway's own.
+    for component in [
+        persys_certs::Identity::node("node-1"),
+        persys_certs::Identity::scheduler(),
+        persys_certs::Identity::gateway(),
+    ] {
+        let as_component = client(&pki, Some(&pki.component_cert(&component)));
+        for (method, path) in [("GET", "/workloads"), ("POST", "/nodes/node-1/cordon")] {
+            let (st, text) = call(&as_component, method, &gw.url(path), None, None).await;
+            assert_eq!(
+                st,
+                StatusCode::UNAUTHORIZED,
+                "{component} {method} {path}: {text}"
+            );
+        }
+    }
     assert_eq!(st, StatusCode::FORBIDDEN);
     // The original client's calls answer exactly 200.
     for path in ["/workloads", "/nodes"] {

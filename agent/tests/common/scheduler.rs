@@ -104,6 +104,11 @@ async fn status(
 
 impl FakeScheduler {
     pub async fn start() -> Self {
+        Self::start_as(persys_certs::Identity::scheduler()).await
+    }
+
+    /// A stand-in whose server certificate (of the right CA) is `identity`'s.
+    pub async fn start_as(identity: persys_certs::Identity) -> Self {
         super::logs();
         let ca = Arc::new(CertificateAuthority::generate("test-ca").expect("ca"));
         let token = JoinToken::generate(&ca.fingerprint());
@@ -116,10 +121,7 @@ impl FakeScheduler {
             forget_node: forget_node.clone(),
         };
         let server = ca
-            .issue_server(
-                &persys_certs::Identity::scheduler(),
-                &["127.0.0.1".into(), "localhost".into()],
-            )
+            .issue_server(&identity, &["127.0.0.1".into(), "localhost".into()])
             .expect("server cert");
         let shutdown = CancellationToken::new();
 
