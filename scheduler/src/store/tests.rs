@@ -263,3 +263,39 @@ async fn a_stall_longer_than_the_deadline_answers_unavailable_in_time() {
         "answered by the deadline: {took:?}"
     );
 }
+
+#[tokio::test]
+async fn etcd_user_and_password_from_the_flags_are_used() {
+    let etcd = Etcd::start().await;
+    let mut admin = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .expect("client");
+    admin.user_add("root", "s3cret", None).await.expect("user");
+    admin.role_add("root").await.expect("role");
+    admin.user_grant_role("root", "root").await.expect("grant");
+    admin.auth_enable().await.expect("auth on");
+    let endpoints = [etcd.endpoint.clone()];
+    let with = |user: &str, password: &str| {
+        persys_certs::etcd::Access::from_flags(None, None, None, Some(user), Some(password))
+            .expect("access")
+    };
+    let s = Store::connect_with(&endpoints, &with("root", "s3cret"))
+        .await
+        .expect("connects with the password");
+    assert!(s
+        .put_if_absent("/t/auth", &Rec { n: 1 })
+        .await
+        .expect("write with credentials")
+        .is_some());
+    let refused = match Store::connect_with(&endpoints, &with("root", "wrong")).await {
+        Err(_) => true,
+        Ok(bad) => bad.get::<Rec>("/t/auth").await.is_err(),
+    };
+    assert!(refused, "a wrong password reads nothing");
+    let anonymous = Store::connect(&endpoints).await.expect("client");
+    assert!(
+        anonymous.get::<Rec>("/t/auth").await.is_err(),
+        "no credentials, no read"
+    );
+    assert!(persys_certs::etcd::Access::from_flags(None, None, None, Some("root"), None).is_err());
+}
