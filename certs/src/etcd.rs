@@ -180,6 +180,44 @@ impl std::fmt::Debug for ClientMaterial {
     }
 }
 
+/// The `--etcd-*` security flags of the scheduler and the gateway.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct EtcdFlags {
+    /// CA certificate of etcd's server certificate (turns on TLS to etcd: use https://
+    /// endpoints).
+    #[arg(long, env = "PERSYS_ETCD_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+
+    /// Client certificate for etcd's client-certificate auth.
+    #[arg(long, env = "PERSYS_ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+
+    /// Key of `--etcd-cert`.
+    #[arg(long, env = "PERSYS_ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+
+    /// etcd user (when etcd's auth is enabled).
+    #[arg(long, env = "PERSYS_ETCD_USER")]
+    pub etcd_user: Option<String>,
+
+    /// Password of `--etcd-user`.
+    #[arg(long, env = "PERSYS_ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
+}
+
+impl EtcdFlags {
+    /// How to reach etcd with these flags.
+    pub fn access(&self) -> Result<Access, CertError> {
+        Access::from_flags(
+            self.etcd_cacert.as_deref(),
+            self.etcd_cert.as_deref(),
+            self.etcd_key.as_deref(),
+            self.etcd_user.as_deref(),
+            self.etcd_password.as_deref(),
+        )
+    }
+}
+
 /// How a component reaches etcd: TLS material, and a user and password when etcd's
 /// auth is enabled.
 #[derive(Debug, Clone, Default)]

@@ -68,26 +68,9 @@ pub struct Config {
     )]
     pub etcd_endpoints: Vec<String>,
 
-    /// CA certificate of etcd's server certificate (turns on TLS to etcd: use https://
-    /// endpoints).
-    #[arg(long, env = "PERSYS_ETCD_CACERT")]
-    pub etcd_cacert: Option<PathBuf>,
-
-    /// Client certificate for etcd's client-certificate auth.
-    #[arg(long, env = "PERSYS_ETCD_CERT")]
-    pub etcd_cert: Option<PathBuf>,
-
-    /// Key of `--etcd-cert`.
-    #[arg(long, env = "PERSYS_ETCD_KEY")]
-    pub etcd_key: Option<PathBuf>,
-
-    /// etcd user (when etcd's auth is enabled).
-    #[arg(long, env = "PERSYS_ETCD_USER")]
-    pub etcd_user: Option<String>,
-
-    /// Password of `--etcd-user`.
-    #[arg(long, env = "PERSYS_ETCD_PASSWORD", hide_env_values = true)]
-    pub etcd_password: Option<String>,
+    /// TLS and credentials towards etcd.
+    #[command(flatten)]
+    pub etcd: persys_certs::etcd::EtcdFlags,
 
     /// Server certificate (PEM) supplied by the operator; issued from the cluster CA if absent.
     #[arg(long, env = "PERSYS_TLS_CERT", requires = "tls_key")]
@@ -167,13 +150,7 @@ impl Config {
 
     /// How to reach etcd, from the `--etcd-*` flags.
     pub fn etcd_access(&self) -> Result<persys_certs::etcd::Access, persys_certs::CertError> {
-        persys_certs::etcd::Access::from_flags(
-            self.etcd_cacert.as_deref(),
-            self.etcd_cert.as_deref(),
-            self.etcd_key.as_deref(),
-            self.etcd_user.as_deref(),
-            self.etcd_password.as_deref(),
-        )
+        self.etcd.access()
     }
 
     /// Wait for an unreachable scheduler.

@@ -27,26 +27,9 @@ pub struct Config {
     )]
     pub etcd_endpoints: Vec<String>,
 
-    /// CA certificate of etcd's server certificate (turns on TLS to etcd: use https://
-    /// endpoints).
-    #[arg(long, env = "PERSYS_ETCD_CACERT")]
-    pub etcd_cacert: Option<PathBuf>,
-
-    /// Client certificate for etcd's client-certificate auth.
-    #[arg(long, env = "PERSYS_ETCD_CERT")]
-    pub etcd_cert: Option<PathBuf>,
-
-    /// Key of `--etcd-cert`.
-    #[arg(long, env = "PERSYS_ETCD_KEY")]
-    pub etcd_key: Option<PathBuf>,
-
-    /// etcd user (when etcd's auth is enabled).
-    #[arg(long, env = "PERSYS_ETCD_USER")]
-    pub etcd_user: Option<String>,
-
-    /// Password of `--etcd-user`.
-    #[arg(long, env = "PERSYS_ETCD_PASSWORD", hide_env_values = true)]
-    pub etcd_password: Option<String>,
+    /// TLS and credentials towards etcd.
+    #[command(flatten)]
+    pub etcd: persys_certs::etcd::EtcdFlags,
 
     /// Address of the mTLS API.
     #[arg(long, env = "PERSYS_LISTEN", default_value = DEFAULT_LISTEN)]
@@ -142,13 +125,7 @@ impl Config {
 
     /// How to reach etcd, from the `--etcd-*` flags.
     pub fn etcd_access(&self) -> Result<persys_certs::etcd::Access, persys_certs::CertError> {
-        persys_certs::etcd::Access::from_flags(
-            self.etcd_cacert.as_deref(),
-            self.etcd_cert.as_deref(),
-            self.etcd_key.as_deref(),
-            self.etcd_user.as_deref(),
-            self.etcd_password.as_deref(),
-        )
+        self.etcd.access()
     }
 
     /// Write deadline as a duration.
@@ -165,11 +142,7 @@ impl Config {
     pub fn for_test(etcd: &str, data_dir: PathBuf) -> Self {
         Self {
             etcd_endpoints: vec![etcd.to_string()],
-            etcd_cacert: None,
-            etcd_cert: None,
-            etcd_key: None,
-            etcd_user: None,
-            etcd_password: None,
+            etcd: Default::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             bootstrap_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
