@@ -38,9 +38,12 @@ impl Api {
         let tls = persys_certs::client_config(
             &ca_pem,
             ident.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+            // The testkit talks to every component (the agents' API included); what
+            // each product client accepts is tested on its own.
             persys_certs::Expected::Roles(vec![
                 persys_certs::Role::Scheduler,
                 persys_certs::Role::Gateway,
+                persys_certs::Role::Node,
             ]),
         )?;
         let mut headers = reqwest::header::HeaderMap::new();
