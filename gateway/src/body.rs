@@ -14,10 +14,14 @@ use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A body declared over the limit but at most this many times it is read (and
-/// discarded) before the 413, so that an ordinary client that sends its whole body
-/// before reading the answer gets the JSON error instead of a broken connection.
-const DRAIN_FACTOR: u64 = 8;
+/// A body declared over the limit but no larger than this is read (and discarded)
+/// before the 413, so that the client's upload ends before the answer does: an
+/// ordinary client that sends its whole body before reading the answer gets the JSON
+/// error instead of a broken connection, and an HTTP/2 stream closes in order instead
+/// of racing the answer against the discard of the rest (which lost curl's answer
+/// once in 450 in `tests/tests/hardening.rs`). The same bound as the listeners' own
+/// drain of unread bodies.
+const DRAIN_BEFORE_ANSWER: u64 = persys_certs::drain::DRAIN_MAX_BYTES;
 
 /// Refuses bodies whose declared length is over the limit, and wraps the others so
 /// that reading past the limit fails with a length error (chunked uploads).
@@ -30,8 +34,10 @@ pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
         .and_then(|s| s.parse::<u64>().ok());
     let (parts, body) = req.into_parts();
     if let Some(n) = declared.filter(|n| *n > max as u64) {
-        if n <= (max as u64).saturating_mul(DRAIN_FACTOR) {
-            discard(body, n).await;
+        if n <= DRAIN_BEFORE_ANSWER {
+            // Bounded in time too: a slow sender gets its 413 anyway.
+            let _ =
+                tokio::time::timeout(persys_certs::drain::DRAIN_MAX_TIME, discard(body, n)).await;
         }
         return ApiFailure::too_large(max).into_response();
     }
