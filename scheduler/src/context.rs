@@ -17,8 +17,10 @@ pub struct Ctx {
     pub config: Config,
     /// etcd.
     pub store: Store,
-    /// In-memory view of workloads and nodes.
+    /// In-memory view of workloads and nodes (read side).
     pub cache: Arc<Cache>,
+    /// The only writer of records: etcd first, then the view.
+    pub records: crate::records::Records,
     /// The single placer (serialises placement decisions).
     pub placer: Placer,
     /// Heartbeats in memory.
@@ -81,6 +83,7 @@ impl Ctx {
                 std::time::Duration::from_millis(config.join_failure_window_ms),
             ),
             ca: pki.ca,
+            records: crate::records::Records::new(store.clone(), cache.clone()),
             config,
             store,
             cache,

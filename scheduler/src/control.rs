@@ -3,11 +3,9 @@
 
 use crate::context::Ctx;
 use crate::status;
-use crate::store::{StoreError, StoreEvent, Updated};
+use crate::store::{StoreError, Updated};
 use chrono::Utc;
-use persys_proto::{
-    keys, ContainerState, Node, NodeStatus, StatusReport, Workload, WorkloadStatus,
-};
+use persys_proto::{ContainerState, Node, NodeStatus, StatusReport, Workload, WorkloadStatus};
 use std::collections::HashSet;
 
 /// A workload changed less than this long ago is not marked `Missing` from a full report.
@@ -18,14 +16,7 @@ pub async fn update_workload<F>(ctx: &Ctx, id: &str, f: F) -> Result<Updated<Wor
 where
     F: FnMut(&Workload) -> Option<Workload>,
 {
-    let out = ctx.store.update(&keys::workload(id), f).await?;
-    if let Updated::Written(v) = &out {
-        ctx.cache.apply(StoreEvent::WorkloadPut(
-            Box::new(v.value.clone()),
-            v.mod_revision,
-        ));
-    }
-    Ok(out)
+    ctx.records.update_workload(id, f).await
 }
 
 /// CAS-update a node record; a written record is applied to the cache.
@@ -33,39 +24,21 @@ pub async fn update_node<F>(ctx: &Ctx, id: &str, f: F) -> Result<Updated<Node>, 
 where
     F: FnMut(&Node) -> Option<Node>,
 {
-    let out = ctx.store.update(&keys::node(id), f).await?;
-    if let Updated::Written(v) = &out {
-        ctx.cache.apply(StoreEvent::NodePut(
-            Box::new(v.value.clone()),
-            v.mod_revision,
-        ));
-    }
-    Ok(out)
+    ctx.records.update_node(id, f).await
 }
 
 /// Delete a workload record if `still` holds for its current value (re-read on every
 /// attempt). Returns whether it was deleted.
-pub async fn delete_workload_if<F>(ctx: &Ctx, id: &str, mut still: F) -> Result<bool, StoreError>
+pub async fn delete_workload_if<F>(ctx: &Ctx, id: &str, still: F) -> Result<bool, StoreError>
 where
     F: FnMut(&Workload) -> bool,
 {
-    let key = keys::workload(id);
-    for _ in 0..16 {
-        let Some(current) = ctx.store.get::<Workload>(&key).await? else {
-            return Ok(false);
-        };
-        if !still(&current.value) {
-            return Ok(false);
-        }
-        if let Some(rev) = ctx.store.delete_at(&key, current.mod_revision).await? {
-            ctx.cache
-                .apply(StoreEvent::WorkloadDeleted(id.to_string(), rev));
-            // Capacity was freed.
-            ctx.kick_pending();
-            return Ok(true);
-        }
+    let deleted = ctx.records.delete_workload_if(id, still).await?;
+    if deleted {
+        // Capacity was freed.
+        ctx.kick_pending();
     }
-    Err(StoreError::Conflict { key })
+    Ok(deleted)
 }
 
 /// Set a node's status (only when it differs). Returns the node after.
@@ -136,7 +109,7 @@ pub async fn apply_report(
             .iter()
             .map(|c| c.workload_id.as_str())
             .collect();
-        for w in ctx.cache.workloads() {
+        for w in ctx.cache.workloads_on(node_id) {
             if w.node_id.as_deref() != Some(node_id) || listed.contains(w.id.as_str()) {
                 continue;
             }

@@ -13,7 +13,6 @@
 pub mod admission;
 pub mod agent_client;
 pub mod api;
-pub mod cache;
 pub mod config;
 pub mod context;
 pub mod control;
@@ -30,8 +29,12 @@ pub mod pki;
 pub mod placement;
 pub mod placer;
 pub mod reconcile;
+pub mod records;
 pub mod status;
 pub mod store;
+
+/// The in-memory view (read side of [`records`]).
+pub use records::cache;
 
 #[cfg(test)]
 mod flow_tests;
@@ -283,7 +286,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     }
     let me = ctx.leadership.me();
     tracing::info!(replica = %me.id, url = %me.url, leader = ctx.leadership.is_leader(), "leader election joined");
-    tracing::info!(api = %api_addr, bootstrap = %bootstrap_addr, nodes = cache.nodes().len(), workloads = cache.workloads().len(), "ready");
+    tracing::info!(api = %api_addr, bootstrap = %bootstrap_addr, nodes = cache.nodes().len(), workloads = cache.counts().total, "ready");
     Ok(Running {
         api_addr,
         bootstrap_addr,

@@ -149,7 +149,7 @@ async fn expire(ctx: &Ctx, node_id: &str) -> Result<(), crate::store::StoreError
     if let Updated::Written(_) = out {
         tracing::warn!(node = %node_id, "node stopped heartbeating; marked Inactive");
     }
-    for w in ctx.cache.workloads() {
+    for w in ctx.cache.workloads_on(node_id) {
         if w.node_id.as_deref() != Some(node_id) {
             continue;
         }

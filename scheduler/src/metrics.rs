@@ -13,6 +13,8 @@ pub struct Metrics {
     pub workloads_scheduled: IntCounter,
     /// Time spent deciding placements (the pure decision plus the store write).
     pub placement_seconds: Histogram,
+    /// New workloads placed and stored per batch (one etcd transaction each).
+    pub placement_batch_size: Histogram,
     /// Agent calls that failed after retries.
     pub dispatch_errors: IntCounter,
     /// Registrations refused for a bad join token.
@@ -59,6 +61,14 @@ impl Metrics {
             ]),
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let placement_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "persys_placement_batch_size",
+                "New workloads placed and stored together in one etcd transaction",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 100.0]),
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let dispatch_errors = IntCounter::new(
             "persys_dispatch_errors_total",
             "Agent calls that failed after retries",
@@ -93,6 +103,7 @@ impl Metrics {
             Box::new(is_leader.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(workloads_scheduled.clone()),
             Box::new(placement_seconds.clone()),
+            Box::new(placement_batch_size.clone()),
             Box::new(dispatch_errors.clone()),
             Box::new(join_failures.clone()),
             Box::new(nodes.clone()),
@@ -106,6 +117,7 @@ impl Metrics {
             registry,
             workloads_scheduled,
             placement_seconds,
+            placement_batch_size,
             dispatch_errors,
             join_failures,
             nodes,

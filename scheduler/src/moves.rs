@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use persys_proto::{
     DesiredState, Node, NodeStatus, RestartPolicy, RetiringCopy, Workload, WorkloadStatus,
 };
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 /// Whether `w`, placed on a draining node, must move off it: it wants to run, and it is
@@ -35,7 +36,7 @@ pub struct DrainProgress {
 
 impl DrainProgress {
     /// What is left on `node_id`, from all `workloads`.
-    pub fn of(node_id: &str, workloads: &[Workload]) -> Self {
+    pub fn of<'a>(node_id: &str, workloads: impl IntoIterator<Item = &'a Workload>) -> Self {
         let mut p = Self::default();
         for w in workloads {
             if w.node_id.as_deref() == Some(node_id) && must_leave(w) {
@@ -80,7 +81,7 @@ impl DrainProgress {
 
 /// Whether draining `node` is complete: no workload must still leave it and no old copy
 /// there waits to be removed. Only a `Draining` node can be drained.
-pub fn is_drained(node: &Node, workloads: &[Workload]) -> bool {
+pub fn is_drained<'a>(node: &Node, workloads: impl IntoIterator<Item = &'a Workload>) -> bool {
     node.status == NodeStatus::Draining && DrainProgress::of(&node.node_id, workloads).is_done()
 }
 
@@ -146,7 +147,7 @@ pub enum RedeployError {
 /// placed if something fits now.
 pub fn redeploy(
     w: &Workload,
-    nodes: &[Node],
+    nodes: &[impl Borrow<Node>],
     allocs: &HashMap<String, Allocation>,
     strategy: Strategy,
     now: DateTime<Utc>,
@@ -177,7 +178,10 @@ pub fn redeploy(
         next.updated_at = now;
         return Ok(next);
     };
-    let here = nodes.iter().find(|n| n.node_id == current);
+    let here = nodes
+        .iter()
+        .map(Borrow::borrow)
+        .find(|n: &&Node| n.node_id == current);
     let fits_here = here.is_some_and(|node| {
         let only = [Candidate {
             node,
@@ -190,7 +194,8 @@ pub fn redeploy(
     }
     let candidates: Vec<Candidate<'_>> = nodes
         .iter()
-        .filter(|n| n.node_id != current)
+        .map(Borrow::borrow)
+        .filter(|n: &&Node| n.node_id != current)
         .map(|node| Candidate {
             node,
             allocated: allocs.get(&node.node_id).copied().unwrap_or_default(),

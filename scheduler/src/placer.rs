@@ -1,16 +1,25 @@
-//! The one placer: "snapshot → place → compare-and-swap put" under a single lock, so
-//! concurrent submissions never double-book a node. Also re-places `Pending` workloads
-//! when capacity may have appeared, workloads of lost nodes (per restart policy) and
-//! workloads of draining nodes, and redeploys.
+//! The one placer: decisions are serialised under a single lock, so concurrent
+//! submissions never double-book a node. New workloads are placed and stored in
+//! batches (group commit, like Nomad's plan applier): whoever takes the lock places
+//! every submission waiting at that moment against one allocation view and writes them
+//! in one etcd transaction; each request is answered once its own record is durable.
+//! Also re-places `Pending` workloads when capacity may have appeared, workloads of
+//! lost nodes (per restart policy) and workloads of draining nodes, and redeploys.
 
 use crate::context::Ctx;
 use crate::moves::{self, RedeployError};
 use crate::placement::{self, Allocation, Candidate, Strategy};
-use crate::store::{StoreError, StoreEvent, Updated};
+use crate::records::NewWorkload;
+use crate::store::{StoreError, Updated, MAX_BATCH};
 use chrono::Utc;
-use persys_proto::{keys, DesiredState, Node, NodeStatus, Workload, WorkloadStatus};
-use std::collections::{HashMap, HashSet};
-use tokio::sync::Mutex;
+use persys_proto::{DesiredState, Node, NodeStatus, Workload, WorkloadStatus};
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{oneshot, Mutex};
+use tokio_util::task::TaskTracker;
+
+pub use crate::cache::index::allocations;
 
 /// What the placer remembers between passes, only so that it logs each fact once.
 #[derive(Debug, Default)]
@@ -21,9 +30,20 @@ struct Memory {
     drained: HashSet<String>,
 }
 
+/// A new workload waiting to be placed and stored, and who waits for the answer.
+struct Submission {
+    workload: Workload,
+    reply: oneshot::Sender<Result<Workload, StoreError>>,
+}
+
 /// Serialises placement decisions.
 pub struct Placer {
-    lock: Mutex<Memory>,
+    lock: Arc<Mutex<Memory>>,
+    /// Submissions not yet taken into a batch, oldest first.
+    queue: std::sync::Mutex<VecDeque<Submission>>,
+    /// Batches being written. A batch runs on its own task so that a client that goes
+    /// away mid-write cannot abandon the other members of its batch.
+    batches: TaskTracker,
     strategy: Strategy,
 }
 
@@ -44,34 +64,23 @@ impl std::fmt::Debug for Placer {
     }
 }
 
-/// Resources reserved on each node: workloads that want to run there.
-pub fn allocations(workloads: &[Workload]) -> HashMap<String, Allocation> {
-    let mut out: HashMap<String, Allocation> = HashMap::new();
-    for w in workloads {
-        if w.desired_state != DesiredState::Running {
-            continue;
-        }
-        if let Some(node) = &w.node_id {
-            out.entry(node.clone()).or_default().add(&w.spec.resources);
-        }
-    }
-    out
-}
-
 /// Decide where `w` goes given `nodes` and their `allocs`: on success the record is
 /// placed (node, `Scheduled`, generation bumped) and the allocation counted; otherwise
 /// it is `Pending` with the reason. Returns whether it was placed.
 pub fn decide(
     w: &mut Workload,
-    nodes: &[Node],
+    nodes: &[impl Borrow<Node>],
     allocs: &mut HashMap<String, Allocation>,
     strategy: Strategy,
 ) -> bool {
     let candidates: Vec<Candidate<'_>> = nodes
         .iter()
-        .map(|node| Candidate {
-            node,
-            allocated: allocs.get(&node.node_id).copied().unwrap_or_default(),
+        .map(|node| {
+            let node: &Node = node.borrow();
+            Candidate {
+                node,
+                allocated: allocs.get(&node.node_id).copied().unwrap_or_default(),
+            }
         })
         .collect();
     match placement::place(&w.spec, &candidates, strategy) {
@@ -98,51 +107,112 @@ pub fn decide(
     }
 }
 
+/// Place `batch` against one allocation view, store it in one transaction, answer
+/// each member. Runs holding the placer's lock.
+async fn place_and_store(ctx: &Ctx, strategy: Strategy, batch: Vec<Submission>) {
+    let timer = std::time::Instant::now();
+    let mut view = ctx.cache.placement_view();
+    let mut placed = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut records = Vec::with_capacity(batch.len());
+    for s in batch {
+        let mut w = s.workload;
+        placed.push(decide(&mut w, &view.nodes, &mut view.allocs, strategy));
+        records.push(w);
+        replies.push(s.reply);
+    }
+    match ctx.records.create_workloads(&records).await {
+        Ok(results) => {
+            let took = timer.elapsed().as_secs_f64();
+            ctx.metrics
+                .placement_batch_size
+                .observe(records.len() as f64);
+            for ((result, reply), placed) in results.into_iter().zip(replies).zip(placed) {
+                let answer = match result {
+                    NewWorkload::Stored(stored) => {
+                        ctx.metrics.placement_seconds.observe(took);
+                        if placed {
+                            ctx.metrics.workloads_scheduled.inc();
+                        }
+                        let w = stored.value;
+                        tracing::debug!(workload = %w.id, name = %w.spec.name, node = ?w.node_id, status = %w.status, "workload stored");
+                        w
+                    }
+                    // Ids are per request: an earlier attempt of this request (on this
+                    // replica or a former leader) stored it. That record is the answer.
+                    NewWorkload::Existing(existing) => {
+                        tracing::info!(workload = %existing.value.id, "workload already stored by an earlier attempt of the request");
+                        existing.value
+                    }
+                };
+                let _ = reply.send(Ok(answer));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(records = records.len(), error = %e, "a batch of new workloads was not stored");
+            for reply in replies {
+                let _ = reply.send(Err(e.replicate()));
+            }
+        }
+    }
+}
+
 impl Placer {
     /// A placer using `strategy`.
     pub fn new(strategy: Strategy) -> Self {
         Self {
-            lock: Mutex::new(Memory::default()),
+            lock: Arc::new(Mutex::new(Memory::default())),
+            queue: std::sync::Mutex::new(VecDeque::new()),
+            batches: TaskTracker::new(),
             strategy,
         }
     }
 
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Submission>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Place a new workload and store it (etcd first: nothing is dispatched before this
     /// write succeeds). The stored record is `Scheduled` on a node, or `Pending`.
-    pub async fn submit(&self, ctx: &Ctx, mut w: Workload) -> Result<Workload, StoreError> {
-        let _guard = self.lock.lock().await;
-        let timer = ctx.metrics.placement_seconds.start_timer();
-        let (nodes, workloads) = ctx.cache.snapshot();
-        let mut allocs = allocations(&workloads);
-        let placed = decide(&mut w, &nodes, &mut allocs, self.strategy);
-        let key = keys::workload(&w.id);
-        let Some(rev) = ctx.store.put_if_absent(&key, &w).await? else {
-            // Ids are per request: an earlier attempt of this request (on this replica
-            // or a former leader) stored it. That record is the answer.
-            return match ctx.store.get::<Workload>(&key).await? {
-                Some(stored) => {
-                    tracing::info!(workload = %w.id, "workload already stored by an earlier attempt of the request");
-                    Ok(stored.value)
-                }
-                None => Err(StoreError::Conflict { key }),
+    /// Submissions arriving together share one decision pass and one transaction.
+    pub async fn submit(&self, ctx: &Arc<Ctx>, w: Workload) -> Result<Workload, StoreError> {
+        let (reply, mut answer) = oneshot::channel();
+        self.queue().push_back(Submission { workload: w, reply });
+        loop {
+            let guard = self.lock.clone().lock_owned().await;
+            // Whoever held the lock before may have taken ours into its batch.
+            match answer.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Closed) => return Err(batch_lost()),
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch: Vec<Submission> = {
+                let mut queue = self.queue();
+                let n = queue.len().min(MAX_BATCH);
+                queue.drain(..n).collect()
             };
-        };
-        timer.observe_duration();
-        ctx.cache
-            .apply(StoreEvent::WorkloadPut(Box::new(w.clone()), rev));
-        if placed {
-            ctx.metrics.workloads_scheduled.inc();
+            let (ctx, strategy) = (ctx.clone(), self.strategy);
+            let deadline = crate::store::deadline();
+            let job = self.batches.spawn(async move {
+                let _guard = guard;
+                let work = place_and_store(&ctx, strategy, batch);
+                match deadline {
+                    Some(d) => crate::store::within(d, work).await,
+                    None => work.await,
+                }
+            });
+            if job.await.is_err() {
+                return Err(batch_lost());
+            }
         }
-        tracing::info!(workload = %w.id, name = %w.spec.name, node = ?w.node_id, status = %w.status, "workload stored");
-        Ok(w)
     }
 
     /// Redeploy workload `id` (see [`moves::redeploy`]): a new generation, on its node
     /// if it still fits there, else moved. Stored before anything is dispatched.
     pub async fn redeploy(&self, ctx: &Ctx, id: &str) -> Result<Redeployed, StoreError> {
         let _guard = self.lock.lock().await;
-        let (nodes, workloads) = ctx.cache.snapshot();
-        let allocs = allocations(&workloads);
+        let view = ctx.cache.placement_view();
+        let (nodes, allocs) = (view.nodes, view.allocs);
         let mut refused = None;
         let out = crate::control::update_workload(ctx, id, |cur| {
             match moves::redeploy(cur, &nodes, &allocs, self.strategy, Utc::now()) {
@@ -180,12 +250,8 @@ impl Placer {
     /// that change. Returns how many were placed.
     pub async fn reconcile(&self, ctx: &Ctx) -> Result<usize, StoreError> {
         let mut memory = self.lock.lock().await;
-        let (nodes, mut workloads) = ctx.cache.snapshot();
-        workloads.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        let view = ctx.cache.placement_view();
+        let nodes = view.nodes;
         let status_of: HashMap<&str, NodeStatus> = nodes
             .iter()
             .map(|n| (n.node_id.as_str(), n.status))
@@ -196,7 +262,27 @@ impl Placer {
                 .and_then(|n| status_of.get(n))
                 .is_some_and(|s| *s == status)
         };
-        let mut allocs = allocations(&workloads);
+        // Only what may need placing: the Pending queue and the workloads of lost and
+        // draining nodes, from the indexes (never a scan of every workload).
+        let mut workloads = ctx.cache.pending();
+        for node in nodes
+            .iter()
+            .filter(|n| matches!(n.status, NodeStatus::Inactive | NodeStatus::Draining))
+        {
+            workloads.extend(
+                ctx.cache
+                    .workloads_on(&node.node_id)
+                    .into_iter()
+                    .filter(|w| w.node_id.as_deref() == Some(node.node_id.as_str())),
+            );
+        }
+        workloads.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        workloads.dedup_by(|a, b| a.id == b.id);
+        let mut allocs = view.allocs;
         let mut placed = 0;
         let mut stuck = HashMap::new();
         for w in &workloads {
@@ -211,7 +297,7 @@ impl Placer {
             if !pending && !stranded && !leaving {
                 continue;
             }
-            let mut next = w.clone();
+            let mut next = (**w).clone();
             let old = w.node_id.clone().unwrap_or_default();
             if decide(&mut next, &nodes, &mut allocs, self.strategy) {
                 if stranded {
@@ -229,10 +315,10 @@ impl Placer {
             }
             next.updated_at = Utc::now();
             let was_placed = next.node_id.is_some();
-            let expected = w.clone();
+            let expected = Arc::clone(w);
             let written = crate::control::update_workload(ctx, &w.id, |cur| {
                 // Only if nobody changed it since the snapshot.
-                (cur == &expected).then(|| next.clone())
+                (cur == &*expected).then(|| next.clone())
             })
             .await?;
             if was_placed && matches!(written, Updated::Written(_)) {
@@ -241,7 +327,7 @@ impl Placer {
                 tracing::info!(workload = %w.id, node = ?next.node_id, reason = ?next.status_reason, "workload placed");
             }
         }
-        note_drain_progress(&mut memory, stuck, &nodes, &ctx.cache.workloads());
+        note_drain_progress(ctx, &mut memory, stuck, &nodes);
         Ok(placed)
     }
 }
@@ -249,10 +335,10 @@ impl Placer {
 /// Log, once each, why a workload cannot leave its draining node and when a node is
 /// drained.
 fn note_drain_progress(
+    ctx: &Ctx,
     memory: &mut Memory,
     stuck: HashMap<String, String>,
-    nodes: &[Node],
-    workloads: &[Workload],
+    nodes: &[Arc<Node>],
 ) {
     for (id, reason) in &stuck {
         if memory.stuck.get(id) != Some(reason) {
@@ -261,13 +347,20 @@ fn note_drain_progress(
     }
     memory.stuck = stuck;
     let mut drained = HashSet::new();
-    for node in nodes.iter().filter(|n| moves::is_drained(n, workloads)) {
+    for node in nodes.iter().filter(|n| {
+        n.status == NodeStatus::Draining
+            && moves::is_drained(n, ctx.cache.workloads_on(&n.node_id).iter().map(|w| &**w))
+    }) {
         if !memory.drained.contains(&node.node_id) {
             tracing::info!(node = %node.node_id, "node drained");
         }
         drained.insert(node.node_id.clone());
     }
     memory.drained = drained;
+}
+
+fn batch_lost() -> StoreError {
+    StoreError::Unavailable("the placement batch stopped before it was stored".into())
 }
 
 #[cfg(test)]

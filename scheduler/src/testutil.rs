@@ -204,16 +204,12 @@ impl TestApp {
             registered_at: chrono::Utc::now(),
             cert_serial: None,
         };
-        let rev = self
-            .ctx
-            .store
-            .put_if_absent(&persys_proto::keys::node(id), &node)
+        self.ctx
+            .records
+            .create_node(&node)
             .await
             .expect("put node")
             .expect("new node");
-        self.ctx
-            .cache
-            .apply(crate::store::StoreEvent::NodePut(Box::new(node), rev));
         self.ctx.liveness.grace(id, tokio::time::Instant::now());
     }
 }

@@ -8,7 +8,6 @@ use crate::context::Ctx;
 use crate::control;
 use crate::dns::{self, DnsRecord};
 use crate::pki::TokenRecord;
-use crate::store::StoreEvent;
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -263,7 +262,6 @@ async fn store_node(
     presented: Option<&PeerIdentity>,
 ) -> Result<(), AppError> {
     let domain = ctx.config.cluster_domain.clone();
-    let key = keys::node(node_id);
     for _ in 0..8 {
         let mut refused = false;
         let out = control::update_node(ctx, node_id, |prev| {
@@ -282,8 +280,7 @@ async fn store_node(
             return Ok(());
         }
         let node = registered(None, req, node_id, &domain, serial);
-        if let Some(rev) = ctx.store.put_if_absent(&key, &node).await? {
-            ctx.cache.apply(StoreEvent::NodePut(Box::new(node), rev));
+        if ctx.records.create_node(&node).await?.is_some() {
             return Ok(());
         }
     }

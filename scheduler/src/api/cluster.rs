@@ -14,18 +14,14 @@ pub async fn leader(State(ctx): State<AppState>) -> Json<LeaderInfo> {
 /// Nodes, workload counts by status, capacity and allocation totals.
 pub async fn metrics(State(ctx): State<AppState>) -> Json<ClusterMetrics> {
     let nodes = decorated_nodes(&ctx);
-    let workloads = ctx.cache.workloads();
+    let counts = ctx.cache.counts();
     let mut m = ClusterMetrics {
-        total_workloads: workloads.len() as u64,
+        total_workloads: counts.total,
         ..Default::default()
     };
     for s in WorkloadStatus::ALL {
-        m.workloads_by_status.insert(s.as_str().to_string(), 0);
-    }
-    for w in &workloads {
-        *m.workloads_by_status
-            .entry(w.status.as_str().to_string())
-            .or_default() += 1;
+        let n = counts.by_status.get(&s).copied().unwrap_or_default();
+        m.workloads_by_status.insert(s.as_str().to_string(), n);
     }
     for n in &nodes {
         m.total_cpu_millis += n.cpu_millis();

@@ -9,6 +9,7 @@ pub mod events;
 pub mod extract;
 pub mod logs;
 pub mod nodes;
+pub mod paging;
 pub mod policy;
 pub mod workloads;
 

@@ -2,15 +2,18 @@
 
 use super::error::AppError;
 use super::AppState;
+use crate::cache::page::{node_token, parse_node_token};
 use crate::context::Ctx;
 use crate::control;
 use crate::moves::DrainProgress;
-use crate::placer::allocations;
+use crate::placement::Allocation;
 use crate::store::Updated;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use persys_proto::{Node, NodeStatus, Workload};
+use persys_proto::{Node, NodeStatus};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// A node as the node routes answer it: the record, plus how far a drain got (computed
 /// from the current records, never stored).
@@ -30,7 +33,9 @@ pub struct NodeView {
 }
 
 impl NodeView {
-    fn of(node: Node, workloads: &[Workload]) -> Self {
+    /// The view of `node`; a draining node's progress is computed from the workloads
+    /// on it (the by-node index, not every workload).
+    fn of(ctx: &Ctx, node: Node) -> Self {
         if node.status != NodeStatus::Draining {
             return Self {
                 node,
@@ -38,7 +43,8 @@ impl NodeView {
                 status_reason: None,
             };
         }
-        let progress = DrainProgress::of(&node.node_id, workloads);
+        let on_node = ctx.cache.workloads_on(&node.node_id);
+        let progress = DrainProgress::of(&node.node_id, on_node.iter().map(|w| &**w));
         Self {
             node,
             drained: progress.is_done(),
@@ -54,41 +60,62 @@ pub struct NodeViews {
     pub nodes: Vec<NodeView>,
 }
 
-fn views(ctx: &Ctx) -> Vec<NodeView> {
-    let workloads = ctx.cache.workloads();
-    decorated_nodes(ctx)
-        .into_iter()
-        .map(|n| NodeView::of(n, &workloads))
-        .collect()
+/// A node as answered: allocation from the cache's index, free resources and last
+/// heartbeat from in-memory liveness (neither is written to etcd per heartbeat).
+fn decorate(ctx: &Ctx, node: &Node, allocated: Allocation) -> Node {
+    let mut n = node.clone();
+    n.allocated_cpu = allocated.cpu;
+    n.allocated_memory = allocated.memory;
+    if let Some(b) = ctx.liveness.get(&n.node_id) {
+        if b.wall.is_some() {
+            n.last_heartbeat = b.wall;
+            n.available_cpu = b.available_cpu;
+            n.available_memory = b.available_memory;
+        }
+    }
+    n
 }
 
-/// Nodes as answered: allocation from the cached workloads, free resources and last
-/// heartbeat from in-memory liveness (neither is written to etcd per heartbeat).
+/// Every node, decorated (see [`decorate`]).
 pub fn decorated_nodes(ctx: &Ctx) -> Vec<Node> {
-    let allocs = allocations(&ctx.cache.workloads());
-    ctx.cache
-        .nodes()
-        .into_iter()
-        .map(|mut n| {
-            if let Some(a) = allocs.get(&n.node_id) {
-                n.allocated_cpu = a.cpu;
-                n.allocated_memory = a.memory;
-            }
-            if let Some(b) = ctx.liveness.get(&n.node_id) {
-                if b.wall.is_some() {
-                    n.last_heartbeat = b.wall;
-                    n.available_cpu = b.available_cpu;
-                    n.available_memory = b.available_memory;
-                }
-            }
-            n
+    let view = ctx.cache.placement_view();
+    view.nodes
+        .iter()
+        .map(|n| {
+            let a = view.allocs.get(&n.node_id).copied().unwrap_or_default();
+            decorate(ctx, n, a)
         })
         .collect()
 }
 
-/// `GET /nodes`: `{"nodes": [...]}`.
-pub async fn list(State(ctx): State<AppState>) -> Json<NodeViews> {
-    Json(NodeViews { nodes: views(&ctx) })
+/// `GET /nodes`: `{"nodes": [...]}`; with `?limit=N` one page, `{"items": [...],
+/// "continue": "<token>"}` (the token absent on the last page).
+pub async fn list(
+    State(ctx): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    let Some(limit) = super::paging::limit(&q)? else {
+        let nodes = decorated_nodes(&ctx)
+            .into_iter()
+            .map(|n| NodeView::of(&ctx, n))
+            .collect();
+        return Ok(Json(NodeViews { nodes }).into_response());
+    };
+    let after = match super::paging::token(&q) {
+        Some(t) => Some(parse_node_token(t).map_err(|e| AppError::invalid_field("continue", e))?),
+        None => None,
+    };
+    let page = ctx.cache.node_page(after.as_deref(), limit);
+    let items: Vec<NodeView> = page
+        .items
+        .iter()
+        .map(|n| NodeView::of(&ctx, decorate(&ctx, n, ctx.cache.allocation(&n.node_id))))
+        .collect();
+    Ok(Json(super::paging::Page {
+        items,
+        next: page.next.as_deref().map(node_token),
+    })
+    .into_response())
 }
 
 fn not_found(id: &str) -> AppError {
@@ -104,13 +131,15 @@ pub async fn get_one(
 }
 
 fn view(ctx: &Ctx, id: &str) -> Option<NodeView> {
-    views(ctx).into_iter().find(|v| v.node.node_id == id)
+    let node = ctx.cache.node(id)?.value;
+    let node = decorate(ctx, &node, ctx.cache.allocation(id));
+    Some(NodeView::of(ctx, node))
 }
 
 /// The node after a status change, as answered.
 fn answer(ctx: &Ctx, node: Node) -> Json<NodeView> {
     let id = node.node_id.clone();
-    Json(view(ctx, &id).unwrap_or_else(|| NodeView::of(node, &ctx.cache.workloads())))
+    Json(view(ctx, &id).unwrap_or_else(|| NodeView::of(ctx, node)))
 }
 
 async fn set(ctx: &Ctx, id: &str, to: NodeStatus) -> Result<Json<NodeView>, AppError> {
@@ -186,7 +215,7 @@ pub async fn remove(
     };
     let placed = ctx
         .cache
-        .workloads()
+        .workloads_on(&id)
         .iter()
         .filter(|w| w.node_id.as_deref() == Some(id.as_str()))
         .count();
@@ -195,19 +224,25 @@ pub async fn remove(
             "node {id} still has {placed} workload(s) placed on it; drain it (`persys node drain {id}`) and remove or move them first"
         )));
     }
-    let key = persys_proto::keys::node(&id);
-    let Some(rev) = ctx.store.delete_at(&key, current.mod_revision).await? else {
+    if ctx
+        .records
+        .delete_node_at(&id, current.mod_revision)
+        .await?
+        .is_none()
+    {
         return Err(AppError::conflict(format!(
             "node {id} changed while being removed; try again"
         )));
-    };
-    ctx.cache
-        .apply(crate::store::StoreEvent::NodeDeleted(id.clone(), rev));
+    }
     ctx.store
         .delete(&crate::dns::node_key(&ctx.config.cluster_domain, &id))
         .await?;
     ctx.liveness.forget(&id);
     ctx.agents.forget(&id);
     tracing::info!(node = %id, "node removed; its certificate no longer works");
-    Ok(Json(NodeView::of(current.value, &[])))
+    Ok(Json(NodeView {
+        node: current.value,
+        drained: false,
+        status_reason: None,
+    }))
 }

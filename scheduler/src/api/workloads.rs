@@ -2,13 +2,16 @@
 
 use super::error::AppError;
 use super::extract::JsonBody;
+use super::paging;
 use super::AppState;
+use crate::cache::page::{parse_workload_token, workload_token, WorkloadFilter};
 use crate::control;
 use crate::forward::WriteId;
 use crate::placer::Redeployed;
 use crate::store::Updated;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use persys_proto::limits::MAX_WORKLOAD_BYTES;
@@ -17,6 +20,7 @@ use persys_proto::{
     WorkloadStatus,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 
 async fn submit(
     ctx: &AppState,
@@ -81,67 +85,54 @@ pub async fn schedule(
     Ok(Json(ScheduleResponse::from(&w)))
 }
 
-/// Filters of `GET /workloads`.
-#[derive(Debug, Default)]
-pub struct Filter {
-    status: Option<WorkloadStatus>,
-    node: Option<String>,
-    label: Option<(String, String)>,
+/// Parse the filters of `GET /workloads`: `?status=&node=&label=k=v`.
+pub fn parse_filter(q: &HashMap<String, String>) -> Result<WorkloadFilter, AppError> {
+    let status = match q.get("status").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(WorkloadStatus::parse(s).ok_or_else(|| {
+            AppError::invalid_field("status", format!("{s:?} is not a workload status"))
+        })?),
+    };
+    let label = match q.get("label").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(l) => {
+            let (k, v) = l.split_once('=').ok_or_else(|| {
+                AppError::invalid_field("label", format!("{l:?} is not key=value"))
+            })?;
+            Some((k.to_string(), v.to_string()))
+        }
+    };
+    Ok(WorkloadFilter {
+        status,
+        node: q.get("node").filter(|s| !s.is_empty()).cloned(),
+        label,
+    })
 }
 
-impl Filter {
-    /// Parse `?status=&node=&label=k=v`.
-    pub fn parse(q: &HashMap<String, String>) -> Result<Self, AppError> {
-        let status = match q.get("status").filter(|s| !s.is_empty()) {
-            None => None,
-            Some(s) => Some(WorkloadStatus::parse(s).ok_or_else(|| {
-                AppError::invalid_field("status", format!("{s:?} is not a workload status"))
-            })?),
-        };
-        let label = match q.get("label").filter(|s| !s.is_empty()) {
-            None => None,
-            Some(l) => {
-                let (k, v) = l.split_once('=').ok_or_else(|| {
-                    AppError::invalid_field("label", format!("{l:?} is not key=value"))
-                })?;
-                Some((k.to_string(), v.to_string()))
-            }
-        };
-        Ok(Self {
-            status,
-            node: q.get("node").filter(|s| !s.is_empty()).cloned(),
-            label,
-        })
-    }
-
-    /// Whether `w` passes.
-    pub fn matches(&self, w: &Workload) -> bool {
-        let status_ok = self.status.is_none_or(|s| s == w.status);
-        let node_ok = self
-            .node
-            .as_ref()
-            .is_none_or(|n| w.node_id.as_ref() == Some(n));
-        let label_ok = self
-            .label
-            .as_ref()
-            .is_none_or(|(k, v)| w.spec.labels.get(k) == Some(v));
-        status_ok && node_ok && label_ok
-    }
-}
-
-/// `GET /workloads`: a bare array, as the original.
+/// `GET /workloads`: a bare array, as the original; with `?limit=N` one page,
+/// `{"items": [...], "continue": "<token>"}`. Served from the cache's indexes.
 pub async fn list(
     State(ctx): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Public<Vec<Workload>>>, AppError> {
-    let filter = Filter::parse(&q)?;
-    Ok(Json(Public::new(
-        ctx.cache
-            .workloads()
-            .into_iter()
-            .filter(|w| filter.matches(w))
-            .collect(),
-    )))
+) -> Result<Response, AppError> {
+    let filter = parse_filter(&q)?;
+    let public = |w: &Arc<Workload>| Public::new((**w).clone());
+    let Some(limit) = paging::limit(&q)? else {
+        let all: Vec<Public<Workload>> = ctx.cache.list(&filter).iter().map(public).collect();
+        return Ok(Json(all).into_response());
+    };
+    let after = match paging::token(&q) {
+        Some(t) => {
+            Some(parse_workload_token(t).map_err(|e| AppError::invalid_field("continue", e))?)
+        }
+        None => None,
+    };
+    let page = ctx.cache.page(&filter, after.as_ref(), limit);
+    Ok(Json(paging::Page {
+        items: page.items.iter().map(public).collect(),
+        next: page.next.as_ref().map(workload_token),
+    })
+    .into_response())
 }
 
 fn not_found(id: &str) -> AppError {
@@ -310,14 +301,14 @@ mod tests {
 
     #[test]
     fn unknown_status_filter_names_the_field() {
-        let e = Filter::parse(&q(&[("status", "Sleeping")])).expect_err("invalid");
+        let e = parse_filter(&q(&[("status", "Sleeping")])).expect_err("invalid");
         assert!(e.message.starts_with("status:"), "{}", e.message);
     }
 
     #[test]
     fn label_filter_needs_key_value() {
-        assert!(Filter::parse(&q(&[("label", "team")])).is_err());
-        let f = Filter::parse(&q(&[("label", "team=web"), ("status", "pending")])).expect("valid");
+        assert!(parse_filter(&q(&[("label", "team")])).is_err());
+        let f = parse_filter(&q(&[("label", "team=web"), ("status", "pending")])).expect("valid");
         assert_eq!(f.label, Some(("team".into(), "web".into())));
         assert_eq!(f.status, Some(WorkloadStatus::Pending));
     }

@@ -87,8 +87,8 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     };
     let mut changes = ctx.cache.subscribe();
     // Everything already loaded: finishes dispatches stored but never confirmed.
-    for w in ctx.cache.workloads() {
-        ctx.dispatcher.enqueue(&w.id);
+    for id in ctx.cache.workload_ids() {
+        ctx.dispatcher.enqueue(&id);
     }
     let mut running: HashMap<String, bool> = HashMap::new(); // id → dirty
     let mut failures: HashMap<String, u32> = HashMap::new();
@@ -102,16 +102,16 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 Ok(ClusterEvent::Workload { workload }) => start(&ctx, &mut running, &mut tasks, workload.id),
                 // A node that is reachable again may have work that waited for it.
                 Ok(ClusterEvent::Node { node }) if node.status != NodeStatus::Inactive => {
-                    for w in ctx.cache.workloads() {
-                        if w.node_id.as_deref() == Some(node.node_id.as_str()) && action_for(&w).is_some() {
-                            start(&ctx, &mut running, &mut tasks, w.id);
+                    for w in ctx.cache.workloads_on(&node.node_id) {
+                        if action_for(&w).is_some() {
+                            start(&ctx, &mut running, &mut tasks, w.id.clone());
                         }
                     }
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    for w in ctx.cache.workloads() {
-                        start(&ctx, &mut running, &mut tasks, w.id);
+                    for id in ctx.cache.workload_ids() {
+                        start(&ctx, &mut running, &mut tasks, id);
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => break,

@@ -155,7 +155,7 @@ async fn a_replica_follows_a_foreign_leader_until_its_lease_is_gone() {
     assert_eq!(resp.headers()["retry-after"], "1");
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["code"], "unavailable");
-    assert!(a.running.ctx.cache.workloads().is_empty());
+    assert_eq!(a.running.ctx.cache.counts().total, 0);
     store.revoke_lease(lease).await.expect("revoke");
     assert!(wait_until(2.0, || a.is_leader()).await);
     a.stop().await;

@@ -262,7 +262,7 @@ impl Store {
     /// One fenced transaction: `compares` (plus the fence on `term`, from
     /// [`Store::fenced`]), then `ops`; on failure the leader key is read back so that a
     /// lost term is told apart from a lost CAS.
-    async fn fenced_txn_once(
+    pub(super) async fn fenced_txn_once(
         &self,
         compares: Vec<Compare>,
         ops: Vec<TxnOp>,

@@ -45,6 +45,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same failure again, for each member of a batch that failed as a whole
+    /// (JSON errors, which cannot be copied, keep their message).
+    pub fn replicate(&self) -> Self {
+        match self {
+            Self::Unavailable(m) => Self::Unavailable(m.clone()),
+            Self::Conflict { key } => Self::Conflict { key: key.clone() },
+            Self::Compacted(r) => Self::Compacted(*r),
+            Self::Etcd(m) => Self::Etcd(m.clone()),
+            Self::NotLeader => Self::NotLeader,
+            Self::Corrupt { .. } | Self::Encode { .. } => Self::Etcd(self.to_string()),
+        }
+    }
+
     /// Whether the error means etcd is down (503 for clients).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_))

@@ -1,10 +1,12 @@
 //! etcd access: typed get/list/put/CAS/delete and a typed watch. The only etcd code.
 
+mod batch;
 mod election;
 mod error;
 mod ride;
 mod watch;
 
+pub use batch::{Created, MAX_BATCH};
 pub use election::{Campaign, LeaderEvent, LeaderWatch, LeaseRenewer};
 pub use error::StoreError;
 pub use ride::{deadline, within};
@@ -203,11 +205,38 @@ impl Store {
     /// Read-modify-write with compare-and-swap on the mod revision, re-reading and
     /// retrying when another writer won. `f` returns `None` for "no change" (nothing is
     /// written, so unchanged data never spends an etcd revision).
-    pub async fn update<T, F>(&self, key: &str, mut f: F) -> Result<Updated<T>>
+    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<Updated<T>>
     where
         T: Serialize + DeserializeOwned,
         F: FnMut(&T) -> Option<T>,
     {
+        self.update_seeded(key, None, f).await
+    }
+
+    /// [`Store::update`] whose first attempt starts from `seed` (the cached version)
+    /// instead of reading etcd: the compare-and-swap on its mod revision proves it
+    /// current, so the common case costs one write and no read. A seed that asks for no
+    /// change is not trusted (it may be stale); the key is read then.
+    pub async fn update_seeded<T, F>(
+        &self,
+        key: &str,
+        mut seed: Option<Versioned<T>>,
+        mut f: F,
+    ) -> Result<Updated<T>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(&T) -> Option<T>,
+    {
+        if let Some(current) = seed.take() {
+            if let Some(next) = f(&current.value) {
+                if let Some(rev) = self.put_at(key, &next, current.mod_revision).await? {
+                    return Ok(Updated::Written(Versioned {
+                        value: next,
+                        mod_revision: rev,
+                    }));
+                }
+            }
+        }
         for _ in 0..CAS_ATTEMPTS {
             let Some(current) = self.get::<T>(key).await? else {
                 return Ok(Updated::Missing);

@@ -1,12 +1,25 @@
 //! Reflector: an in-memory view of workloads and nodes, loaded from etcd at start and
-//! kept current by the etcd watch (and by our own writes, applied at once so a client
-//! reads its own write). Reads never hit etcd.
+//! kept current by the etcd watch and by our own writes (applied at once, so a client
+//! reads its own write). Reads never hit etcd and never copy the whole view: records
+//! are shared as `Arc`s and [`index`] keeps what the hot paths ask for (workloads by
+//! node, reservations per node, the `Pending` queue, labels, counts) current on every
+//! change.
+//!
+//! Only [`crate::records`] (the writer: etcd first, then here) and the watch change the
+//! view; everyone else reads.
+
+pub mod index;
+pub mod page;
 
 use crate::outage::OutageLog;
+use crate::placement::Allocation;
 use crate::store::{Store, StoreError, StoreEvent, Versioned};
-use persys_proto::{keys, ClusterEvent, Node, Workload};
-use std::collections::HashMap;
-use std::sync::RwLock;
+use index::{OrderKey, WorkloadIndex};
+use page::{NodePage, WorkloadFilter, WorkloadPage};
+use persys_proto::{keys, ClusterEvent, Node, NodeStatus, Workload, WorkloadStatus};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -16,13 +29,41 @@ const EVENT_CAPACITY: usize = 4096;
 
 #[derive(Default)]
 struct Inner {
-    workloads: HashMap<String, Versioned<Workload>>,
-    nodes: HashMap<String, Versioned<Node>>,
+    workloads: HashMap<String, Versioned<Arc<Workload>>>,
+    /// By id, so that node listings come out sorted and page by id.
+    nodes: BTreeMap<String, Versioned<Arc<Node>>>,
+    index: WorkloadIndex,
     /// Deleted keys with the revision of their delete, so a late event for an older
     /// write cannot resurrect them. Pruned once the watch has passed that revision.
     tombstones: HashMap<String, i64>,
     /// Highest revision seen from the watch.
     revision: i64,
+}
+
+impl Inner {
+    fn arcs<'a>(&'a self, keys: impl Iterator<Item = &'a OrderKey>) -> Vec<Arc<Workload>> {
+        keys.filter_map(|k| self.workloads.get(&*k.id).map(|v| v.value.clone()))
+            .collect()
+    }
+}
+
+/// What placement decides against: every node and the resources reserved on each,
+/// taken under one lock.
+#[derive(Debug, Clone, Default)]
+pub struct PlacementView {
+    /// Nodes, by id.
+    pub nodes: Vec<Arc<Node>>,
+    /// Reserved resources by node id.
+    pub allocs: HashMap<String, Allocation>,
+}
+
+/// Workload counts by status, from the index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    /// All workloads.
+    pub total: u64,
+    /// By status (only statuses that occur).
+    pub by_status: HashMap<WorkloadStatus, u64>,
 }
 
 /// The cluster view shared by the API and every loop.
@@ -75,12 +116,15 @@ impl Cache {
         let mut changed = Vec::new();
         {
             let mut inner = self.write();
-            let new_w: HashMap<_, _> = workloads.into_iter().collect();
-            let new_n: HashMap<_, _> = nodes.into_iter().collect();
+            let new_w: HashMap<_, _> = workloads
+                .into_iter()
+                .map(|(id, v)| (id, share(v)))
+                .collect();
+            let new_n: BTreeMap<_, _> = nodes.into_iter().map(|(id, v)| (id, share(v))).collect();
             for (id, w) in &new_w {
                 if inner.workloads.get(id).map(|o| o.mod_revision) != Some(w.mod_revision) {
                     changed.push(ClusterEvent::Workload {
-                        workload: Box::new(w.value.clone()),
+                        workload: Box::new((*w.value).clone()),
                     });
                 }
             }
@@ -92,10 +136,11 @@ impl Cache {
             for (id, n) in &new_n {
                 if inner.nodes.get(id).map(|o| o.mod_revision) != Some(n.mod_revision) {
                     changed.push(ClusterEvent::Node {
-                        node: Box::new(n.value.clone()),
+                        node: Box::new((*n.value).clone()),
                     });
                 }
             }
+            inner.index = WorkloadIndex::build(new_w.values().map(|v| &*v.value));
             inner.workloads = new_w;
             inner.nodes = new_n;
             inner.tombstones.clear();
@@ -109,12 +154,26 @@ impl Cache {
 
     /// Apply one change (from the watch or from our own write). Older revisions than what
     /// is held are ignored, so the order of the two sources does not matter.
-    pub fn apply(&self, event: StoreEvent) {
+    pub(super) fn apply(&self, event: StoreEvent) {
         let out = {
             let mut inner = self.write();
             apply_locked(&mut inner, event)
         };
         if let Some(ev) = out {
+            let _ = self.events.send(ev);
+        }
+    }
+
+    /// Apply several changes under one lock (a batch written in one transaction).
+    pub(super) fn apply_all(&self, events: impl IntoIterator<Item = StoreEvent>) {
+        let out: Vec<ClusterEvent> = {
+            let mut inner = self.write();
+            events
+                .into_iter()
+                .filter_map(|ev| apply_locked(&mut inner, ev))
+                .collect()
+        };
+        for ev in out {
             let _ = self.events.send(ev);
         }
     }
@@ -129,57 +188,173 @@ impl Cache {
         inner.tombstones.retain(|_, del| *del > r);
     }
 
-    /// One workload.
+    /// One workload (a copy of that one record).
     pub fn workload(&self, id: &str) -> Option<Versioned<Workload>> {
+        self.read().workloads.get(id).map(|v| Versioned {
+            value: (*v.value).clone(),
+            mod_revision: v.mod_revision,
+        })
+    }
+
+    /// One workload, shared.
+    pub fn workload_shared(&self, id: &str) -> Option<Versioned<Arc<Workload>>> {
         self.read().workloads.get(id).cloned()
     }
 
-    /// Every workload, oldest first.
-    pub fn workloads(&self) -> Vec<Workload> {
-        let mut v: Vec<Workload> = self
-            .read()
-            .workloads
-            .values()
-            .map(|w| w.value.clone())
-            .collect();
-        v.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        v
+    /// Ids of every workload, oldest first (start-up and recovery from a lagged
+    /// subscription only).
+    pub fn workload_ids(&self) -> Vec<String> {
+        self.read()
+            .index
+            .order
+            .iter()
+            .map(|k| k.id.to_string())
+            .collect()
     }
 
-    /// One node.
+    /// Workloads placed on, or with an old copy retiring from, `node_id`; oldest first.
+    pub fn workloads_on(&self, node_id: &str) -> Vec<Arc<Workload>> {
+        let inner = self.read();
+        match inner.index.by_node.get(node_id) {
+            Some(set) => inner.arcs(set.iter()),
+            None => Vec::new(),
+        }
+    }
+
+    /// Workloads waiting for a node, oldest first.
+    pub fn pending(&self) -> Vec<Arc<Workload>> {
+        let inner = self.read();
+        inner.arcs(inner.index.pending.iter())
+    }
+
+    /// How many workloads wait for a node.
+    pub fn pending_count(&self) -> usize {
+        self.read().index.pending.len()
+    }
+
+    /// Resources reserved on `node_id`.
+    pub fn allocation(&self, node_id: &str) -> Allocation {
+        self.read()
+            .index
+            .allocs
+            .get(node_id)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Workload counts.
+    pub fn counts(&self) -> Counts {
+        let inner = self.read();
+        Counts {
+            total: inner.workloads.len() as u64,
+            by_status: inner.index.by_status.clone(),
+        }
+    }
+
+    /// Every workload passing `filter`, oldest first (the unpaged list).
+    pub fn list(&self, filter: &WorkloadFilter) -> Vec<Arc<Workload>> {
+        self.page(filter, None, usize::MAX).items
+    }
+
+    /// Up to `limit` workloads passing `filter` after `after` in listing order, and the
+    /// key to continue from when more may follow. Walks the narrowest index the filter
+    /// allows, so a page costs its own size (plus what the filter skips), never the
+    /// whole cache.
+    pub fn page(
+        &self,
+        filter: &WorkloadFilter,
+        after: Option<&OrderKey>,
+        limit: usize,
+    ) -> WorkloadPage {
+        let inner = self.read();
+        let empty = std::collections::BTreeSet::new();
+        let source = if let Some(node) = &filter.node {
+            inner.index.by_node.get(node).unwrap_or(&empty)
+        } else if let Some(label) = &filter.label {
+            inner.index.by_label.get(label).unwrap_or(&empty)
+        } else {
+            &inner.index.order
+        };
+        let range = match after {
+            Some(k) => source.range((Bound::Excluded(k.clone()), Bound::Unbounded)),
+            None => source.range::<OrderKey, _>(..),
+        };
+        let mut items = Vec::new();
+        let mut last = None;
+        for key in range {
+            if items.len() == limit {
+                return WorkloadPage { items, next: last };
+            }
+            let Some(v) = inner.workloads.get(&*key.id) else {
+                continue;
+            };
+            if filter.matches(&v.value) {
+                items.push(v.value.clone());
+                last = Some(key.clone());
+            }
+        }
+        WorkloadPage { items, next: None }
+    }
+
+    /// One node (a copy of that record).
     pub fn node(&self, id: &str) -> Option<Versioned<Node>> {
-        self.read().nodes.get(id).cloned()
+        self.read().nodes.get(id).map(|v| Versioned {
+            value: (*v.value).clone(),
+            mod_revision: v.mod_revision,
+        })
     }
 
-    /// Every node, by id.
-    pub fn nodes(&self) -> Vec<Node> {
-        let mut v: Vec<Node> = self
-            .read()
+    /// Every node, by id, shared.
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        self.read()
             .nodes
             .values()
             .map(|n| n.value.clone())
-            .collect();
-        v.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-        v
+            .collect()
     }
 
-    /// Nodes and workloads under one lock (a consistent snapshot for placement).
-    pub fn snapshot(&self) -> (Vec<Node>, Vec<Workload>) {
+    /// How many nodes are in each status.
+    pub fn node_counts(&self) -> HashMap<NodeStatus, u64> {
+        let mut out = HashMap::new();
+        for n in self.read().nodes.values() {
+            *out.entry(n.value.status).or_default() += 1;
+        }
+        out
+    }
+
+    /// Up to `limit` nodes with ids after `after`.
+    pub fn node_page(&self, after: Option<&str>, limit: usize) -> NodePage {
         let inner = self.read();
-        (
-            inner.nodes.values().map(|n| n.value.clone()).collect(),
-            inner.workloads.values().map(|w| w.value.clone()).collect(),
-        )
+        let range = match after {
+            Some(a) => inner
+                .nodes
+                .range::<str, _>((Bound::Excluded(a), Bound::Unbounded)),
+            None => inner.nodes.range::<str, _>(..),
+        };
+        let mut items: Vec<Arc<Node>> = Vec::new();
+        for (_, n) in range {
+            if items.len() == limit {
+                let next = items.last().map(|n| n.node_id.clone());
+                return NodePage { items, next };
+            }
+            items.push(n.value.clone());
+        }
+        NodePage { items, next: None }
+    }
+
+    /// Nodes and the reservations on them under one lock: what placement decides
+    /// against. Costs the number of nodes, not of workloads.
+    pub fn placement_view(&self) -> PlacementView {
+        let inner = self.read();
+        PlacementView {
+            nodes: inner.nodes.values().map(|n| n.value.clone()).collect(),
+            allocs: inner.index.allocs.clone(),
+        }
     }
 
     /// Keep the view current: watch from `revision + 1`, re-list on compaction or any
     /// watch failure, until `shutdown`.
     pub async fn run(&self, store: Store, mut revision: i64, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
         loop {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -194,17 +369,18 @@ impl Cache {
             }
             // Reads keep answering from the view meanwhile; say once that it is stale.
             let mut outage = OutageLog::new();
+            let mut pauses = relist_backoff();
             loop {
+                let pause = pauses.next().unwrap_or(RELIST_MAX_PAUSE);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
                 match self.load(&store).await {
                     Ok(r) => {
                         outage.succeeded("re-listing from etcd");
                         tracing::info!(revision = r, "re-listed from etcd");
                         revision = r;
-                        backoff = Duration::from_millis(100);
                         break;
                     }
                     Err(e) => {
@@ -212,7 +388,6 @@ impl Cache {
                             "re-listing from etcd (reads answer from the cached view)",
                             &e,
                         );
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             }
@@ -232,15 +407,33 @@ impl Cache {
                 b = watch.next() => b?,
             };
             let Some(events) = batch else { return Ok(()) };
-            let mut max = 0;
-            for ev in events {
-                max = max.max(ev.revision());
-                self.apply(ev);
-            }
+            let max = events.iter().map(StoreEvent::revision).max().unwrap_or(0);
+            self.apply_all(events);
             if max > 0 {
                 self.advance(max);
             }
         }
+    }
+}
+
+/// First and largest pause before re-listing after the watch failed.
+const RELIST_MIN_PAUSE: Duration = Duration::from_millis(100);
+const RELIST_MAX_PAUSE: Duration = Duration::from_secs(5);
+
+fn relist_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(RELIST_MIN_PAUSE)
+        .with_max_delay(RELIST_MAX_PAUSE)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+fn share<T>(v: Versioned<T>) -> Versioned<Arc<T>> {
+    Versioned {
+        value: Arc::new(v.value),
+        mod_revision: v.mod_revision,
     }
 }
 
@@ -260,10 +453,15 @@ fn apply_locked(inner: &mut Inner, event: StoreEvent) -> Option<ClusterEvent> {
                 return None;
             }
             inner.tombstones.remove(&key);
+            if let Some(old) = inner.workloads.get(&w.id).map(|v| v.value.clone()) {
+                inner.index.remove(&old);
+            }
+            let record = Arc::new((*w).clone());
+            inner.index.insert(&record);
             inner.workloads.insert(
                 w.id.clone(),
                 Versioned {
-                    value: (*w).clone(),
+                    value: record,
                     mod_revision: rev,
                 },
             );
@@ -279,10 +477,9 @@ fn apply_locked(inner: &mut Inner, event: StoreEvent) -> Option<ClusterEvent> {
                 return None;
             }
             inner.tombstones.insert(key, rev);
-            inner
-                .workloads
-                .remove(&id)
-                .map(|_| ClusterEvent::WorkloadDeleted { id })
+            let old = inner.workloads.remove(&id)?;
+            inner.index.remove(&old.value);
+            Some(ClusterEvent::WorkloadDeleted { id })
         }
         StoreEvent::NodePut(n, _) => {
             let key = keys::node(&n.node_id);
@@ -300,7 +497,7 @@ fn apply_locked(inner: &mut Inner, event: StoreEvent) -> Option<ClusterEvent> {
             inner.nodes.insert(
                 n.node_id.clone(),
                 Versioned {
-                    value: (*n).clone(),
+                    value: Arc::new((*n).clone()),
                     mod_revision: rev,
                 },
             );
