@@ -1,6 +1,7 @@
 //! Scheduler replicas in one process on a real etcd, over real mTLS: election,
 //! failover, fencing and forwarding.
 
+mod batches;
 mod election;
 mod forwarding;
 

@@ -299,3 +299,83 @@ async fn etcd_user_and_password_from_the_flags_are_used() {
     );
     assert!(persys_certs::etcd::Access::from_flags(None, None, None, Some("root"), None).is_err());
 }
+
+#[tokio::test]
+async fn a_batch_is_one_transaction_and_a_conflicting_member_fails_only_itself() {
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    s.put_if_absent("/t/b", &Rec { n: 99 }).await.expect("put");
+    let (a, b, c) = (Rec { n: 1 }, Rec { n: 2 }, Rec { n: 3 });
+    let items = vec![
+        ("/t/a".to_string(), &a),
+        ("/t/b".to_string(), &b),
+        ("/t/c".to_string(), &c),
+    ];
+    let out = s.create_all(&items).await.expect("batch");
+    let (Created::Stored(ra), Created::Existing(eb), Created::Stored(rc)) =
+        (&out[0], &out[1], &out[2])
+    else {
+        panic!("unexpected outcome {out:?}");
+    };
+    // The others went in together, in one revision; the existing record is untouched.
+    assert_eq!(ra, rc);
+    assert_eq!(eb.value, Rec { n: 99 });
+    for (key, want) in [("/t/a", 1), ("/t/b", 99), ("/t/c", 3)] {
+        let got = s.get::<Rec>(key).await.expect("get").expect("present");
+        assert_eq!(got.value.n, want, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_batch_member_already_written_with_our_bytes_counts_as_stored() {
+    // What a lost answer leaves behind: the record is there, with exactly our value.
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    let (a, b) = (Rec { n: 1 }, Rec { n: 2 });
+    let rev = s
+        .put_if_absent("/t/a", &a)
+        .await
+        .expect("put")
+        .expect("new");
+    let items = vec![("/t/a".to_string(), &a), ("/t/b".to_string(), &b)];
+    let out = s.create_all(&items).await.expect("batch");
+    assert_eq!(out[0], Created::Stored(rev));
+    assert!(matches!(out[1], Created::Stored(r) if r > rev));
+}
+
+#[tokio::test]
+async fn a_batch_over_etcds_transaction_limit_is_refused_before_etcd() {
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    let r = Rec { n: 0 };
+    let items: Vec<(String, &Rec)> = (0..=MAX_BATCH).map(|i| (format!("/t/{i}"), &r)).collect();
+    assert!(s.create_all(&items).await.is_err());
+    let full: Vec<(String, &Rec)> = (0..MAX_BATCH).map(|i| (format!("/t/{i}"), &r)).collect();
+    let out = s
+        .create_all(&full)
+        .await
+        .expect("a full batch fits etcd's limit");
+    assert!(out.iter().all(|c| matches!(c, Created::Stored(_))));
+}
+
+#[tokio::test]
+async fn a_batch_fenced_to_a_lost_term_writes_nothing() {
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    let observer = etcd.store().await;
+    // A term: the leader key's create revision.
+    observer
+        .put_if_changed(keys::LEADER, &Rec { n: 7 })
+        .await
+        .expect("hold the key");
+    let term = s.leader_term().await.expect("read").expect("held");
+    s.fence_to_term(term);
+    observer.delete(keys::LEADER).await.expect("lose the term");
+    let (a, b) = (Rec { n: 1 }, Rec { n: 2 });
+    let items = vec![("/t/a".to_string(), &a), ("/t/b".to_string(), &b)];
+    let e = s.create_all(&items).await.expect_err("fenced off");
+    assert!(matches!(e, StoreError::NotLeader), "{e}");
+    for key in ["/t/a", "/t/b"] {
+        assert!(s.get::<Rec>(key).await.expect("get").is_none(), "{key}");
+    }
+}

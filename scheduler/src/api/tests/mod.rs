@@ -2,6 +2,7 @@
 
 mod nodes;
 mod outage;
+mod paging;
 mod workloads;
 
 use super::*;
