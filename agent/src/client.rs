@@ -157,6 +157,41 @@ impl SchedulerClient {
         })
     }
 
+    /// `POST /nodes/heartbeat/stream` on the replica that answered last, with `lines`
+    /// (one JSON heartbeat each) as the body. Resolves when the stream ends: the
+    /// scheduler went away, refused it (a follower, or an older scheduler without the
+    /// route), or `lines` ended.
+    pub async fn heartbeat_stream<S>(&self, lines: S) -> Result<(), ClientError>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    {
+        let Some((i, base)) = self.bases.in_order().next() else {
+            return Err(ClientError::NoUrl);
+        };
+        let url = format!("{base}/nodes/heartbeat/stream");
+        let response = self
+            .client()
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+            .body(reqwest::Body::wrap_stream(lines))
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport {
+                url: url.clone(),
+                detail: describe(&e),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            self.bases.settle(i);
+            return Ok(());
+        }
+        Err(ClientError::Status {
+            url,
+            status: status.as_u16(),
+            message: response.text().await.unwrap_or_default(),
+        })
+    }
+
     /// `POST /nodes/heartbeat`.
     pub async fn heartbeat(&self, beat: &NodeHeartbeat) -> Result<HeartbeatResponse, ClientError> {
         let response = self.post("/nodes/heartbeat", beat).await?;

@@ -7,6 +7,7 @@ use crate::client::SchedulerClient;
 use crate::join::Joiner;
 use crate::runtime::ContainerRuntime;
 use crate::supervisor::{Supervisor, Usage};
+use futures::StreamExt;
 use persys_proto::{HeartbeatResponse, NodeHeartbeat};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,57 @@ pub fn heartbeat_for(capacity: Capacity, usage: Usage) -> NodeHeartbeat {
 /// meanwhile, so a single stuck request never silences the node for the node timeout.
 const MAX_IN_FLIGHT: usize = 4;
 
+/// While the heartbeat stream is up, a separate `POST /nodes/heartbeat` goes out only
+/// every this many intervals: a backup path on other connections, so that one stalled
+/// connection (retransmissions on a lossy link) never silences the node.
+const POST_EVERY_WHILE_STREAMING: u32 = 4;
+
+/// Heartbeats waiting for the stream; a full queue drops a beat (the next one follows).
+const STREAM_QUEUE: usize = 4;
+
+/// The long-lived heartbeat stream of this agent: while it is up, each heartbeat is one
+/// line on it, and a broken stream tells the scheduler at once that the agent died.
+/// Reopened with backoff (with jitter) when it ends.
+async fn keep_stream(
+    client: Arc<SchedulerClient>,
+    slot: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Sender<bytes::Bytes>>>>,
+    shutdown: CancellationToken,
+) {
+    use backon::BackoffBuilder;
+    let build = || {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    };
+    let mut pauses = build();
+    loop {
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(STREAM_QUEUE);
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        let lines = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::io::Error>);
+        let opened = tokio::time::Instant::now();
+        let ended = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = client.heartbeat_stream(lines) => r,
+        };
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        match ended {
+            Ok(()) => tracing::debug!("heartbeat stream ended"),
+            Err(e) => tracing::debug!(error = %e, "heartbeat stream ended"),
+        }
+        if opened.elapsed() > Duration::from_secs(30) {
+            pauses = build(); // it was up for a while: start the backoff over
+        }
+        let pause = pauses.next().unwrap_or(Duration::from_secs(10));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
 /// Heartbeat until `shutdown`.
 pub async fn run_heartbeats<R: ContainerRuntime>(
     supervisor: Arc<Supervisor<R>>,
@@ -56,6 +108,14 @@ pub async fn run_heartbeats<R: ContainerRuntime>(
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     // Owned here: dropping the set on shutdown aborts heartbeats still on the wire.
     let mut beats: JoinSet<Result<HeartbeatResponse, ClientError>> = JoinSet::new();
+    let stream = Arc::new(std::sync::Mutex::new(None));
+    let mut streamer = JoinSet::new();
+    streamer.spawn(keep_stream(
+        client.clone(),
+        stream.clone(),
+        shutdown.clone(),
+    ));
+    let mut tick_no: u32 = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -69,11 +129,23 @@ pub async fn run_heartbeats<R: ContainerRuntime>(
                     // Keep the last known usage: the node is alive even if Docker hiccups.
                     Err(e) => tracing::debug!(error = %e, "cannot list containers for the heartbeat"),
                 }
+                let beat = heartbeat_for(capacity, usage);
+                tick_no = tick_no.wrapping_add(1);
+                let sender = stream.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let streamed = match (sender, serde_json::to_vec(&beat)) {
+                    (Some(tx), Ok(mut line)) => {
+                        line.push(b'\n');
+                        tx.try_send(bytes::Bytes::from(line)).is_ok()
+                    }
+                    _ => false,
+                };
+                if streamed && !tick_no.is_multiple_of(POST_EVERY_WHILE_STREAMING) {
+                    continue;
+                }
                 let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                     tracing::debug!("{MAX_IN_FLIGHT} heartbeats still in flight; skipping one");
                     continue;
                 };
-                let beat = heartbeat_for(capacity, usage);
                 let client = client.clone();
                 beats.spawn(async move {
                     let answer = client.heartbeat(&beat).await;

@@ -56,12 +56,17 @@ pub struct Config {
     pub tls_sans: Vec<String>,
 
     /// A node without a heartbeat for this long becomes Inactive.
-    #[arg(long, env = "PERSYS_NODE_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "PERSYS_NODE_TIMEOUT_MS", default_value_t = 2000)]
     pub node_timeout_ms: u64,
 
     /// Heartbeat interval told to agents at registration.
-    #[arg(long, env = "PERSYS_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(long, env = "PERSYS_HEARTBEAT_INTERVAL_MS", default_value_t = 500)]
     pub heartbeat_interval_ms: u64,
+
+    /// A node whose heartbeat stream breaks (its agent died: connection reset) becomes
+    /// Inactive unless a heartbeat arrives within this long.
+    #[arg(long, env = "PERSYS_SUSPECT_CONFIRM_MS", default_value_t = 800)]
+    pub suspect_confirm_ms: u64,
 
     /// Interval of the backstop reconcile (full container list of every node).
     #[arg(long, env = "PERSYS_MONITOR_INTERVAL_MS", default_value_t = 30000)]
@@ -118,6 +123,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// How long a suspected node has to show a heartbeat.
+    pub fn suspect_confirm(&self) -> Duration {
+        Duration::from_millis(self.suspect_confirm_ms.max(1))
+    }
+
     /// Node timeout as a duration.
     pub fn node_timeout(&self) -> Duration {
         Duration::from_millis(self.node_timeout_ms)
@@ -148,8 +158,9 @@ impl Config {
             data_dir,
             join_token: None,
             tls_sans: Vec::new(),
-            node_timeout_ms: 5000,
-            heartbeat_interval_ms: 1000,
+            node_timeout_ms: 2000,
+            heartbeat_interval_ms: 500,
+            suspect_confirm_ms: 800,
             monitor_interval_ms: 30000,
             placement: "spread".into(),
             cluster_domain: "cluster.local.dev".into(),
@@ -175,7 +186,7 @@ mod tests {
         assert_eq!(c.listen.port(), 8085);
         assert_eq!(c.bootstrap_listen.port(), 8084);
         assert_eq!(c.etcd_endpoints, vec!["http://127.0.0.1:2379".to_string()]);
-        assert_eq!(c.node_timeout_ms, 5000);
+        assert_eq!(c.node_timeout_ms, 2000);
         assert_eq!(c.placement, "spread");
         assert_eq!(c.max_body_bytes, persys_proto::limits::MAX_REQUEST_BYTES);
     }

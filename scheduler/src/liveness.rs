@@ -29,6 +29,9 @@ pub struct Beat {
     pub available_cpu: f64,
     /// Free memory, MB.
     pub available_memory: u64,
+    /// Set when the node's heartbeat stream broke: it expires then unless a heartbeat
+    /// arrives first.
+    pub suspected_until: Option<Instant>,
 }
 
 /// Heartbeats by node id.
@@ -60,8 +63,18 @@ impl Liveness {
                 wall: Some(Utc::now()),
                 available_cpu: hb.available_cpu,
                 available_memory: hb.available_memory,
+                suspected_until: None,
             },
         );
+    }
+
+    /// The node's heartbeat stream broke (its agent may be dead): it expires `confirm`
+    /// from `now` unless a heartbeat arrives meanwhile.
+    pub fn suspect(&self, node_id: &str, now: Instant, confirm: Duration) {
+        if let Some(b) = self.lock().get_mut(node_id) {
+            let until = now + confirm;
+            b.suspected_until = Some(b.suspected_until.map_or(until, |s| s.min(until)));
+        }
     }
 
     /// Give `node_id` a fresh grace period (at start, or when it registers) without
@@ -76,6 +89,7 @@ impl Liveness {
                 wall: prev.and_then(|b| b.wall),
                 available_cpu: prev.map(|b| b.available_cpu).unwrap_or_default(),
                 available_memory: prev.map(|b| b.available_memory).unwrap_or_default(),
+                suspected_until: None,
             },
         );
     }
@@ -89,7 +103,10 @@ impl Liveness {
     /// never seen is expired.
     pub fn is_expired(&self, node_id: &str, now: Instant) -> bool {
         match self.lock().get(node_id) {
-            Some(b) => now.saturating_duration_since(b.at) >= self.timeout,
+            Some(b) => {
+                now.saturating_duration_since(b.at) >= self.timeout
+                    || b.suspected_until.is_some_and(|s| now >= s)
+            }
             None => true,
         }
     }
@@ -208,6 +225,28 @@ mod tests {
         assert!(!l.is_expired("n1", Instant::now()));
         tokio::time::advance(Duration::from_millis(200)).await;
         assert!(l.is_expired("n1", Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broken_stream_expires_the_node_after_the_confirmation_unless_it_beats() {
+        let l = Liveness::new(Duration::from_secs(5));
+        l.beat("n1", &hb(), Instant::now());
+        l.beat("n2", &hb(), Instant::now());
+        l.suspect("n1", Instant::now(), Duration::from_millis(800));
+        l.suspect("n2", Instant::now(), Duration::from_millis(800));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        // n2 is alive after all: its next heartbeat clears the suspicion.
+        l.beat("n2", &hb(), Instant::now());
+        assert!(!l.is_expired("n1", Instant::now()));
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert!(
+            l.is_expired("n1", Instant::now()),
+            "confirmed by the missed beats"
+        );
+        assert!(!l.is_expired("n2", Instant::now()));
+        // Suspecting an unknown node does not invent it.
+        l.suspect("ghost", Instant::now(), Duration::from_millis(1));
+        assert!(l.get("ghost").is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -88,6 +88,42 @@ async fn scheduler_killed_right_after_acknowledging_runs_the_workload_exactly_on
 }
 
 #[tokio::test]
+async fn an_agent_process_that_dies_is_inactive_in_about_a_second_through_its_broken_heartbeat_stream(
+) {
+    // A node timeout of 5 s: only the broken stream can explain a faster transition.
+    let mut c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions::default()],
+        node_timeout_ms: Some(5000),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    let api = c.api().expect("api");
+    let node = c.agents[0].node_id.clone();
+    // Let the agent open its stream (at its first heartbeat).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.kill_agent(0);
+    let killed = Instant::now();
+    let inactive_after = loop {
+        let n = api.get_json(&format!("/nodes/{node}")).await.expect("node");
+        if n["status"] == "Inactive" {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(4),
+            "still {} after 4 s: the broken stream was not noticed",
+            n["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert!(
+        inactive_after <= Duration::from_millis(1500),
+        "Inactive after {inactive_after:?}"
+    );
+    eprintln!("killed agent's node Inactive after {inactive_after:?}");
+}
+
+#[tokio::test]
 async fn agent_that_stops_heartbeating_is_inactive_within_timeout_plus_one_second() {
     let c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default()],

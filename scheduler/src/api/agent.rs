@@ -5,9 +5,11 @@ use super::error::AppError;
 use super::extract::{CallingNode, JsonBody};
 use super::AppState;
 use crate::{control, liveness};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use futures::StreamExt;
 use persys_proto::{HeartbeatResponse, NodeHeartbeat, StatusReport};
 
 /// `POST /nodes/heartbeat`: in memory only (an Inactive node becomes Active: one write).
@@ -22,6 +24,66 @@ pub async fn heartbeat(
         tracing::debug!(node = %cn, "heartbeat from an unregistered identity");
     }
     Ok(Json(HeartbeatResponse { reregister: !known }))
+}
+
+/// Longest heartbeat line a stream may send.
+const MAX_BEAT_LINE: usize = 4096;
+
+/// `POST /nodes/heartbeat/stream`: one long-lived request per agent whose body is a
+/// stream of heartbeats, one JSON object per line, each handled as
+/// [`heartbeat`]. When the stream breaks (the agent died and its connection was
+/// reset, or it went away) the node is suspected at once and becomes Inactive unless
+/// a heartbeat (on any channel) arrives within `--suspect-confirm-ms`. Served by the
+/// leader only (liveness is the leader's memory); a follower answers 503.
+pub async fn heartbeat_stream(
+    State(ctx): State<AppState>,
+    CallingNode(cn): CallingNode,
+    body: Body,
+) -> Result<StatusCode, AppError> {
+    if ctx.cache.node(&cn).is_none() {
+        return Err(AppError::not_found(format!("node {cn} is not registered")));
+    }
+    let mut frames = body.into_data_stream();
+    let mut line: Vec<u8> = Vec::new();
+    tracing::debug!(node = %cn, "heartbeat stream opened");
+    loop {
+        let frame = tokio::select! {
+            // Our own shutdown ends the stream; that says nothing about the node.
+            _ = ctx.shutdown.cancelled() => return Ok(StatusCode::NO_CONTENT),
+            f = frames.next() => f,
+        };
+        let bytes = match frame {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(_)) | None => {
+                let confirm = ctx.config.suspect_confirm();
+                ctx.liveness
+                    .suspect(&cn, tokio::time::Instant::now(), confirm);
+                tracing::info!(node = %cn, confirm_ms = confirm.as_millis() as u64, "heartbeat stream broke; node suspected");
+                return Ok(StatusCode::NO_CONTENT);
+            }
+        };
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            line.extend_from_slice(chunk);
+            if line.len() > MAX_BEAT_LINE {
+                return Err(AppError::too_large(format!(
+                    "a heartbeat line is over {MAX_BEAT_LINE} bytes"
+                )));
+            }
+            if !line.ends_with(b"\n") {
+                continue;
+            }
+            let text = std::mem::take(&mut line);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let hb: NodeHeartbeat = serde_json::from_slice(&text).map_err(|e| {
+                AppError::invalid_field("heartbeat", format!("not a heartbeat: {e}"))
+            })?;
+            if !liveness::heartbeat(&ctx, &cn, &hb).await? {
+                return Err(AppError::not_found(format!("node {cn} is not registered")));
+            }
+        }
+    }
 }
 
 /// `POST /nodes/{id}/status`: container states pushed by the node's agent.

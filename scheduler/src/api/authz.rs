@@ -25,6 +25,7 @@ pub enum Access {
 pub const TABLE: &[(Method, &str, Access)] = &[
     (Method::GET, "/healthz", Access::Anyone),
     (Method::POST, "/nodes/heartbeat", Access::OwnNode),
+    (Method::POST, "/nodes/heartbeat/stream", Access::OwnNode),
     (Method::POST, "/nodes/{id}/status", Access::OwnNode),
 ];
 

@@ -46,6 +46,7 @@ pub fn router(ctx: AppState) -> Router {
         .route("/workloads/{id}/logs", get(logs::logs))
         .route("/nodes", get(nodes::list))
         .route("/nodes/heartbeat", post(agent::heartbeat))
+        .route("/nodes/heartbeat/stream", post(agent::heartbeat_stream))
         .route("/nodes/{id}", get(nodes::get_one).delete(nodes::remove))
         .route("/nodes/{id}/cordon", post(nodes::cordon))
         .route("/nodes/{id}/uncordon", post(nodes::uncordon))

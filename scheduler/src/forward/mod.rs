@@ -36,6 +36,8 @@ pub const PEER_HEADER: &str = "x-persys-peer";
 pub const FORWARDED_BY_HEADER: &str = "x-persys-forwarded-by";
 /// The write id of a forwarded request.
 pub const WRITE_ID_HEADER: &str = "x-persys-write-id";
+/// The agents' long-lived heartbeat stream (see `api::agent::heartbeat_stream`).
+const HEARTBEAT_STREAM: &str = "/nodes/heartbeat/stream";
 /// Milliseconds the forwarding replica still waits for the answer.
 pub const DEADLINE_HEADER: &str = "x-persys-deadline-ms";
 /// On an answer between replicas: the request was not applied; send it again to the
@@ -149,6 +151,16 @@ pub async fn api(State(ctx): State<AppState>, mut req: Request, next: Next) -> R
     }
     if is_read(req.method()) {
         return next.run(req).await;
+    }
+    if req.uri().path() == HEARTBEAT_STREAM {
+        // Never buffered or forwarded: it lasts as long as the agent, on the leader.
+        if ctx.leadership.is_leader() {
+            return next.run(req).await;
+        }
+        return finish(
+            retry_on_leader("heartbeat streams go to the leader; this replica follows"),
+            false,
+        );
     }
     let once = req.uri().path() == "/nodes/heartbeat";
     ride(&ctx, req, next, arrival, once, |l| l.url.clone()).await
