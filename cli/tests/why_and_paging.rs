@@ -118,7 +118,10 @@ fn ps_follows_continue_tokens_until_the_last_page() {
         .replace(WORKLOAD_ID, second_id)
         .replace(r#""name":"hello""#, r#""name":"second""#);
     let (url, seen) = serve(vec![
-        json(200, format!(r#"{{"items":[{WORKLOAD}],"continue":"tok/1"}}"#)),
+        json(
+            200,
+            format!(r#"{{"items":[{WORKLOAD}],"continue":"tok/1"}}"#),
+        ),
         json(200, format!(r#"{{"items":[{second}],"continue":null}}"#)),
     ]);
     let cfg = config_for(home.path(), &url);

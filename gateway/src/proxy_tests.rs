@@ -294,15 +294,21 @@ async fn placement_explanation_is_forwarded_to_the_scheduler() {
         &pki.ca,
         Router::new().route(
             "/workloads/{id}/placement",
-            get(|axum::extract::Path(id): axum::extract::Path<String>| async move {
-                Json(serde_json::json!({"workloadId": id, "nodes": []}))
-            }),
+            get(
+                |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    Json(serde_json::json!({"workloadId": id, "nodes": []}))
+                },
+            ),
         ),
     )
     .await;
     let app = app(&pki, &[format!("https://127.0.0.1:{}", addr.port())], &[]).await;
     let resp = crate::router(app)
-        .oneshot(admin_request("GET", "/workloads/w1/placement", Body::empty()))
+        .oneshot(admin_request(
+            "GET",
+            "/workloads/w1/placement",
+            Body::empty(),
+        ))
         .await
         .expect("answer");
     assert_eq!(resp.status(), StatusCode::OK);

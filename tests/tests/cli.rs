@@ -166,14 +166,18 @@ async fn cli_why_explains_a_placed_and_a_pending_workload() {
     .expect("cluster starts");
     let node = c.agents[0].node_id.clone();
     let fits = c
-        .submit(serde_json::json!({"name": "why-fits", "image": TEST_IMAGE, "command": "sleep 3600",
-                                   "resources": {"cpu": 800}}))
+        .submit(
+            serde_json::json!({"name": "why-fits", "image": TEST_IMAGE, "command": "sleep 3600",
+                                   "resources": {"cpu": 800}}),
+        )
         .await
         .expect("submitted");
     assert_eq!(fits["nodeId"], node.as_str(), "{fits}");
     let waits = c
-        .submit(serde_json::json!({"name": "why-waits", "image": TEST_IMAGE, "command": "sleep 3600",
-                                   "resources": {"cpu": 500}}))
+        .submit(
+            serde_json::json!({"name": "why-waits", "image": TEST_IMAGE, "command": "sleep 3600",
+                                   "resources": {"cpu": 500}}),
+        )
         .await
         .expect("submitted");
     assert_eq!(waits["status"], "Pending", "{waits}");
@@ -195,7 +199,9 @@ async fn cli_why_explains_a_placed_and_a_pending_workload() {
     );
 
     // Pending: every node rejected with a reason, and a hint.
-    let out = c.cli(&["why", "why-waits", "-o", "json"]).expect("persys why");
+    let out = c
+        .cli(&["why", "why-waits", "-o", "json"])
+        .expect("persys why");
     assert!(out.status.success(), "{}", stderr(&out));
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-o json is JSON");
     assert!(e.get("winner").is_none(), "{e}");
