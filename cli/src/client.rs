@@ -5,6 +5,8 @@ use crate::config::Config;
 use persys_proto::ApiError;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,6 +16,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of a non-JSON error body is quoted in a message.
 const MAX_QUOTED_BODY: usize = 200;
+/// Items asked for per page of a list route.
+pub const PAGE_LIMIT: usize = 500;
+/// Most pages followed for one list (25 million items): a server whose tokens never end
+/// cannot keep the CLI looping.
+const MAX_PAGES: usize = 50_000;
 
 /// Why a request failed. Each maps to an exit code (see [`ClientError::exit_code`]).
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +170,22 @@ impl ApiClient {
         decode(&bytes)
     }
 
+    /// GET every item of a list route (`/workloads?status=Running`, `/nodes`), page by
+    /// page ([`PAGE_LIMIT`] at a time, following `continue`, see [`collect_pages`]).
+    /// An older server that ignores `limit` answers the whole list at once: a bare
+    /// array, or an object holding it under `legacy_key` (`{"nodes": [...]}`).
+    pub async fn get_all(
+        &self,
+        path: &str,
+        legacy_key: Option<&str>,
+    ) -> Result<Vec<Value>, ClientError> {
+        collect_pages(|token| async move {
+            let answer = self.get_json(&page_path(path, token.as_deref())).await?;
+            parse_page(answer, legacy_key)
+        })
+        .await
+    }
+
     /// POST a JSON body (already serialized), answer as JSON (`null` when empty).
     pub async fn post_json(
         &self,
@@ -307,6 +330,113 @@ pub fn api_error(status: StatusCode, body: &[u8], header_request_id: String) -> 
     }
 }
 
+/// One answer of a list route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The items of this page.
+    pub items: Vec<Value>,
+    /// The token of the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
+/// `path` asking for one page: `limit`, and `continue` after the first.
+pub fn page_path(path: &str, token: Option<&str>) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut out = format!("{path}{sep}limit={PAGE_LIMIT}");
+    if let Some(t) = token {
+        out.push_str("&continue=");
+        out.push_str(&crate::commands::escape(t));
+    }
+    out
+}
+
+/// Read one answer of a list route asked with `limit`: `{"items": [...], "continue":
+/// "<token>"}`, the token absent, null or empty on the last page. An older server
+/// answers the whole list instead, which is the one and last page: a bare array, or an
+/// object with the array under `legacy_key`.
+pub fn parse_page(answer: Value, legacy_key: Option<&str>) -> Result<Page, ClientError> {
+    let mut map = match answer {
+        Value::Array(items) => return Ok(Page { items, next: None }),
+        Value::Object(map) => map,
+        other => {
+            return Err(ClientError::Decode(format!(
+                "expected a list, got {}",
+                kind(&other)
+            )))
+        }
+    };
+    let items = match map.remove("items") {
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(ClientError::Decode(format!(
+                "\"items\" is {}, not an array",
+                kind(&other)
+            )))
+        }
+        None => match legacy_key.and_then(|k| map.remove(k)) {
+            Some(Value::Array(items)) => return Ok(Page { items, next: None }),
+            _ => {
+                return Err(ClientError::Decode(
+                    "expected a list: an array, or an object with \"items\"".into(),
+                ))
+            }
+        },
+    };
+    let next = match map.remove("continue") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if t.is_empty() => None,
+        Some(Value::String(t)) => Some(t),
+        Some(other) => {
+            return Err(ClientError::Decode(format!(
+                "\"continue\" is {}, not a string",
+                kind(&other)
+            )))
+        }
+    };
+    Ok(Page { items, next })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Every item of a paged list: `fetch(None)` is the first page, `fetch(Some(token))`
+/// the one after the page that gave `token`, until a page has no token. A server that
+/// answers a token it was just sent (which would loop forever) is an error, and so is
+/// a list of more than `MAX_PAGES` pages.
+pub async fn collect_pages<F, Fut>(mut fetch: F) -> Result<Vec<Value>, ClientError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page, ClientError>>,
+{
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let sent = token.clone();
+        let page = fetch(token.take()).await?;
+        items.extend(page.items);
+        match page.next {
+            None => return Ok(items),
+            Some(next) if sent.as_deref() == Some(next.as_str()) => {
+                return Err(ClientError::Decode(format!(
+                    "the server answered the same continue token {next:?} again"
+                )))
+            }
+            Some(next) => token = Some(next),
+        }
+    }
+    Err(ClientError::Decode(format!(
+        "the list goes on past {MAX_PAGES} pages"
+    )))
+}
+
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
     serde_json::from_slice(bytes).map_err(|e| ClientError::Decode(e.to_string()))
 }
@@ -444,6 +574,128 @@ mod tests {
         ));
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert!(tls_failure(&refused).is_none());
+    }
+
+    #[test]
+    fn page_path_adds_limit_and_the_escaped_token() {
+        assert_eq!(page_path("/nodes", None), "/nodes?limit=500");
+        assert_eq!(
+            page_path("/workloads?status=Running", Some("a/b=")),
+            "/workloads?status=Running&limit=500&continue=a%2Fb%3D"
+        );
+    }
+
+    #[test]
+    fn a_page_has_items_and_a_token_until_the_last() {
+        let page =
+            parse_page(serde_json::json!({"items": [1, 2], "continue": "t1"}), None).expect("page");
+        assert_eq!(page.items, [serde_json::json!(1), serde_json::json!(2)]);
+        assert_eq!(page.next.as_deref(), Some("t1"));
+        for last in [
+            serde_json::json!({"items": [3]}),
+            serde_json::json!({"items": [3], "continue": null}),
+            serde_json::json!({"items": [3], "continue": ""}),
+        ] {
+            assert_eq!(parse_page(last, None).expect("last").next, None);
+        }
+    }
+
+    #[test]
+    fn an_older_servers_whole_list_is_the_only_page() {
+        let bare = parse_page(serde_json::json!([1, 2, 3]), None).expect("array");
+        assert_eq!((bare.items.len(), bare.next), (3, None));
+        let nodes = parse_page(serde_json::json!({"nodes": [1]}), Some("nodes")).expect("nodes");
+        assert_eq!((nodes.items.len(), nodes.next), (1, None));
+    }
+
+    #[test]
+    fn answers_that_are_no_list_are_decode_errors() {
+        for bad in [
+            serde_json::json!("x"),
+            serde_json::json!({"nodes": [1]}),
+            serde_json::json!({"items": 1}),
+            serde_json::json!({"items": [], "continue": 5}),
+        ] {
+            let e = parse_page(bad.clone(), None).expect_err("refused");
+            assert!(matches!(e, ClientError::Decode(_)), "{bad}: {e}");
+        }
+    }
+
+    /// Pages served from a list, the way the scheduler does: token = index of the next.
+    fn paged(all: &[i64], per_page: usize, token: Option<&str>) -> Page {
+        let start: usize = token.map_or(0, |t| t.parse().expect("token"));
+        let end = (start + per_page).min(all.len());
+        Page {
+            items: all[start..end]
+                .iter()
+                .map(|i| serde_json::json!(i))
+                .collect(),
+            next: (end < all.len()).then(|| end.to_string()),
+        }
+    }
+
+    #[tokio::test]
+    async fn collect_pages_follows_continue_until_absent() {
+        let all: Vec<i64> = (0..1234).collect();
+        let mut asked = Vec::new();
+        let items = collect_pages(|token| {
+            asked.push(token.clone());
+            let page = paged(&all, 500, token.as_deref());
+            async move { Ok(page) }
+        })
+        .await
+        .expect("collected");
+        assert_eq!(items.len(), 1234);
+        assert_eq!(items.first(), Some(&serde_json::json!(0)));
+        assert_eq!(items.last(), Some(&serde_json::json!(1233)));
+        assert_eq!(
+            asked,
+            [None, Some("500".to_string()), Some("1000".to_string())]
+        );
+    }
+
+    #[tokio::test]
+    async fn collect_pages_takes_an_older_servers_array_as_the_whole_list() {
+        let mut calls = 0;
+        let items = collect_pages(|_| {
+            calls += 1;
+            let page = parse_page(serde_json::json!([1, 2]), None);
+            async move { page }
+        })
+        .await
+        .expect("collected");
+        assert_eq!(items.len(), 2);
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn collect_pages_stops_on_a_repeated_token_and_passes_errors_on() {
+        let e = collect_pages(|_| async {
+            Ok(Page {
+                items: vec![serde_json::json!(1)],
+                next: Some("same".into()),
+            })
+        })
+        .await
+        .expect_err("loop refused");
+        assert!(e.to_string().contains("same continue token"), "{e}");
+        let mut calls = 0;
+        let e = collect_pages(|token| {
+            calls += 1;
+            async move {
+                match token {
+                    None => Ok(Page {
+                        items: vec![],
+                        next: Some("t".into()),
+                    }),
+                    Some(_) => Err(api_error(StatusCode::GONE, b"", String::new())),
+                }
+            }
+        })
+        .await
+        .expect_err("second page fails");
+        assert!(matches!(e, ClientError::Api { status, .. } if status == StatusCode::GONE));
+        assert_eq!(calls, 2);
     }
 
     #[test]

@@ -358,7 +358,7 @@ fn name_is_resolved_to_an_id_before_stopping() {
         .success();
     assert_eq!(
         seen.recv().expect("list").request_line,
-        "GET /workloads HTTP/1.1"
+        "GET /workloads?limit=500 HTTP/1.1"
     );
     assert_eq!(
         seen.recv().expect("stop").request_line,

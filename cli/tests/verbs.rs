@@ -214,7 +214,7 @@ fn ps_sends_filters_and_checks_extra_labels_itself() {
     assert_eq!(v[0]["id"], WORKLOAD_ID);
     assert_eq!(
         seen.recv().expect("list").request_line,
-        "GET /workloads?status=Running&node=node-1&label=team%3Dweb HTTP/1.1"
+        "GET /workloads?status=Running&node=node-1&label=team%3Dweb&limit=500 HTTP/1.1"
     );
 }
 

@@ -286,3 +286,31 @@ async fn viewer_certificate_less_request_is_401_and_operator_cert_cannot_cordon(
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(json(resp).await["code"], "forbidden");
 }
+
+#[tokio::test]
+async fn placement_explanation_is_forwarded_to_the_scheduler() {
+    let pki = pki();
+    let (addr, _stop) = fake_scheduler(
+        &pki.ca,
+        Router::new().route(
+            "/workloads/{id}/placement",
+            get(
+                |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    Json(serde_json::json!({"workloadId": id, "nodes": []}))
+                },
+            ),
+        ),
+    )
+    .await;
+    let app = app(&pki, &[format!("https://127.0.0.1:{}", addr.port())], &[]).await;
+    let resp = crate::router(app)
+        .oneshot(admin_request(
+            "GET",
+            "/workloads/w1/placement",
+            Body::empty(),
+        ))
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(json(resp).await["workloadId"], "w1");
+}

@@ -7,6 +7,7 @@
 pub mod leader;
 pub mod limits;
 pub mod node;
+pub mod placement;
 pub mod policy;
 pub mod secret;
 pub mod status;
@@ -16,6 +17,7 @@ pub mod workload;
 
 pub use leader::{LeaderInfo, LeaderRecord};
 pub use node::{Node, NodeStatus};
+pub use placement::{NodeVerdict, PlacementExplanation, PlacementFilter, Verdict};
 pub use policy::{ClusterPolicy, HostPathRule, MountMode};
 pub use secret::{Public, Redact, SecretEnv};
 pub use status::{DesiredState, WorkloadStatus};

@@ -150,3 +150,88 @@ async fn cli_schedules_an_original_workload_file_and_reports_errors_in_one_line(
     assert!(!out.status.success());
     assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn cli_why_explains_a_placed_and_a_pending_workload() {
+    let c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions {
+            cpu: Some(1.0),
+            memory_mb: Some(512),
+            ..Default::default()
+        }
+        .label("zone", "eu")],
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    let node = c.agents[0].node_id.clone();
+    let fits = c
+        .submit(
+            serde_json::json!({"name": "why-fits", "image": TEST_IMAGE, "command": "sleep 3600",
+                                   "resources": {"cpu": 800}}),
+        )
+        .await
+        .expect("submitted");
+    assert_eq!(fits["nodeId"], node.as_str(), "{fits}");
+    let waits = c
+        .submit(
+            serde_json::json!({"name": "why-waits", "image": TEST_IMAGE, "command": "sleep 3600",
+                                   "resources": {"cpu": 500}}),
+        )
+        .await
+        .expect("submitted");
+    assert_eq!(waits["status"], "Pending", "{waits}");
+
+    // Placed: its own node wins (its own 800m are not held against it).
+    let out = c.cli(&["why", "why-fits"]).expect("persys why");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(node.as_str()))
+        .unwrap_or_else(|| panic!("no row for {node}: {text}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("winner"), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.starts_with(&format!("winner: {node}"))),
+        "{text}"
+    );
+
+    // Pending: every node rejected with a reason, and a hint.
+    let out = c
+        .cli(&["why", "why-waits", "-o", "json"])
+        .expect("persys why");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-o json is JSON");
+    assert!(e.get("winner").is_none(), "{e}");
+    let nodes = e["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 1, "{e}");
+    for n in nodes {
+        assert_eq!(n["verdict"], "rejected", "{n}");
+        assert_eq!(n["filter"], "resources", "{n}");
+        assert_eq!(n["reason"], "needs 500m CPU, 200m free", "{n}");
+    }
+    let hint = e["hint"].as_str().expect("hint");
+    assert!(
+        hint.starts_with(&format!("needs 300m more CPU on node {node}")),
+        "{hint}"
+    );
+    let out = c.cli(&["why", "why-waits"]).expect("persys why");
+    assert!(
+        stdout(&out)
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("no node fits: needs 300m more CPU")),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = c
+        .cli(&["why", "00000000-0000-4000-8000-000000000000"])
+        .expect("persys why");
+    assert_eq!(out.status.code(), Some(4), "not found exit code");
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains("not found"), "{err}");
+}

@@ -78,6 +78,10 @@ pub enum Command {
     Get(IdArg),
     /// Describe one workload: its record, why it is in its status, where it runs.
     Describe(IdArg),
+    /// Explain a workload's placement: each node's verdict (the filter that rejected
+    /// it, or its score), then the winner, or for a Pending workload what would make it
+    /// fit. `-o json` prints the scheduler's answer.
+    Why(IdArg),
     /// Manage workloads (schedule a file, list, get, stop, start, rm).
     #[command(subcommand, visible_alias = "workloads")]
     Workload(WorkloadCommand),
@@ -217,6 +221,16 @@ mod tests {
             l.labels,
             [("a".to_string(), "1".to_string()), ("b".into(), "2".into())]
         );
+    }
+
+    #[test]
+    fn why_takes_a_workload_reference() {
+        let Command::Why(a) = parse(&["why", "web", "-o", "json"]).command else {
+            panic!("not why");
+        };
+        assert_eq!(a.id, "web");
+        let e = Cli::try_parse_from(["persys", "why"]).expect_err("refused");
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

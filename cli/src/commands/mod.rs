@@ -14,6 +14,7 @@ pub mod schedule;
 pub mod tokens;
 pub mod version;
 pub mod wait;
+pub mod why;
 pub mod workloads;
 
 use crate::args::{Cli, Command, NodeCommand, PolicyCommand, TokenCommand, WorkloadCommand};
@@ -65,6 +66,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Ps(args) => workloads::list(&ctx, &args).await,
         Command::Get(a) => workloads::get(&ctx, &a.id).await,
         Command::Describe(a) => workloads::describe(&ctx, &a.id).await,
+        Command::Why(a) => why::why(&ctx, &a.id).await,
         Command::Logs(args) => logs::logs(&ctx, &args).await,
         Command::Stop(a) => lifecycle::apply(&ctx, Action::Stop, &a.id).await,
         Command::Start(a) => lifecycle::apply(&ctx, Action::Start, &a.id).await,

@@ -3,22 +3,22 @@
 use super::{escape, Ctx};
 use crate::output::{self, print_data, print_text};
 use anyhow::Context;
-use persys_proto::{Node, NodeList};
+use persys_proto::Node;
 
-/// `persys node list`: the table, or with `-o json|yaml` the array of nodes.
+/// `persys node list`: the table, or with `-o json|yaml` the array of nodes. Read page
+/// by page; a server without paging answers `{"nodes": [...]}` at once.
 pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {
-    let raw = ctx.client.get_json("/nodes").await?;
+    let items = ctx.client.get_all("/nodes", Some("nodes")).await?;
+    let raw = serde_json::Value::Array(items);
     if ctx.format.is_data() {
-        // `GET /nodes` answers `{"nodes": [...]}`; scripts get the bare array, like
-        // `workload list -o json`.
-        let nodes = raw.get("nodes").cloned().unwrap_or_else(|| raw.clone());
-        print_data(ctx.format, &nodes);
+        // Scripts get the bare array, like `workload list -o json`.
+        print_data(ctx.format, &raw);
         return Ok(());
     }
-    let mut list: NodeList =
+    let mut nodes: Vec<Node> =
         serde_json::from_value(raw).context("unexpected node list from the server")?;
-    list.nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-    let rows = output::node_rows(&list.nodes, chrono::Utc::now());
+    nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    let rows = output::node_rows(&nodes, chrono::Utc::now());
     print_text(&output::status_table(
         &output::NODE_HEADERS,
         &rows,

@@ -70,7 +70,7 @@ pub async fn workload_id(client: &ApiClient, reference: &str) -> anyhow::Result<
     if reference.is_empty() {
         anyhow::bail!("workload id must not be empty");
     }
-    let list: Vec<serde_json::Value> = client.get("/workloads").await?;
+    let list = client.get_all("/workloads", None).await?;
     let pairs: Vec<(String, String)> = list
         .iter()
         .map(|w| {

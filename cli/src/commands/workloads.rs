@@ -35,17 +35,13 @@ pub fn has_labels(workload: &Value, labels: &[(String, String)]) -> bool {
 }
 
 /// `persys ps` / `persys workload list`: the table, or with `-o json|yaml` the array.
+/// Read page by page, so a cluster of many workloads is never one giant answer.
 pub async fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<()> {
-    let raw = ctx.client.get_json(&list_path(args)).await?;
-    let raw = match raw {
-        Value::Array(items) if args.labels.len() > 1 => Value::Array(
-            items
-                .into_iter()
-                .filter(|w| has_labels(w, &args.labels))
-                .collect(),
-        ),
-        other => other,
-    };
+    let mut items = ctx.client.get_all(&list_path(args), None).await?;
+    if args.labels.len() > 1 {
+        items.retain(|w| has_labels(w, &args.labels));
+    }
+    let raw = Value::Array(items);
     if ctx.format.is_data() {
         print_data(ctx.format, &raw);
         return Ok(());

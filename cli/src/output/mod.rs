@@ -2,15 +2,18 @@
 //! on stdout for scripts (`-o json|yaml`).
 //!
 //! - [`table`]: tables, ages, colour;
-//! - [`workload`], [`node`], [`metrics`], [`event`]: how each kind of thing looks.
+//! - [`workload`], [`node`], [`placement`], [`metrics`], [`event`]: how each kind of
+//!   thing looks.
 
 pub mod event;
 pub mod metrics;
 pub mod node;
+pub mod placement;
 pub mod table;
 pub mod workload;
 
 pub use node::{describe_node, node_rows, NODE_HEADERS, NODE_STATUS_COLUMN};
+pub use placement::explain_placement;
 pub use table::{age, labels, status_colour, stdout_colour, table, table_styled, Colour};
 pub use workload::{
     describe_workload, workload_rows, workload_rows_wide, WORKLOAD_HEADERS, WORKLOAD_STATUS_COLUMN,

@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         paths::list_workloads, paths::create_workload, paths::schedule_workload,
         paths::get_workload, paths::delete_workload, paths::stop_workload,
         paths::start_workload, paths::redeploy_workload, paths::workload_logs,
+        paths::explain_placement,
         paths::list_nodes, paths::get_node, paths::cordon_node, paths::uncordon_node,
         paths::remove_node, paths::drain_node, paths::cluster_metrics,
         paths::get_cluster_policy, paths::set_cluster_policy, paths::events, paths::list_tokens,

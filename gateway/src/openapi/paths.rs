@@ -96,6 +96,14 @@ pub async fn redeploy_workload() {}
     ))]
 pub async fn workload_logs() {}
 
+#[utoipa::path(get, path = "/workloads/{id}/placement", tag = "workloads", operation_id = "explainPlacement",
+    params(("id" = String, Path, description = "workload id")),
+    responses(
+        (status = 200, description = "the placement explained by the scheduler's placement code: each node's verdict (the filter that rejected it, or its score), the winner, or for a workload nothing fits a hint of what would make it fit", body = PlacementExplanationDoc),
+        (status = 404, description = "no such workload", body = ApiErrorDoc),
+    ))]
+pub async fn explain_placement() {}
+
 #[utoipa::path(get, path = "/nodes", tag = "nodes", operation_id = "listNodes",
     responses((status = 200, description = "nodes", body = NodeListDoc)))]
 pub async fn list_nodes() {}

@@ -304,6 +304,89 @@ pub struct ClusterMetricsDoc {
     allocated_memory_mb: u64,
 }
 
+/// A node's placement verdict.
+#[derive(ToSchema, Serialize)]
+#[schema(as = Verdict)]
+#[serde(rename_all = "lowercase")]
+pub enum VerdictDoc {
+    /// A filter refused the node.
+    Rejected,
+    /// It passed every filter; another node scored better.
+    Eligible,
+    /// The node placement chooses.
+    Winner,
+}
+
+/// A placement filter, in the order they run.
+#[derive(ToSchema, Serialize)]
+#[schema(as = PlacementFilter)]
+#[serde(rename_all = "camelCase")]
+pub enum PlacementFilterDoc {
+    /// The node must be Active.
+    Status,
+    /// The node must carry every label of the node selector.
+    NodeSelector,
+    /// The request must fit in the CPU and memory the node has left.
+    Resources,
+}
+
+/// How placement judged one node.
+#[derive(ToSchema, Serialize)]
+#[schema(as = NodeVerdict)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeVerdictDoc {
+    node_id: String,
+    verdict: VerdictDoc,
+    /// The first filter the node failed; only when rejected.
+    filter: Option<PlacementFilterDoc>,
+    /// Why that filter rejected it; only when rejected.
+    reason: Option<String>,
+    /// Its score under the strategy (higher is better, about 0 to 1); only when it
+    /// passed every filter.
+    score: Option<f64>,
+    /// Millicores requested by the workloads placed on it (the explained workload's
+    /// own reservation left out).
+    #[schema(minimum = 0)]
+    allocated_cpu: u64,
+    /// MB requested by the workloads placed on it.
+    #[schema(minimum = 0)]
+    allocated_memory: u64,
+    /// Millicores left.
+    #[schema(minimum = 0)]
+    available_cpu: u64,
+    /// MB left.
+    #[schema(minimum = 0)]
+    available_memory: u64,
+    /// Workloads placed on it.
+    #[schema(minimum = 0)]
+    workloads: u32,
+}
+
+/// Answer of `GET /workloads/{id}/placement`.
+#[derive(ToSchema, Serialize)]
+#[schema(as = PlacementExplanation)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementExplanationDoc {
+    workload_id: String,
+    name: String,
+    /// Its current status.
+    status: WorkloadStatusDoc,
+    /// The node it is placed on now; null while Pending.
+    node_id: Option<String>,
+    /// `spread` or `binpack`.
+    strategy: String,
+    /// What it requests.
+    request: ResourcesDoc,
+    /// The node labels it requires.
+    node_selector: BTreeMap<String, String>,
+    /// One verdict per node, by node id.
+    nodes: Vec<NodeVerdictDoc>,
+    /// The node placement would choose now; absent when none fits.
+    winner: Option<String>,
+    /// When no node fits: what would make it fit.
+    hint: Option<String>,
+}
+
 /// How an allowed host path may be mounted.
 #[derive(ToSchema, Serialize)]
 #[schema(as = MountMode)]

@@ -196,6 +196,32 @@ fn schemas_describe_the_real_wire_types() {
         "ClusterMetrics",
         &serde_json::to_value(metrics).expect("m"),
     );
+    let explained = persys_proto::PlacementExplanation {
+        workload_id: w.id.clone(),
+        name: w.spec.name.clone(),
+        status: w.status,
+        node_id: w.node_id.clone(),
+        strategy: "spread".into(),
+        request: w.spec.resources,
+        node_selector: w.spec.node_selector.clone(),
+        nodes: vec![persys_proto::NodeVerdict {
+            node_id: "node-1".into(),
+            verdict: persys_proto::Verdict::Rejected,
+            filter: Some(persys_proto::PlacementFilter::Resources),
+            reason: Some("needs 600m CPU, 400m free".into()),
+            score: Some(0.5),
+            allocated_cpu: 1,
+            allocated_memory: 2,
+            available_cpu: 3,
+            available_memory: 4,
+            workloads: 5,
+        }],
+        winner: Some("node-1".into()),
+        hint: Some("h".into()),
+    };
+    let explained = serde_json::to_value(explained).expect("x");
+    assert_matches(&d, "PlacementExplanation", &explained);
+    assert_matches(&d, "NodeVerdict", &explained["nodes"][0]);
     let err = persys_proto::ApiError {
         error: "e".into(),
         code: "c".into(),

@@ -150,6 +150,7 @@ mod tests {
             (Method::POST, "/workloads/w1/start", Access::Users, None),
             (Method::POST, "/workloads/w1/redeploy", Access::Users, None),
             (Method::GET, "/workloads/w1/logs", Access::Users, None),
+            (Method::GET, "/workloads/w1/placement", Access::Users, None),
             (Method::GET, "/events", Access::Users, None),
             (Method::GET, "/cluster/metrics", Access::Users, None),
             (Method::GET, "/cluster/leader", Access::Users, None),

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod logs;
 pub mod nodes;
 pub mod paging;
+pub mod placement;
 pub mod policy;
 pub mod workloads;
 
@@ -44,6 +45,7 @@ pub fn router(ctx: AppState) -> Router {
         .route("/workloads/{id}/start", post(workloads::start))
         .route("/workloads/{id}/redeploy", post(workloads::redeploy))
         .route("/workloads/{id}/logs", get(logs::logs))
+        .route("/workloads/{id}/placement", get(placement::explain))
         .route("/nodes", get(nodes::list))
         .route("/nodes/heartbeat", post(agent::heartbeat))
         .route("/nodes/heartbeat/stream", post(agent::heartbeat_stream))

@@ -3,7 +3,7 @@
 
 use super::fit::{self, Shortfall};
 use super::Candidate;
-use persys_proto::{NodeStatus, WorkloadSpec};
+use persys_proto::{Node, NodeStatus, WorkloadSpec};
 
 /// Why a node cannot take a workload. Borrows from the spec: building it never allocates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,16 +21,29 @@ pub(crate) fn feasible<'a>(
     spec: &'a WorkloadSpec,
     candidate: &Candidate<'_>,
 ) -> Result<(), Rejection<'a>> {
-    let node = candidate.node;
-    if node.status != NodeStatus::Active {
-        return Err(Rejection::NotActive(node.status));
+    status(candidate.node)?;
+    selector(spec, candidate.node)?;
+    fit::fits(&spec.resources, fit::free(candidate)).map_err(Rejection::Insufficient)
+}
+
+/// The status filter: only `Active` nodes take placements.
+pub(crate) fn status(node: &Node) -> Result<(), Rejection<'static>> {
+    if node.status == NodeStatus::Active {
+        Ok(())
+    } else {
+        Err(Rejection::NotActive(node.status))
     }
+}
+
+/// The node selector filter: the first selector label the node lacks (or has with
+/// another value).
+pub(crate) fn selector<'a>(spec: &'a WorkloadSpec, node: &Node) -> Result<(), Rejection<'a>> {
     for (key, value) in &spec.node_selector {
         if node.labels.get(key) != Some(value) {
             return Err(Rejection::Selector { key, value });
         }
     }
-    fit::fits(&spec.resources, fit::free(candidate)).map_err(Rejection::Insufficient)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,12 +3,19 @@
 //! feasibility ([`filter`]: status, node selector) → fit ([`fit`]: CPU and memory
 //! against what is already allocated) → score ([`score`]: spread or binpack) → the
 //! best node. No async, no I/O: the caller passes a snapshot of the nodes and
-//! their allocations. When nothing fits, [`summary`] explains why.
+//! their allocations. When nothing fits, [`summary`] explains why. [`explain`] is the
+//! same pass with every node's verdict kept (`persys why`), and [`hint`] says what
+//! would make a workload fit.
 
+mod explain;
 mod filter;
 mod fit;
+mod hint;
 mod score;
 mod summary;
+
+pub use explain::explain;
+use filter::Rejection;
 
 #[cfg(test)]
 mod proptests;
@@ -134,33 +141,56 @@ pub fn place(
     if candidates.is_empty() {
         return Err(PlacementError::NoNodes);
     }
-    // One pass, no allocation: the failure summary is only built when nothing fits.
-    let mut best: Option<(f64, &Candidate<'_>)> = None;
-    for candidate in candidates {
-        if filter::feasible(spec, candidate).is_err() {
-            continue;
-        }
-        let scored = (
-            score::score(&spec.resources, candidate, strategy),
-            candidate,
-        );
-        let better = match best {
-            None => true,
-            Some(current) => score::compare(strategy, scored, current) == Ordering::Greater,
-        };
-        if better {
-            best = Some(scored);
-        }
-    }
-    match best {
-        Some((score, candidate)) => Ok(Placement {
-            node_id: candidate.node.node_id.clone(),
-            score,
+    // No allocation on this path: the failure summary is only built when nothing fits.
+    match evaluate(spec, candidates, strategy, |_, _| {}) {
+        Some(best) => Ok(Placement {
+            node_id: candidates[best.index].node.node_id.clone(),
+            score: best.score,
         }),
         None => Err(PlacementError::NoNodeFits(summary::summarize(
             spec, candidates,
         ))),
     }
+}
+
+/// The best candidate of a pass: its index in the candidates, and its score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Best {
+    pub index: usize,
+    pub score: f64,
+}
+
+/// The one pass of placement, shared by [`place`] and [`explain`]: each candidate, in
+/// order, through the filters and, when it passes them, the scorer. `each` is shown
+/// every candidate's outcome (its score, or the first filter that rejected it); the
+/// best feasible candidate is returned. Since both are this pass, what `explain` shows
+/// is what `place` does.
+pub(crate) fn evaluate<'s>(
+    spec: &'s WorkloadSpec,
+    candidates: &[Candidate<'_>],
+    strategy: Strategy,
+    mut each: impl FnMut(usize, Result<f64, Rejection<'s>>),
+) -> Option<Best> {
+    let mut best: Option<(f64, usize)> = None;
+    for (index, candidate) in candidates.iter().enumerate() {
+        if let Err(rejection) = filter::feasible(spec, candidate) {
+            each(index, Err(rejection));
+            continue;
+        }
+        let score = score::score(&spec.resources, candidate, strategy);
+        each(index, Ok(score));
+        let better = match best {
+            None => true,
+            Some((s, i)) => {
+                score::compare(strategy, (score, candidate), (s, &candidates[i]))
+                    == Ordering::Greater
+            }
+        };
+        if better {
+            best = Some((score, index));
+        }
+    }
+    best.map(|(score, index)| Best { index, score })
 }
 
 #[cfg(test)]

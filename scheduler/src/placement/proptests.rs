@@ -1,8 +1,8 @@
 //! Property tests over random clusters.
 
 use super::testing::{node, spec};
-use super::{place, Allocation, Candidate, PlacementError, Strategy as Pick};
-use persys_proto::{Node, NodeStatus, WorkloadSpec};
+use super::{explain, place, Allocation, Candidate, PlacementError, Strategy as Pick};
+use persys_proto::{Node, NodeStatus, Verdict, Workload, WorkloadSpec};
 use proptest::prelude::*;
 
 /// A node as generated: status, capacity, labels and what is already allocated.
@@ -138,6 +138,43 @@ proptest! {
                 prop_assert!(summary.starts_with(&expected_prefix), "{}", summary);
             }
             Err(PlacementError::NoNodes) => prop_assert!(false, "NoNodes with candidates"),
+        }
+    }
+
+    #[test]
+    fn explain_winner_is_always_the_node_place_chooses(
+        gen in proptest::collection::vec(gen_node(), 0..30),
+        spec in gen_spec(),
+        strategy in pick(),
+    ) {
+        let nodes = build(&gen);
+        let candidates: Vec<_> = nodes.iter().zip(&gen)
+            .map(|(node, g)| Candidate { node, allocated: g.allocated })
+            .collect();
+        let w = Workload::new("w".into(), spec.clone(), chrono::DateTime::UNIX_EPOCH);
+        let e = explain(&w, &candidates, strategy);
+        let placed = place(&spec, &candidates, strategy);
+        prop_assert_eq!(e.winner.as_deref(), placed.as_ref().ok().map(|p| p.node_id.as_str()));
+        prop_assert_eq!(e.nodes.len(), candidates.len());
+        prop_assert_eq!(e.hint.is_some(), placed.is_err(), "a hint exactly when nothing fits");
+        let winners = e.nodes.iter().filter(|n| n.verdict == Verdict::Winner).count();
+        prop_assert_eq!(winners, usize::from(placed.is_ok()));
+        for (n, c) in e.nodes.iter().zip({
+            let mut sorted = candidates.clone();
+            sorted.sort_by(|a, b| a.node.node_id.cmp(&b.node.node_id));
+            sorted
+        }) {
+            prop_assert_eq!(&n.node_id, &c.node.node_id);
+            let feasible = oracle_feasible(&spec, c.node, c.allocated);
+            prop_assert_eq!(n.verdict != Verdict::Rejected, feasible, "{:?}", n);
+            prop_assert_eq!(n.score.is_some(), feasible);
+            prop_assert_eq!(n.filter.is_some() && n.reason.is_some(), !feasible);
+            if let (Some(score), Ok(p)) = (n.score, &placed) {
+                prop_assert!(score <= p.score, "{} scores {} over the winner's {}", n.node_id, score, p.score);
+                if n.verdict == Verdict::Winner {
+                    prop_assert_eq!(score, p.score);
+                }
+            }
         }
     }
 

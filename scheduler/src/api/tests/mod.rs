@@ -3,6 +3,7 @@
 mod nodes;
 mod outage;
 mod paging;
+mod placement;
 mod workloads;
 
 use super::*;
