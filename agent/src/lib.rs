@@ -79,10 +79,12 @@ pub enum AgentError {
     /// The flags ask for something impossible.
     #[error("{0}")]
     Usage(String),
-    /// A simulated node stopped with an error (which stops the simulation).
-    #[error("simulated node {node_id}: {source}")]
-    SimNode {
-        /// The node.
+    /// Simulated nodes stopped with an error (the others ran on).
+    #[error("{failed} simulated node(s) failed; the first, {node_id}: {source}")]
+    SimNodes {
+        /// How many failed.
+        failed: usize,
+        /// The first that failed.
         node_id: String,
         /// Why it stopped.
         source: Box<AgentError>,

@@ -41,8 +41,9 @@ pub fn node_config(args: &SimArgs, i: u32) -> Result<Config, AgentError> {
     })
 }
 
-/// Run `args.nodes` simulated nodes until `shutdown` (Ok) or until one of them fails
-/// (its error, after the others have stopped).
+/// Run `args.nodes` simulated nodes until `shutdown`. A node that fails (e.g. its
+/// registration refused) is logged and the others run on: one lost node must not end
+/// a benchmark of a thousand. The result names the failures, if any.
 pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), AgentError> {
     if args.agent.node_id.is_some() {
         tracing::warn!("--node-id does not apply to sim (nodes are <prefix><i>); ignored");
@@ -56,8 +57,6 @@ pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), Agent
     let facts = HostFacts::detect(args.agent.cpu, args.agent.memory_mb);
     let permits = Arc::new(Semaphore::new(args.max_concurrent_joins as usize));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    // Cancelled on shutdown or when a node fails: every node stops then.
-    let stop = shutdown.child_token();
     let started = Instant::now();
     tracing::info!(
         nodes = args.nodes,
@@ -78,7 +77,7 @@ pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), Agent
             ready: Some(ready_tx.clone()),
         };
         let span = tracing::info_span!("node", id = %node_id);
-        let stop = stop.clone();
+        let stop = shutdown.clone();
         nodes.spawn(
             async move {
                 let result = run_with(config, runtime, hooks, stop).await;
@@ -90,7 +89,7 @@ pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), Agent
     drop(ready_tx);
 
     let mut ready = 0_u32;
-    let mut failure = None;
+    let mut failed: Vec<(String, AgentError)> = Vec::new();
     while !nodes.is_empty() {
         tokio::select! {
             Some(_) = ready_rx.recv() => {
@@ -101,23 +100,31 @@ pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), Agent
                     tracing::info!(ready, of = args.nodes, elapsed_ms = started.elapsed().as_millis() as u64, "simulated nodes registered");
                 }
             }
-            Some(done) = nodes.join_next() => match done {
-                Ok((_, Ok(()))) => {}
-                Ok((node_id, Err(e))) => {
-                    tracing::error!(node_id = %node_id, error = %e, "simulated node failed; stopping the simulation");
-                    failure.get_or_insert(AgentError::SimNode { node_id, source: Box::new(e) });
-                    stop.cancel();
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "simulated node task ended abnormally; stopping the simulation");
-                    failure.get_or_insert(AgentError::Usage(format!("a simulated node panicked: {e}")));
-                    stop.cancel();
-                }
-            },
+            Some(done) = nodes.join_next() => {
+                let (node_id, error) = match done {
+                    Ok((_, Ok(()))) => continue,
+                    Ok((node_id, Err(e))) => (node_id, e),
+                    Err(e) => ("?".to_string(), AgentError::Usage(format!("a simulated node panicked: {e}"))),
+                };
+                tracing::error!(node_id = %node_id, error = %error, running = nodes.len(), "simulated node failed; the others run on");
+                failed.push((node_id, error));
+            }
         }
     }
-    tracing::info!(nodes = args.nodes, "simulated nodes stopped");
-    failure.map_or(Ok(()), Err)
+    tracing::info!(
+        nodes = args.nodes,
+        failed = failed.len(),
+        "simulated nodes stopped"
+    );
+    let count = failed.len();
+    match failed.into_iter().next() {
+        None => Ok(()),
+        Some((node_id, source)) => Err(AgentError::SimNodes {
+            failed: count,
+            node_id,
+            source: Box::new(source),
+        }),
+    }
 }
 
 /// A thousand nodes hold a few thousand sockets (listeners, connections to and from

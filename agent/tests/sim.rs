@@ -127,3 +127,40 @@ async fn simulated_nodes_join_heartbeat_and_run_workloads_on_their_own_identitie
         .expect("joins");
     assert!(result.is_ok(), "{result:?}");
 }
+
+#[tokio::test]
+async fn nodes_whose_registration_is_refused_end_the_simulation_with_their_count() {
+    let sched = FakeScheduler::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The right CA hash, a secret the scheduler never issued: 401, not retried.
+    let wrong = format!("PERSYS1.{}.not-the-secret", sched.token.ca_hash);
+    let argv = [
+        "persys-agent",
+        "sim",
+        "--nodes",
+        "3",
+        "--scheduler-url",
+        &sched.api_url,
+        "--bootstrap-url",
+        &sched.bootstrap_url,
+        "--join-token",
+        &wrong,
+        "--data-dir",
+        dir.path().to_str().expect("utf-8 path"),
+    ];
+    let Some(Command::Sim(args)) = Cli::try_parse_from(argv).expect("parses").command else {
+        panic!("sim expected");
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(15),
+        persys_agent::sim::run(args, CancellationToken::new()),
+    )
+    .await
+    .expect("ends by itself once every node has failed");
+    let e = result.expect_err("refused");
+    assert!(
+        e.to_string().starts_with("3 simulated node(s) failed"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("HTTP 401"), "{e}");
+}

@@ -52,6 +52,11 @@ pub struct FakeOptions {
     pub pull_any: bool,
     /// Log lines kept per container (older ones are dropped).
     pub log_lines: usize,
+    /// Events buffered per engine for slow followers (a follower that falls further
+    /// behind misses some; the agent's periodic full report repairs that). Broadcast
+    /// buffers are allocated whole, so with a thousand engines in one process this is
+    /// most of a simulated node's memory.
+    pub event_buffer: usize,
     /// Seed of the engine's random choices (crashes, pull failures, crash times).
     pub seed: u64,
 }
@@ -68,6 +73,7 @@ impl Default for FakeOptions {
             unpullable: DEFAULT_UNPULLABLE.map(String::from).to_vec(),
             pull_any: true,
             log_lines: 1000,
+            event_buffer: 256,
             seed: 0x5eed,
         }
     }
@@ -297,8 +303,9 @@ impl FakeRuntime {
 
     /// An engine that behaves as `options` say, with the image `busybox:local`.
     pub fn with_options(options: FakeOptions) -> Self {
-        let (events, _) = broadcast::channel(1024);
-        let (logs, _) = broadcast::channel(256);
+        let (events, _) = broadcast::channel(options.event_buffer.max(16));
+        // Only `logs --follow` listens; a reader that lags skips lines, as documented.
+        let (logs, _) = broadcast::channel(64);
         let state = State {
             images: HashSet::from(["busybox:local".to_string()]),
             pullable: HashSet::new(),
