@@ -96,7 +96,7 @@ pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), Agent
                 ready += 1;
                 if ready == args.nodes {
                     tracing::info!(nodes = ready, elapsed_ms = started.elapsed().as_millis() as u64, "all simulated nodes registered and serving");
-                } else if ready % PROGRESS_EVERY == 0 {
+                } else if ready.is_multiple_of(PROGRESS_EVERY) {
                     tracing::info!(ready, of = args.nodes, elapsed_ms = started.elapsed().as_millis() as u64, "simulated nodes registered");
                 }
             }
