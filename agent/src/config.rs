@@ -28,6 +28,17 @@ pub struct Cli {
     pub agent: Config,
 }
 
+impl Cli {
+    /// The log filter without `RUST_LOG`. A thousand simulated nodes would log a
+    /// thousand of every line: sim says only its own progress and the nodes' warnings.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            None => "info",
+            Some(Command::Sim(_)) => "warn,persys_agent::sim=info",
+        }
+    }
+}
+
 /// What `persys-agent` runs besides one agent.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {

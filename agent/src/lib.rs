@@ -79,6 +79,9 @@ pub enum AgentError {
     /// The flags ask for something impossible.
     #[error("{0}")]
     Usage(String),
+    /// A simulated node's task panicked.
+    #[error("a simulated node's task ended abnormally: {0}")]
+    SimTask(String),
     /// Simulated nodes stopped with an error (the others ran on).
     #[error("{failed} simulated node(s) failed; the first, {node_id}: {source}")]
     SimNodes {

@@ -10,12 +10,7 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A thousand simulated nodes would log a thousand of every line: sim says only its
-    // own progress and the nodes' warnings unless RUST_LOG asks for more.
-    let default_filter = match cli.command {
-        None => "info",
-        Some(Command::Sim(_)) => "warn,persys_agent::sim=info",
-    };
+    let default_filter = cli.default_log_filter();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),

@@ -104,7 +104,7 @@ pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), Agent
                 let (node_id, error) = match done {
                     Ok((_, Ok(()))) => continue,
                     Ok((node_id, Err(e))) => (node_id, e),
-                    Err(e) => ("?".to_string(), AgentError::Usage(format!("a simulated node panicked: {e}"))),
+                    Err(e) => ("?".to_string(), AgentError::SimTask(e.to_string())),
                 };
                 tracing::error!(node_id = %node_id, error = %error, running = nodes.len(), "simulated node failed; the others run on");
                 failed.push((node_id, error));
