@@ -8,6 +8,7 @@
 //! - [`endpoints`]: several scheduler replicas, with failover
 //! - [`heartbeat`]: the liveness loop with free capacity
 //! - [`runtime`]: the container engine behind a trait (Docker, fake)
+//! - [`sim`]: many simulated nodes (fake runtime) in one process
 //! - [`state`]: engine state → workload status
 //! - [`supervisor`]: container operations with idempotence, fencing and ownership
 //! - [`adopt`]: startup adoption of this node's containers
@@ -28,16 +29,18 @@ pub mod join;
 pub mod metrics;
 pub mod report;
 pub mod runtime;
+pub mod sim;
 pub mod state;
 pub mod supervisor;
 
-pub use config::Config;
+pub use config::{Cli, Command, Config, RuntimeKind, SimArgs};
 
 use client::SchedulerClient;
 use heartbeat::Capacity;
 use join::Joiner;
 use report::ReportHandle;
 use runtime::docker::DockerRuntime;
+use runtime::fake::FakeRuntime;
 use runtime::{ContainerRuntime, RuntimeError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,13 +48,15 @@ use std::time::Duration;
 use supervisor::ledger::Ledger;
 use supervisor::{Supervisor, SupervisorError};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// The Docker engine is unusable.
+    /// The container engine is unusable.
     #[error(transparent)]
     Docker(#[from] RuntimeError),
     /// Joining the cluster failed.
@@ -71,6 +76,22 @@ pub enum AgentError {
     /// Startup container operations failed.
     #[error("adopting containers: {0}")]
     Adopt(#[from] SupervisorError),
+    /// The flags ask for something impossible.
+    #[error("{0}")]
+    Usage(String),
+    /// A simulated node's task panicked.
+    #[error("a simulated node's task ended abnormally: {0}")]
+    SimTask(String),
+    /// Simulated nodes stopped with an error (the others ran on).
+    #[error("{failed} simulated node(s) failed; the first, {node_id}: {source}")]
+    SimNodes {
+        /// How many failed.
+        failed: usize,
+        /// The first that failed.
+        node_id: String,
+        /// Why it stopped.
+        source: Box<AgentError>,
+    },
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
@@ -91,16 +112,54 @@ fn ensure_data_dir(dir: &PathBuf) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// Run the agent until `shutdown` is cancelled: connect to Docker, bind the API,
-/// register, adopt existing containers, then serve, heartbeat, follow events and
-/// report. On shutdown the API stops accepting and drains, then the loops stop.
-/// Containers keep running.
+/// Run the agent until `shutdown` is cancelled over the engine `--runtime` names:
+/// connect to Docker (or make the in-memory engine), then [`run_with`].
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AgentError> {
+    match config.runtime {
+        RuntimeKind::Docker => {
+            let runtime = DockerRuntime::connect(config.docker_host.as_deref()).await?;
+            run_with(config, Arc::new(runtime), NodeHooks::default(), shutdown).await
+        }
+        RuntimeKind::Fake => {
+            let runtime = FakeRuntime::with_options(config.fake.options(0));
+            run_with(config, Arc::new(runtime), NodeHooks::default(), shutdown).await
+        }
+    }
+}
+
+/// What a process running many nodes shares between them ([`sim`]); one agent uses
+/// the default (nothing shared).
+#[derive(Debug, Clone, Default)]
+pub struct NodeHooks {
+    /// Taken for the node's first registration, so that the nodes of one process do
+    /// not all register at once.
+    pub join_permits: Option<Arc<Semaphore>>,
+    /// Host facts detected once for every node (else detected by the node).
+    pub facts: Option<host::HostFacts>,
+    /// Told the node id once the node has registered and serves its API.
+    pub ready: Option<mpsc::UnboundedSender<String>>,
+}
+
+/// Run one agent over `runtime` until `shutdown` is cancelled: bind the API, register,
+/// adopt existing containers, then serve, heartbeat, follow events and report. On
+/// shutdown the API stops accepting and drains, then the loops stop. Containers keep
+/// running.
+pub async fn run_with<R: ContainerRuntime>(
+    config: Config,
+    runtime: Arc<R>,
+    hooks: NodeHooks,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
     ensure_data_dir(&config.data_dir)?;
-    let facts = host::HostFacts::detect(config.cpu, config.memory_mb);
-    let runtime = Arc::new(DockerRuntime::connect(config.docker_host.as_deref()).await?);
+    let facts = match hooks.facts {
+        Some(f) => f,
+        None => host::HostFacts::detect(config.cpu, config.memory_mb),
+    };
     let api_version = runtime.version().await?;
-    tracing::info!(docker_api_version = %api_version, "connected to docker");
+    tracing::debug!(runtime = %config.runtime, api_version = %api_version, "container engine answers");
+    if config.runtime == RuntimeKind::Docker {
+        tracing::info!(docker_api_version = %api_version, "connected to docker");
+    }
 
     // Bound before registering so that the registered port is the real one (port 0 works).
     let listener = TcpListener::bind(config.listen)
@@ -124,10 +183,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         agent_port: local.port(),
         labels: config.labels.clone(),
     });
+    let permit = match &hooks.join_permits {
+        Some(permits) => tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            p = permits.clone().acquire_owned() => p.ok(),
+        },
+        None => None,
+    };
     let identity = match joiner.join(&shutdown).await {
         Err(join::JoinError::Cancelled) => return Ok(()),
         other => other?,
     };
+    drop(permit);
     let node_id = identity.node_id.clone();
     let server_tls =
         persys_certs::server_config_mtls(&identity.ca_pem, &identity.cert_pem, &identity.key_pem)
@@ -138,34 +205,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
     );
 
     let (reports, inbox) = ReportHandle::channel();
-    let ledger = Ledger::open(Some(config.file("stopped-containers.json")));
+    // The fake engine's containers end with the process; so would their stop intents.
+    let ledger = Ledger::open(
+        (config.runtime == RuntimeKind::Docker).then(|| config.file("stopped-containers.json")),
+    );
     let supervisor = Arc::new(Supervisor::new(runtime, node_id.clone(), ledger, reports));
     adopt::adopt(&supervisor).await?;
 
     let background = CancellationToken::new();
     let tasks = TaskTracker::new();
-    tasks.spawn(report::run_reporter(
-        inbox,
-        client.clone(),
-        supervisor.clone(),
-        Duration::from_millis(config.full_report_interval_ms.max(1000)),
-        background.clone(),
-    ));
-    tasks.spawn(events::follow_events(
-        supervisor.clone(),
-        background.clone(),
-    ));
-    tasks.spawn(heartbeat::run_heartbeats(
-        supervisor.clone(),
-        client,
-        joiner,
-        Capacity {
-            cpu_cores: facts.cpu_cores,
-            memory_mb: facts.memory_mb,
-        },
-        identity.heartbeat_interval,
-        background.clone(),
-    ));
+    tasks.spawn(
+        report::run_reporter(
+            inbox,
+            client.clone(),
+            supervisor.clone(),
+            Duration::from_millis(config.full_report_interval_ms.max(1000)),
+            background.clone(),
+        )
+        .in_current_span(),
+    );
+    tasks.spawn(events::follow_events(supervisor.clone(), background.clone()).in_current_span());
+    tasks.spawn(
+        heartbeat::run_heartbeats(
+            supervisor.clone(),
+            client,
+            joiner,
+            Capacity {
+                cpu_cores: facts.cpu_cores,
+                memory_mb: facts.memory_mb,
+            },
+            identity.heartbeat_interval,
+            background.clone(),
+        )
+        .in_current_span(),
+    );
 
     let app = api::router(api::AppState {
         supervisor,
@@ -177,14 +250,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
             .limits(persys_certs::limits::DEFAULT_MAX_CONNECTIONS_AGENT),
         metrics: metrics::global().connections.listener("api"),
     };
-    let mut server = tokio::spawn(persys_certs::serve_tls_with(
-        listener,
-        server_tls,
-        app,
-        shutdown.clone(),
-        options,
-    ));
+    let mut server = tokio::spawn(
+        persys_certs::serve_tls_with(listener, server_tls, app, shutdown.clone(), options)
+            .in_current_span(),
+    );
     tracing::info!(node_id = %node_id, listen = %local, advertise = %config.advertise_ip(), "ready");
+    if let Some(ready) = &hooks.ready {
+        // The receiver goes away only when the simulation is over.
+        let _ = ready.send(node_id.clone());
+    }
 
     let served = tokio::select! {
         r = &mut server => r,

@@ -39,8 +39,14 @@ struct Dev {
 }
 
 impl Dev {
-    /// Start it and wait until it says the cluster is up.
+    /// Start it with one agent and wait until it says the cluster is up.
     fn start() -> Dev {
+        Dev::start_with(&["--agents", "1"])
+    }
+
+    /// Start it with `nodes` (e.g. `--sim-nodes 5`) and wait until it says the cluster
+    /// is up.
+    fn start_with(nodes: &[&str]) -> Dev {
         bin("persys-scheduler");
         bin("persys-gateway");
         bin("persys-agent");
@@ -53,7 +59,7 @@ impl Dev {
             .arg("dev")
             .arg("--data-dir")
             .arg(&data)
-            .args(["--agents", "1"])
+            .args(nodes)
             .args(["--scheduler-port", &scheduler_port.to_string()])
             .args(["--gateway-port", &gateway_port.to_string()])
             .args(["--bootstrap-port", &free_port().to_string()])
@@ -264,4 +270,73 @@ fn dead_child_stops_dev_with_its_name_and_a_non_zero_exit() {
         children.iter().all(|p| !alive(*p)),
         "the others were stopped"
     );
+}
+
+#[test]
+fn dev_with_sim_nodes_runs_a_simulated_fleet_and_stops_it_with_the_rest() {
+    let mut dev = Dev::start_with(&["--sim-nodes", "5"]);
+    let config = dev.data.join("config.yaml");
+    let out = persys(&config, &["node", "list", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut ids: Vec<&str> = nodes
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|n| n["status"] == "Active")
+        .filter_map(|n| n["nodeId"].as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["sim-0", "sim-1", "sim-2", "sim-3", "sim-4"],
+        "no real agent by default"
+    );
+
+    let out = persys(
+        &config,
+        &[
+            "run",
+            "--name",
+            "hello",
+            "--wait",
+            "busybox:local",
+            "--",
+            "sh",
+            "-c",
+            "echo hello",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = persys(&config, &["logs", "hello"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("command: sh -c echo hello"), "{logs}");
+    assert!(logs.contains("started (image busybox:local)"), "{logs}");
+
+    let children = children_of(dev.child.id());
+    assert_eq!(
+        children.len(),
+        4,
+        "etcd, scheduler, gateway, sim: {children:?}"
+    );
+    assert!(dev.data.join("logs/sim.log").is_file());
+    kill(dev.pid(), Signal::SIGTERM).expect("sigterm");
+    let status = dev
+        .wait(Duration::from_secs(30))
+        .expect("exits after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(children.iter().all(|p| !alive(*p)), "children stopped");
 }

@@ -5,9 +5,11 @@
 mod gateway;
 mod hosts;
 mod replicas;
+mod sim;
 
 pub use gateway::Gateway;
 pub use replicas::Replica;
+pub use sim::SimFleet;
 
 use crate::api::Api;
 use crate::etcd::Etcd;

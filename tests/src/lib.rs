@@ -19,7 +19,7 @@ pub mod netns;
 pub mod process;
 
 pub use api::Api;
-pub use cluster::{AgentOptions, Cluster, ClusterOptions};
+pub use cluster::{AgentOptions, Cluster, ClusterOptions, SimFleet};
 pub use etcd::Etcd;
 pub use netns::{Host, NetemMode};
 

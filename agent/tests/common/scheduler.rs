@@ -182,6 +182,8 @@ impl FakeScheduler {
             stop_timeout_secs: 1,
             full_report_interval_ms: 30_000,
             listener: persys_certs::ListenerFlags::defaults(),
+            runtime: persys_agent::RuntimeKind::Docker,
+            fake: persys_agent::config::FakeFlags::default(),
         }
     }
 

@@ -9,10 +9,18 @@ pub struct DevArgs {
     /// Where the cluster keeps its state (etcd data, PKI, agents, logs, config.yaml).
     #[arg(long, value_name = "DIR", default_value = ".persys-dev")]
     pub data_dir: PathBuf,
-    /// Number of agents (nodes `node-1`..`node-N`, sharing the local Docker engine).
-    #[arg(long, value_name = "N", default_value_t = 1,
+    /// Number of agents (nodes `node-1`..`node-N`, sharing the local Docker engine);
+    /// default 1, or 0 with `--sim-nodes`.
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(0..=100))]
-    pub agents: u16,
+    pub agents: Option<u16>,
+    /// Also run N simulated nodes `sim-0`..`sim-<N-1>`: one more child,
+    /// `persys-agent sim`, whose nodes join and serve like agents but run containers in
+    /// memory (`--runtime fake`: nothing runs, no Docker needed). Real agents then
+    /// default to none; add them with `--agents`.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub sim_nodes: u32,
     /// Use this etcd (comma separated URLs) instead of starting one.
     #[arg(long, value_name = "URLS")]
     pub etcd_endpoints: Option<String>,
@@ -28,4 +36,13 @@ pub struct DevArgs {
     /// First agent's port; agent i listens on PORT+i-1 (on 127.0.0.1).
     #[arg(long, value_name = "PORT", default_value_t = 8080)]
     pub agent_port: u16,
+}
+
+impl DevArgs {
+    /// How many real agents to start: `--agents`, else 1 without simulated nodes and 0
+    /// with them (a simulated fleet needs no Docker; mixing is asked for explicitly).
+    pub fn real_agents(&self) -> u16 {
+        self.agents
+            .unwrap_or(if self.sim_nodes > 0 { 0 } else { 1 })
+    }
 }

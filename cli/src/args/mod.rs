@@ -58,6 +58,11 @@ pub struct Cli {
 pub enum Command {
     /// Run a whole local cluster (etcd, scheduler, gateway, agents) in the foreground
     /// until Ctrl-C.
+    ///
+    /// With `--sim-nodes N` the cluster also gets N simulated nodes (one
+    /// `persys-agent sim` child, in-memory containers, no Docker needed) and, unless
+    /// `--agents` says otherwise, no real agent: `persys dev --sim-nodes 1000` is a
+    /// thousand-node cluster on a laptop.
     Dev(DevArgs),
     /// Run a container on the cluster and print its workload id.
     ///

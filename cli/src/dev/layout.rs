@@ -51,6 +51,11 @@ impl Layout {
         self.root.join(format!("agent-{i}"))
     }
 
+    /// Root of the simulated fleet's data (`sim/<node id>/` per node).
+    pub fn sim(&self) -> PathBuf {
+        self.root.join("sim")
+    }
+
     /// The join token file the scheduler writes at first start.
     pub fn join_token(&self) -> PathBuf {
         self.scheduler.join("join-token")

@@ -3,9 +3,10 @@
 //! etcd (Debian's `etcd`, unless `--etcd-endpoints`) → `persys-scheduler` (creates the
 //! PKI and join token in `DIR/scheduler`) → `persys-gateway` (writes an admin token to
 //! `DIR/gateway/admin-token`; skipped with a warning when it is not built) →
-//! `DIR/config.yaml` (pointing at the gateway) → N `persys-agent`s → wait until every
-//! node is Active → run until Ctrl-C/SIGTERM, then stop the children in reverse
-//! order. A child that dies meanwhile stops the cluster with an error.
+//! `DIR/config.yaml` (pointing at the gateway) → N `persys-agent`s and, with
+//! `--sim-nodes`, one `persys-agent sim` → wait until every node is Active → run until
+//! Ctrl-C/SIGTERM, then stop the children in reverse order. A child that dies
+//! meanwhile stops the cluster with an error.
 
 pub mod child;
 mod gateway;
@@ -21,6 +22,7 @@ use anyhow::{bail, Context};
 use child::{Stage, Supervisor};
 use layout::Layout;
 use persys_proto::{NodeList, NodeStatus};
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
@@ -34,6 +36,13 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Pause between readiness probes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// Extra startup time per simulated node (they register a few dozen at a time).
+const STARTUP_PER_SIM_NODE: Duration = Duration::from_millis(50);
+/// Connections each scheduler listener accepts beyond one per simulated node (the
+/// gateway, CLIs, real agents).
+const SCHEDULER_SPARE_CONNECTIONS: u32 = 1024;
+/// Node ids of the simulated fleet are `<this><i>`.
+const SIM_PREFIX: &str = "sim-";
 
 /// Run `persys dev` until interrupted (Ok) or until a child fails (Err).
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -49,10 +58,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.bootstrap_port,
         gateway.is_some().then_some(args.gateway_port),
         args.agent_port,
-        args.agents,
+        args.real_agents(),
     )
     .map_err(anyhow::Error::msg)?;
     net::ensure_free(&plan).map_err(anyhow::Error::msg)?;
+    if args.sim_nodes > 0 {
+        // Inherited by every child: the fleet and the scheduler each hold a few sockets
+        // per simulated node, past the usual soft limit of 1024 open files.
+        raise_fd_limit();
+    }
     let layout = Layout::create(&args.data_dir)?;
     let mut signals = listen_for_signals().context("cannot install signal handlers")?;
     let mut sup = Supervisor::new(layout.logs.clone());
@@ -133,12 +147,16 @@ impl Cluster<'_> {
         })?;
 
         self.start_agents()?;
-        let expected: Vec<String> = (1..=args.agents).map(|i| format!("node-{i}")).collect();
-        let flow = self
-            .wait_for("the agents", || async {
-                all_active(&client, &expected).await
-            })
-            .await?;
+        self.start_sim()?;
+        let mut expected: Vec<String> = (1..=args.real_agents())
+            .map(|i| format!("node-{i}"))
+            .collect();
+        expected.extend((0..args.sim_nodes).map(|i| format!("{SIM_PREFIX}{i}")));
+        let timeout = STARTUP_TIMEOUT + STARTUP_PER_SIM_NODE * args.sim_nodes;
+        let flow = wait_for(self.sup, self.signals, "the nodes", timeout, || async {
+            all_active(&client, &expected).await
+        })
+        .await?;
         if let Flow::Interrupted = flow {
             return Ok(());
         }
@@ -151,7 +169,7 @@ impl Cluster<'_> {
         };
         crate::output::print_text(&format!(
             "{}\n",
-            summary::summary(layout, &at, args.agents, &home)
+            summary::summary(layout, &at, args.real_agents(), args.sim_nodes, &home)
         ));
         tokio::select! {
             _ = self.signals.changed() => Ok(()),
@@ -163,7 +181,7 @@ impl Cluster<'_> {
     async fn start_etcd(&mut self) -> anyhow::Result<(Flow, String)> {
         let args = self.args;
         let mut planned = vec![args.scheduler_port, args.bootstrap_port, args.gateway_port];
-        planned.extend((0..args.agents).filter_map(|i| args.agent_port.checked_add(i)));
+        planned.extend((0..args.real_agents()).filter_map(|i| args.agent_port.checked_add(i)));
         let (client_port, peer_port) =
             net::two_free_ports(&planned).context("cannot find free ports for etcd")?;
         let client_url = format!("https://127.0.0.1:{client_port}");
@@ -231,6 +249,14 @@ impl Cluster<'_> {
         if let Some(pki) = &self.etcd_pki {
             scheduler_args.extend(pki.client_flags(persys_certs::Role::Scheduler));
         }
+        if args.sim_nodes > 0 {
+            // Every simulated node keeps a connection to the API listener.
+            let cap = (args.sim_nodes + SCHEDULER_SPARE_CONNECTIONS).max(
+                u32::try_from(persys_certs::limits::DEFAULT_MAX_CONNECTIONS_SCHEDULER)
+                    .unwrap_or(u32::MAX),
+            );
+            scheduler_args.extend(["--max-connections".to_string(), cap.to_string()]);
+        }
         let (bin, hint) = programs::locate("persys-scheduler");
         self.sup.spawn(
             "scheduler",
@@ -255,7 +281,7 @@ impl Cluster<'_> {
             .with_context(|| format!("cannot read {}", token_path.display()))?;
         let token = token.trim();
         let (agent_bin, agent_hint) = programs::locate("persys-agent");
-        for i in 1..=args.agents {
+        for i in 1..=args.real_agents() {
             let port = args.agent_port + (i - 1);
             crate::output::say(&format!(
                 "starting persys-agent node-{i} on 127.0.0.1:{port}"
@@ -288,6 +314,49 @@ impl Cluster<'_> {
         Ok(())
     }
 
+    /// Start the simulated fleet (`--sim-nodes`): one `persys-agent sim` whose nodes
+    /// join with the same token, each on a free port of its own.
+    fn start_sim(&mut self) -> anyhow::Result<()> {
+        let (args, layout) = (self.args, self.layout);
+        if args.sim_nodes == 0 {
+            return Ok(());
+        }
+        let token_path = layout.join_token();
+        let token = std::fs::read_to_string(&token_path)
+            .with_context(|| format!("cannot read {}", token_path.display()))?;
+        let (agent_bin, agent_hint) = programs::locate("persys-agent");
+        crate::output::say(&format!(
+            "starting {} simulated nodes ({SIM_PREFIX}0..{SIM_PREFIX}{}) in persys-agent sim",
+            args.sim_nodes,
+            args.sim_nodes - 1
+        ));
+        let sim_args = [
+            "sim".to_string(),
+            "--nodes".into(),
+            args.sim_nodes.to_string(),
+            "--node-prefix".into(),
+            SIM_PREFIX.into(),
+            "--listen-host".into(),
+            "127.0.0.1".into(),
+            "--data-dir".into(),
+            layout.sim().display().to_string(),
+            "--scheduler-url".into(),
+            format!("https://127.0.0.1:{}", args.scheduler_port),
+            "--bootstrap-url".into(),
+            format!("https://127.0.0.1:{}", args.bootstrap_port),
+        ];
+        let envs = [("PERSYS_JOIN_TOKEN", token.trim())];
+        self.sup.spawn(
+            "sim",
+            Stage::Agents,
+            &agent_bin,
+            &sim_args,
+            &envs,
+            &agent_hint,
+        )?;
+        Ok(())
+    }
+
     /// Probe until `ready`, failing if a child dies or the startup timeout passes, and
     /// returning early on a signal.
     async fn wait_for<F, Fut>(&mut self, what: &str, ready: F) -> anyhow::Result<Flow>
@@ -295,7 +364,20 @@ impl Cluster<'_> {
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        wait_for(self.sup, self.signals, what, ready).await
+        wait_for(self.sup, self.signals, what, STARTUP_TIMEOUT, ready).await
+    }
+}
+
+/// Raise the soft open-file limit to the hard one (best effort: a refusal only means
+/// a large fleet may run out of sockets, which its log then says).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::debug!(error = %e, "cannot raise the open file limit");
+            }
+        }
     }
 }
 
@@ -305,13 +387,14 @@ async fn wait_for<F, Fut>(
     sup: &mut Supervisor,
     signals: &mut watch::Receiver<u32>,
     what: &str,
+    timeout: Duration,
     mut ready: F,
 ) -> anyhow::Result<Flow>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         sup.check_alive()?;
         if *signals.borrow() > 0 {
@@ -323,7 +406,7 @@ where
         if Instant::now() >= deadline {
             bail!(
                 "{what} did not become ready within {}s; see the logs in {}",
-                STARTUP_TIMEOUT.as_secs(),
+                timeout.as_secs(),
                 sup.logs_dir().display()
             );
         }
@@ -337,11 +420,16 @@ where
 /// Whether every expected node is registered and Active.
 async fn all_active(client: &ApiClient, expected: &[String]) -> bool {
     match client.get::<NodeList>("/nodes").await {
-        Ok(list) => expected.iter().all(|id| {
-            list.nodes
+        Ok(list) => {
+            // A set: with a simulated fleet both lists hold thousands of nodes.
+            let active: HashSet<&str> = list
+                .nodes
                 .iter()
-                .any(|n| &n.node_id == id && n.status == NodeStatus::Active)
-        }),
+                .filter(|n| n.status == NodeStatus::Active)
+                .map(|n| n.node_id.as_str())
+                .collect();
+            expected.iter().all(|id| active.contains(id.as_str()))
+        }
         Err(e) => {
             tracing::debug!(error = %e, "nodes not ready");
             false

@@ -15,7 +15,18 @@ pub struct Endpoints<'a> {
 }
 
 /// What a person needs once the cluster is up.
-pub fn summary(layout: &Layout, at: &Endpoints<'_>, agents: u16, home: &HomeConfig) -> String {
+pub fn summary(
+    layout: &Layout,
+    at: &Endpoints<'_>,
+    agents: u16,
+    sim_nodes: u32,
+    home: &HomeConfig,
+) -> String {
+    let nodes = u32::from(agents) + sim_nodes;
+    let simulated = match sim_nodes {
+        0 => String::new(),
+        n => format!(" ({n} simulated)"),
+    };
     let home_line = match home {
         HomeConfig::Written(p) => format!("\n  also written:   {} (none existed)", p.display()),
         HomeConfig::Same(p) => format!("\n  also in:        {}", p.display()),
@@ -36,7 +47,7 @@ pub fn summary(layout: &Layout, at: &Endpoints<'_>, agents: u16, home: &HomeConf
         format!("{} (scheduler; no gateway)", at.api)
     };
     format!(
-        "persys dev cluster is up: {agents} node(s) Active\n\
+        "persys dev cluster is up: {nodes} node(s) Active{simulated}\n\
          \x20 API endpoint:   {api_line}\n\
          \x20 client config:  {}{home_line}\n\
          \x20 etcd:           {}\n\
@@ -68,7 +79,7 @@ mod tests {
             gateway: true,
             etcd: "http://127.0.0.1:2379",
         };
-        let text = summary(&layout, &at, 2, &HomeConfig::NoHome);
+        let text = summary(&layout, &at, 2, 0, &HomeConfig::NoHome);
         assert!(
             text.starts_with("persys dev cluster is up: 2 node(s) Active"),
             "{text}"
@@ -86,6 +97,8 @@ mod tests {
             gateway: false,
             ..at
         };
-        assert!(summary(&layout, &direct, 1, &HomeConfig::NoHome).contains("no gateway"));
+        assert!(summary(&layout, &direct, 1, 0, &HomeConfig::NoHome).contains("no gateway"));
+        assert!(summary(&layout, &direct, 0, 1000, &HomeConfig::NoHome)
+            .starts_with("persys dev cluster is up: 1000 node(s) Active (1000 simulated)"));
     }
 }
