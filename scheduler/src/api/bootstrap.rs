@@ -231,6 +231,9 @@ pub async fn register(
         })
         .ok_or_else(|| AppError::internal("the signed certificate has no serial"))?;
 
+    // The grace period starts before the record is Active: a liveness pass between the
+    // two would otherwise find an Active node that never beat and mark it Inactive.
+    ctx.liveness.grace(&node_id, Instant::now());
     store_node(&ctx, &req, &node_id, &serial, peer.as_ref()).await?;
     let record = DnsRecord {
         host: ip.to_string(),
@@ -242,7 +245,6 @@ pub async fn register(
             &record,
         )
         .await?;
-    ctx.liveness.grace(&node_id, Instant::now());
     ctx.kick_pending();
     tracing::info!(node = %node_id, ip = %ip, "node registered");
     Ok(Json(RegisterResponse {
