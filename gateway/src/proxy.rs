@@ -16,8 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Header carrying the request id.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+use persys_proto::REQUEST_ID_HEADER;
 
 /// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 9] = [

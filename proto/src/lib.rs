@@ -6,6 +6,7 @@
 
 pub mod leader;
 pub mod limits;
+pub mod names;
 pub mod node;
 pub mod policy;
 pub mod secret;
@@ -15,6 +16,7 @@ pub mod wire;
 pub mod workload;
 
 pub use leader::{LeaderInfo, LeaderRecord};
+pub use names::{Role, ADMIN_NAME, GATEWAY_NAME, REQUEST_ID_HEADER, SCHEDULER_NAME};
 pub use node::{Node, NodeStatus};
 pub use policy::{ClusterPolicy, HostPathRule, MountMode};
 pub use secret::{Public, Redact, SecretEnv};
