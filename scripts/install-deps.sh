@@ -2,7 +2,8 @@
 # Installs what a fresh Debian machine lacks to build and test persys:
 # protoc (etcd-client's build), etcd (the store), busybox-static (the test image),
 # iproute2 and iptables (fault tests across network namespaces), curl (an HTTP/2 client
-# of tests/tests/hardening.rs), schemathesis. Skips everything already present.
+# of tests/tests/hardening.rs), schemathesis, cargo-machete (unused dependencies).
+# Skips everything already present.
 set -euo pipefail
 need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
@@ -23,4 +24,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # schemathesis (PyPI) fuzzes the gateway against its own OpenAPI document.
 command -v schemathesis >/dev/null || python3 -m pip install -q --disable-pip-version-check schemathesis
+# cargo-machete (crates.io) finds dependencies no crate uses; `cargo install` puts it in
+# ~/.cargo/bin, so only the first run builds it. Pinned so CI's verdict cannot change
+# under us with a new release.
+command -v cargo-machete >/dev/null || [ -x "$HOME/.cargo/bin/cargo-machete" ] \
+  || cargo install cargo-machete --version 0.9.2 --locked
 docker info >/dev/null 2>&1 || { echo "the Docker engine is not reachable (is dockerd running?)" >&2; exit 1; }

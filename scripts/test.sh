@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: dependencies, test image, fmt, clippy, tests.
+# The whole test suite, as CI runs it: dependencies, test image, fmt, unused
+# dependencies, clippy, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/install-deps.sh
 bash scripts/test-image.sh busybox:local
 cargo fmt --all -- --check
+# Every dependency in a Cargo.toml is used (cargo-machete, from install-deps.sh): an
+# unused one costs build time on every machine and hides what a crate really needs.
+cargo machete
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 # Unit and crate-level tests.

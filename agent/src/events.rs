@@ -4,6 +4,7 @@
 
 use crate::runtime::ContainerRuntime;
 use crate::supervisor::Supervisor;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +12,27 @@ use tokio_util::sync::CancellationToken;
 
 /// First reconnect delay.
 const RECONNECT_MIN: Duration = Duration::from_millis(250);
-/// Longest reconnect delay.
+/// Longest reconnect delay (before jitter).
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Reconnect pauses: doubling from [`RECONNECT_MIN`] to [`RECONNECT_MAX`], forever,
+/// jittered so that agents sharing one restarted engine (or one restarted host) do not
+/// reconnect in lockstep.
+fn reconnect_pauses() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(RECONNECT_MIN)
+        .with_max_delay(RECONNECT_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
 
 /// Follow events until `shutdown`.
 pub async fn follow_events<R: ContainerRuntime>(
     supervisor: Arc<Supervisor<R>>,
     shutdown: CancellationToken,
 ) {
-    let mut delay = RECONNECT_MIN;
+    let mut pauses = reconnect_pauses();
     let mut connected_before = false;
     loop {
         let mut stream = supervisor.runtime().events(supervisor.node_id());
@@ -27,14 +40,15 @@ pub async fn follow_events<R: ContainerRuntime>(
             supervisor.reports().request_full();
         }
         connected_before = true;
-        loop {
+        let why = loop {
             let item = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 item = stream.next() => item,
             };
             match item {
                 Some(Ok(event)) => {
-                    delay = RECONNECT_MIN;
+                    // A working stream: the next failure starts from the shortest pause.
+                    pauses = reconnect_pauses();
                     tracing::debug!(container = %event.container_id, action = ?event.action, "container event");
                     crate::metrics::global()
                         .events
@@ -45,24 +59,23 @@ pub async fn follow_events<R: ContainerRuntime>(
                         supervisor.reports().push(state);
                     }
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "docker event stream failed; reconnecting");
-                    break;
-                }
-                None => {
-                    tracing::warn!(
-                        retry_in_ms = delay.as_millis() as u64,
-                        "docker event stream ended; reconnecting"
-                    );
-                    break;
-                }
+                Some(Err(e)) => break Some(e.to_string()),
+                None => break None,
             }
+        };
+        // Without a max count the iterator never ends; the fallback only satisfies types.
+        let delay = pauses.next().unwrap_or(RECONNECT_MAX);
+        let retry_in_ms = delay.as_millis() as u64;
+        match why {
+            Some(error) => {
+                tracing::warn!(%error, retry_in_ms, "docker event stream failed; reconnecting")
+            }
+            None => tracing::warn!(retry_in_ms, "docker event stream ended; reconnecting"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(RECONNECT_MAX);
     }
 }
 

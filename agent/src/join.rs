@@ -5,6 +5,7 @@
 
 use crate::endpoints::Endpoints;
 use crate::host::HostFacts;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use persys_certs::JoinToken;
 use persys_proto::{ApiError, RegisterRequest, RegisterResponse};
 use std::collections::BTreeMap;
@@ -27,7 +28,9 @@ pub mod files {
 
 /// Heartbeat period when the scheduler did not say (no registration this start).
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(1000);
-/// Longest wait between registration attempts.
+/// First wait between registration attempts.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+/// Longest wait between registration attempts (before jitter).
 const RETRY_MAX: Duration = Duration::from_secs(10);
 /// Timeout of one registration call.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -200,20 +203,28 @@ impl Joiner {
             tracing::warn!("no join token: using the saved certificate without rotating it");
             return self.load_saved().await;
         }
-        let mut delay = Duration::from_millis(250);
+        // Doubling pauses, forever (a node waits for its scheduler however long it
+        // takes), jittered so that a fleet restarted together does not register in
+        // lockstep against a scheduler that has just come back.
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(RETRY_MIN)
+            .with_max_delay(RETRY_MAX)
+            .with_jitter()
+            .without_max_times()
+            .build();
         loop {
-            match self.register_once().await {
+            let error = match self.register_once().await {
                 Ok(identity) => return Ok(identity),
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "registration failed, retrying");
-                }
+                Err(e) if e.is_transient() => e,
                 Err(e) => return Err(e),
-            }
+            };
+            // Without a max count the iterator never ends; the fallback only satisfies types.
+            let delay = pauses.next().unwrap_or(RETRY_MAX);
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "registration failed, retrying");
             tokio::select! {
                 _ = shutdown.cancelled() => return Err(JoinError::Cancelled),
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(RETRY_MAX);
         }
     }
 

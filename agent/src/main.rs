@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
         )
         .init();
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(persys_http::cancel_on_signal(shutdown.clone()));
     let result = match cli.command {
         None => persys_agent::run(cli.agent, shutdown).await,
         Some(Command::Sim(args)) => persys_agent::sim::run(args, shutdown).await,
@@ -30,23 +30,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = terminate => tracing::info!("SIGTERM received"),
-    }
-    shutdown.cancel();
 }

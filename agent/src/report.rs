@@ -3,6 +3,7 @@
 //! scheduler is unreachable; a full list goes out on request and every `full_every`
 //! as the backstop that repairs anything lost.
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use persys_proto::{ContainerState, StatusReport, WorkloadStatus};
 use std::collections::{BTreeMap, HashMap};
@@ -15,8 +16,20 @@ use tokio_util::sync::CancellationToken;
 
 /// First retry delay after a failed push.
 const RETRY_MIN: Duration = Duration::from_millis(200);
-/// Longest retry delay.
+/// Longest retry delay (before jitter).
 const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Retry pauses while pushes fail: doubling from [`RETRY_MIN`] to [`RETRY_MAX`], for as
+/// long as the scheduler is away, jittered so that the nodes of a cluster whose
+/// scheduler comes back do not all push at the same instant.
+fn retry_pauses() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(RETRY_MIN)
+        .with_max_delay(RETRY_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
 
 /// Where reports go (the scheduler in production, a recorder in tests).
 pub trait StatusSink: Send + Sync + 'static {
@@ -119,7 +132,8 @@ struct Reporter<S, P> {
     sent: HashMap<Key, Fingerprint>,
     full_due: bool,
     retry_at: Option<Instant>,
-    backoff: Duration,
+    /// Pauses of the current run of failures (fresh after each delivery).
+    backoff: ExponentialBackoff,
 }
 
 impl<S: StatusSink, P: Snapshot> Reporter<S, P> {
@@ -142,13 +156,14 @@ impl<S: StatusSink, P: Snapshot> Reporter<S, P> {
     }
 
     fn failed(&mut self, what: &str, error: &str) {
+        // Without a max count the iterator never ends; the fallback only satisfies types.
+        let delay = self.backoff.next().unwrap_or(RETRY_MAX);
         tracing::warn!(
             error,
-            retry_in_ms = self.backoff.as_millis() as u64,
+            retry_in_ms = delay.as_millis() as u64,
             "status {what} not delivered, will retry"
         );
-        self.retry_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+        self.retry_at = Some(Instant::now() + delay);
     }
 
     fn delivered(&mut self, states: &[ContainerState]) {
@@ -156,7 +171,7 @@ impl<S: StatusSink, P: Snapshot> Reporter<S, P> {
             self.sent.insert(key(s), fingerprint(s));
         }
         self.retry_at = None;
-        self.backoff = RETRY_MIN;
+        self.backoff = retry_pauses();
     }
 
     async fn flush(&mut self) {
@@ -219,7 +234,7 @@ pub async fn run_reporter<S: StatusSink, P: Snapshot>(
         sent: HashMap::new(),
         full_due: false,
         retry_at: None,
-        backoff: RETRY_MIN,
+        backoff: retry_pauses(),
     };
     let mut ticker = tokio::time::interval_at(Instant::now() + full_every, full_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -65,12 +65,9 @@ pub struct Identity {
     pub name: String,
 }
 
-/// Name of the scheduler identity (all replicas share it).
-pub const SCHEDULER_NAME: &str = "persys-scheduler";
-/// Name of the gateway identity.
-pub const GATEWAY_NAME: &str = "persys-gateway";
-/// Name of the administrator's user identity (the scheduler writes `admin.crt`).
-pub const ADMIN_NAME: &str = "admin";
+/// The names of the cluster's own identities, defined once in `persys_proto` (the
+/// crates that check a peer's name need not depend on the PKI to spell it).
+pub use persys_proto::names::{ADMIN_NAME, GATEWAY_NAME, SCHEDULER_NAME};
 
 impl Identity {
     /// `role`/`name`.

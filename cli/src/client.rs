@@ -289,7 +289,7 @@ impl ApiClient {
         }
         let header_id = resp
             .headers()
-            .get("x-request-id")
+            .get(persys_proto::REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();

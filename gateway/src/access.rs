@@ -5,7 +5,6 @@
 
 use crate::auth::{authenticate, Subject};
 use crate::error::{ApiFailure, REQUEST_ID};
-use crate::proxy::REQUEST_ID_HEADER;
 use crate::ratelimit::retry_after_secs;
 use crate::routes;
 use crate::App;
@@ -15,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use persys_certs::request_meta::{logged_method, method_label, LoggedPath, UNMATCHED_ROUTE};
 use persys_certs::PeerIdentity;
+use persys_proto::REQUEST_ID_HEADER;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;

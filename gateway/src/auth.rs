@@ -4,64 +4,9 @@
 use crate::tokens::TokenCache;
 use axum::http::HeaderValue;
 use persys_certs::PeerIdentity;
-use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// What a credential may do. Ordered: each role may do everything the one before may.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Read workloads, nodes, cluster metrics, events and logs.
-    Viewer,
-    /// Viewer, plus create, stop, start, redeploy and delete workloads.
-    Operator,
-    /// Everything: node cordon/drain/uncordon and API tokens too.
-    Admin,
-}
-
-impl Role {
-    /// Wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::Operator => "operator",
-            Self::Admin => "admin",
-        }
-    }
-
-    /// Parse a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "viewer" => Some(Self::Viewer),
-            "operator" => Some(Self::Operator),
-            "admin" => Some(Self::Admin),
-            _ => None,
-        }
-    }
-
-    /// Whether this role may call a route that requires `required`.
-    pub fn allows(self, required: Role) -> bool {
-        self >= required
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What a credential may do (defined in `persys_proto`, which the CLI shares).
+pub use persys_proto::Role;
 
 /// How a subject proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
-    runtime.spawn(signals(shutdown.clone()));
+    runtime.spawn(persys_http::cancel_on_signal(shutdown.clone()));
     let result = runtime.block_on(persys_gateway::run(config, shutdown));
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result {
@@ -32,24 +32,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Cancel `shutdown` on SIGTERM or SIGINT.
-async fn signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    shutdown.cancel();
 }

@@ -27,26 +27,8 @@ fn read(path: &Path) -> Result<String, StartError> {
     })
 }
 
-/// This machine's host name, if it can be read.
-fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-/// SANs of the issued server certificate: localhost, loopback, the host name, extras.
-pub fn server_sans(extra: &[String]) -> Vec<String> {
-    let mut sans: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
-    sans.extend(hostname());
-    for s in extra.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        if !sans.iter().any(|x| x == s) {
-            sans.push(s.to_string());
-        }
-    }
-    sans
-}
+/// SANs of the issued server certificate (shared with the scheduler's rules).
+pub use persys_http::server_sans;
 
 /// How long to wait for the scheduler to create the CA (both may start together).
 const CA_WAIT: Duration = Duration::from_secs(15);

@@ -16,37 +16,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Header carrying the request id.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+use persys_proto::REQUEST_ID_HEADER;
 
-/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn is_hop_by_hop(name: &HeaderName, listed: &[String]) -> bool {
-    HOP_BY_HOP.contains(&name.as_str()) || listed.iter().any(|l| l == name.as_str())
-}
-
-/// Names listed in the `Connection` header, which are hop-by-hop too.
-fn connection_listed(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
+use persys_http::headers::{connection_listed, is_hop_by_hop};
 
 /// The headers sent to the scheduler: the client's, less hop-by-hop headers, `Host`
 /// and the client's credential (the scheduler trusts the gateway's certificate; the

@@ -3,6 +3,7 @@
 
 use crate::auth::Role;
 use crate::tokens::{self, ApiToken, TokenCache, TokenRecord};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::Utc;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Txn, TxnOp, WatchOptions,
@@ -19,6 +20,19 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Backoff between attempts to (re)load tokens while etcd is unreachable.
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Pauses between sync attempts: doubling from [`RETRY_MIN`] to [`RETRY_MAX`] (before
+/// jitter), forever, jittered so that gateways losing the same etcd do not all come
+/// back to it in lockstep.
+fn sync_pauses() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(RETRY_MIN)
+        .with_max_delay(RETRY_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 /// Name of the token written to `--admin-token-file`.
 pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
 
@@ -212,12 +226,14 @@ impl TokenStore {
     /// The bootstrap token is written after the first successful list.
     pub async fn run_sync(self, bootstrap: Option<PathBuf>, shutdown: CancellationToken) {
         let mut bootstrap = bootstrap;
-        let mut delay = RETRY_MIN;
+        let mut pauses = sync_pauses();
         loop {
             let result = tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = self.sync_once(&mut bootstrap, &mut delay) => r,
+                r = self.sync_once(&mut bootstrap, &mut pauses) => r,
             };
+            // Without a max count the iterator never ends; the fallback only satisfies types.
+            let delay = pauses.next().unwrap_or(RETRY_MAX);
             if let Err(error) = result {
                 tracing::warn!(%error, retry_ms = delay.as_millis() as u64, "token cache sync failed; retrying");
             }
@@ -225,14 +241,13 @@ impl TokenStore {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(RETRY_MAX);
         }
     }
 
     async fn sync_once(
         &self,
         bootstrap: &mut Option<PathBuf>,
-        delay: &mut Duration,
+        pauses: &mut ExponentialBackoff,
     ) -> Result<(), TokenStoreError> {
         let (revision, records) = self.list_records().await?;
         self.cache.replace_all(records);
@@ -245,7 +260,8 @@ impl TokenStore {
             self.ensure_bootstrap_token(path).await?;
             *bootstrap = None;
         }
-        *delay = RETRY_MIN;
+        // A successful list: the next failure starts from the shortest pause.
+        *pauses = sync_pauses();
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision + 1);

@@ -5,13 +5,14 @@
 
 use crate::body::read_all;
 use crate::error::{current_request_id, ApiFailure};
-use crate::proxy::{failure, REQUEST_ID_HEADER};
+use crate::proxy::failure;
 use crate::App;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hmac::{Hmac, Mac};
+use persys_proto::REQUEST_ID_HEADER;
 use persys_proto::{labels, DesiredState, Workload};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;

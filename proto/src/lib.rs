@@ -6,6 +6,7 @@
 
 pub mod leader;
 pub mod limits;
+pub mod names;
 pub mod node;
 pub mod placement;
 pub mod policy;
@@ -16,6 +17,7 @@ pub mod wire;
 pub mod workload;
 
 pub use leader::{LeaderInfo, LeaderRecord};
+pub use names::{Role, ADMIN_NAME, GATEWAY_NAME, REQUEST_ID_HEADER, SCHEDULER_NAME};
 pub use node::{Node, NodeStatus};
 pub use placement::{NodeVerdict, PlacementExplanation, PlacementFilter, Verdict};
 pub use policy::{ClusterPolicy, HostPathRule, MountMode};

@@ -7,6 +7,7 @@ use std::fmt;
 
 /// Scheduling status of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum NodeStatus {
     /// Heartbeating; accepts placements.
     #[default]
@@ -40,6 +41,7 @@ impl fmt::Display for NodeStatus {
 /// A node record, as stored in etcd (`/nodes/<id>`) and answered by the API.
 /// It never carries a secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Node {
     /// Node id (also its certificate's common name).

@@ -11,6 +11,7 @@ use std::fmt;
 
 /// The placement of one workload, explained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PlacementExplanation {
     /// The workload.
@@ -43,6 +44,7 @@ pub struct PlacementExplanation {
 
 /// How placement judged one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeVerdict {
     /// The node.
@@ -73,6 +75,7 @@ pub struct NodeVerdict {
 
 /// A node's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// A filter refused it.
@@ -102,6 +105,7 @@ impl fmt::Display for Verdict {
 
 /// The placement filters, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum PlacementFilter {
     /// The node must be `Active`.

@@ -19,6 +19,7 @@ pub const ENGINE_SOCKETS: [&str; 6] = [
 
 /// How a host path prefix may be mounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum MountMode {
     /// Read-only: the volume must say `:ro`.
     #[default]
@@ -31,6 +32,7 @@ pub enum MountMode {
 
 /// One allowed host path prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostPathRule {
     /// Absolute, normalized path; it and everything under it (by whole path
@@ -44,6 +46,7 @@ pub struct HostPathRule {
 /// What workloads may ask for beyond an ordinary container. Everything is refused by
 /// default. Unknown keys are refused (a misspelt flag must not look accepted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct ClusterPolicy {
     /// Host path prefixes that `volumes` may bind mount.

@@ -5,6 +5,7 @@ use std::fmt;
 
 /// Observed status of a workload (the original persys set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkloadStatus {
     /// Stored; no node fits yet.
     #[default]
@@ -96,6 +97,7 @@ impl fmt::Display for WorkloadStatus {
 
 /// What the user wants for a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DesiredState {
     /// Keep the container running.
     #[default]

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 /// Every non-2xx answer: `{"error": "...", "code": "...", "requestId": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ApiError {
     /// Human message (lower case, names what failed).
@@ -58,6 +59,7 @@ pub mod codes {
 /// Answer of `POST /workloads/schedule` (the original route). `node_id` is what the
 /// original server sent; the other keys are what the original client reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleResponse {
     /// Workload id.
@@ -88,6 +90,7 @@ impl From<&Workload> for ScheduleResponse {
 
 /// Answer of `GET /nodes`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeList {
     /// Nodes.
     pub nodes: Vec<Node>,
@@ -353,6 +356,7 @@ impl Redact for ClusterEvent {
 
 /// Answer of `GET /cluster/metrics`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterMetrics {
     /// Nodes, as `GET /nodes`.

@@ -11,6 +11,7 @@ use std::fmt;
 /// The kind of workload. Only `docker-container` runs today; the original persys'
 /// compose types are recognised so they can be refused with a clear message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkloadType {
     /// A single container run through the Docker API.
     #[default]
@@ -30,6 +31,7 @@ impl WorkloadType {
 /// A container command: a string is the container's own shell form (`/bin/sh -c`,
 /// as a Dockerfile's shell form), an array the exec form. Never run by a host shell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Command {
     /// Shell form: run as `/bin/sh -c <string>` inside the container.
@@ -67,6 +69,7 @@ impl fmt::Display for Command {
 
 /// When the engine restarts a container that exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RestartPolicy {
     /// Never restart.
     #[default]
@@ -121,6 +124,7 @@ impl RestartPolicy {
 /// Requested resources: `cpu` in millicores, `memory` in MB. `0` means no request and
 /// no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resources {
     /// Millicores (1000 = one core).
     #[serde(default)]
@@ -134,6 +138,7 @@ pub struct Resources {
 /// server-owned keys (`id`, `status`, `createdAt`) and unknown keys, which are ignored.
 /// Types are loose here so that validation can name the offending field.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", default)]
 pub struct WorkloadRequest {
     /// Human name (DNS label).
@@ -144,6 +149,8 @@ pub struct WorkloadRequest {
     /// Image reference.
     pub image: String,
     /// Shell-form string or exec-form array.
+    // Loose here so validation can name the field; documented as what it must be.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Command>))]
     pub command: Option<serde_json::Value>,
     /// Environment variables.
     pub env_vars: BTreeMap<String, String>,
@@ -177,11 +184,16 @@ pub struct WorkloadRequest {
     /// Every other key: ignored (the original CLI sends some), except security-relevant
     /// ones the API does not support, which validation refuses by name.
     #[serde(flatten)]
+    // Not described: a schema's unnamed keys are allowed anyway, and an explicit
+    // "anything" map sends schemathesis into arbitrarily nested extra keys (which hit a
+    // recursion bug of its generator) without describing the API any better.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// Resources as sent, before validation (loose so validation can name the field).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct ResourcesRequest {
     /// Millicores.
@@ -192,6 +204,7 @@ pub struct ResourcesRequest {
 
 /// A validated workload: what the user owns in a stored record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadSpec {
     /// Human name.
@@ -231,6 +244,7 @@ pub struct WorkloadSpec {
     /// Secret environment variables (values redacted in every answer; see
     /// [`crate::Public`]). Absent when empty.
     #[serde(default, skip_serializing_if = "SecretEnv::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub secret_env: SecretEnv,
     /// Privileged container. Absent when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -251,12 +265,15 @@ pub struct WorkloadSpec {
 
 /// A stored workload record: the spec plus what the server owns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {
     /// UUID v4 assigned by the scheduler.
     pub id: String,
     /// What the user asked for.
     #[serde(flatten)]
+    // Inline, so the gateway can merge it into one flat object as the JSON is.
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub spec: WorkloadSpec,
     /// Node the workload is placed on; `null` while `Pending`.
     pub node_id: Option<String>,
@@ -291,6 +308,7 @@ pub struct Workload {
 
 /// A previous placement of a workload whose container is still to be removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RetiringCopy {
     /// Node that runs the old copy.

@@ -8,10 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use persys_proto::{codes, ApiError};
-
-/// Header carrying the request id.
-pub const REQUEST_ID: &str = "x-request-id";
+use persys_proto::{codes, ApiError, REQUEST_ID_HEADER};
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +115,7 @@ impl IntoResponse for AppError {
 pub async fn stamp_request_id(request: Request, next: Next) -> Response {
     let id = request
         .headers()
-        .get(REQUEST_ID)
+        .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
@@ -128,7 +125,7 @@ pub async fn stamp_request_id(request: Request, next: Next) -> Response {
         let status = response.status();
         let mut stamped = (status, Json(body)).into_response();
         if let Ok(v) = HeaderValue::from_str(&id) {
-            stamped.headers_mut().insert(REQUEST_ID, v);
+            stamped.headers_mut().insert(REQUEST_ID_HEADER, v);
         }
         return stamped;
     }

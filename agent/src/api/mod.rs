@@ -46,7 +46,7 @@ impl<R> Clone for AppState<R> {
 
 /// The agent's router (TLS and peer identity come from the server around it).
 pub fn router<R: ContainerRuntime>(state: AppState<R>) -> Router {
-    let header = axum::http::HeaderName::from_static(error::REQUEST_ID);
+    let header = axum::http::HeaderName::from_static(persys_proto::REQUEST_ID_HEADER);
     Router::new()
         .route("/docker/run", post(docker::run::<R>))
         .route("/docker/stop/{id}", post(docker::stop::<R>))

@@ -5,7 +5,7 @@ use crate::supervisor::ledger::Ledger;
 use axum::body::{to_bytes, Body};
 use axum::http::{Method, StatusCode};
 use persys_certs::Identity;
-use persys_proto::{ApiError, ContainerState, WorkloadStatus};
+use persys_proto::{ApiError, ContainerState, WorkloadStatus, ADMIN_NAME, SCHEDULER_NAME};
 use tower::ServiceExt;
 
 fn app() -> (Router, Arc<FakeRuntime>) {
@@ -47,17 +47,14 @@ fn request(
     if let Some(cn) = cn {
         // The scheduler's name as a node's, a user's and the scheduler's own identity.
         let identity = match cn {
-            SCHEDULER_CN => Identity::scheduler(),
-            "admin" => Identity::admin(),
+            SCHEDULER_NAME => Identity::scheduler(),
+            ADMIN_NAME => Identity::admin(),
             other => Identity::node(other),
         };
         req.extensions_mut().insert(PeerIdentity::new(identity));
     }
     req
 }
-
-/// How the tests name the scheduler's certificate.
-const SCHEDULER_CN: &str = persys_certs::identity::SCHEDULER_NAME;
 
 fn run_body(generation: u64) -> serde_json::Value {
     serde_json::json!({
@@ -80,7 +77,7 @@ async fn a_client_without_the_scheduler_certificate_is_forbidden() {
     let (app, rt) = app();
     for cn in [
         None,
-        Some("admin"),
+        Some(ADMIN_NAME),
         Some("node-2"),
         Some("persys-scheduler-not"),
     ] {
@@ -106,7 +103,7 @@ async fn run_answers_running_and_is_idempotent() {
             Method::POST,
             "/docker/run",
             Some(run_body(1)),
-            Some(SCHEDULER_CN),
+            Some(SCHEDULER_NAME),
         ),
     )
     .await;
@@ -119,7 +116,7 @@ async fn run_answers_running_and_is_idempotent() {
             Method::POST,
             "/docker/run",
             Some(run_body(1)),
-            Some(SCHEDULER_CN),
+            Some(SCHEDULER_NAME),
         ),
     )
     .await;
@@ -137,7 +134,7 @@ async fn a_stale_generation_gets_409_conflict() {
             Method::POST,
             "/docker/run",
             Some(run_body(5)),
-            Some(SCHEDULER_CN),
+            Some(SCHEDULER_NAME),
         ),
     )
     .await;
@@ -147,7 +144,7 @@ async fn a_stale_generation_gets_409_conflict() {
             Method::POST,
             "/docker/run",
             Some(run_body(4)),
-            Some(SCHEDULER_CN),
+            Some(SCHEDULER_NAME),
         ),
     )
     .await;
@@ -159,7 +156,7 @@ async fn a_stale_generation_gets_409_conflict() {
 #[tokio::test]
 async fn malformed_json_gets_400_with_the_error_shape() {
     let (app, _rt) = app();
-    let mut req = request(Method::POST, "/docker/run", None, Some(SCHEDULER_CN));
+    let mut req = request(Method::POST, "/docker/run", None, Some(SCHEDULER_NAME));
     *req.body_mut() = Body::from("{not json");
     req.headers_mut()
         .insert("content-type", "application/json".parse().expect("header"));
@@ -177,7 +174,12 @@ async fn an_oversized_body_gets_413() {
     body["env"] = serde_json::json!({"BIG": "x".repeat(2 * 1024 * 1024)});
     let (status, _) = call(
         &app,
-        request(Method::POST, "/docker/run", Some(body), Some(SCHEDULER_CN)),
+        request(
+            Method::POST,
+            "/docker/run",
+            Some(body),
+            Some(SCHEDULER_NAME),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -192,13 +194,13 @@ async fn list_stop_and_remove_follow_the_container() {
             Method::POST,
             "/docker/run",
             Some(run_body(1)),
-            Some(SCHEDULER_CN),
+            Some(SCHEDULER_NAME),
         ),
     )
     .await;
     let (_, body) = call(
         &app,
-        request(Method::GET, "/docker/list", None, Some(SCHEDULER_CN)),
+        request(Method::GET, "/docker/list", None, Some(SCHEDULER_NAME)),
     )
     .await;
     let listed: Vec<ContainerState> = serde_json::from_slice(&body).expect("list");
@@ -209,7 +211,7 @@ async fn list_stop_and_remove_follow_the_container() {
             Method::POST,
             "/docker/stop/w1?timeout=1",
             None,
-            Some(SCHEDULER_CN),
+            Some(SCHEDULER_NAME),
         ),
     )
     .await;
@@ -217,7 +219,12 @@ async fn list_stop_and_remove_follow_the_container() {
     assert_eq!(stopped.status, WorkloadStatus::Stopped);
     let (_, body) = call(
         &app,
-        request(Method::POST, "/docker/remove/w1", None, Some(SCHEDULER_CN)),
+        request(
+            Method::POST,
+            "/docker/remove/w1",
+            None,
+            Some(SCHEDULER_NAME),
+        ),
     )
     .await;
     let removed: ContainerState = serde_json::from_slice(&body).expect("state");
@@ -227,7 +234,12 @@ async fn list_stop_and_remove_follow_the_container() {
     );
     let (status, body) = call(
         &app,
-        request(Method::POST, "/docker/remove/w1", None, Some(SCHEDULER_CN)),
+        request(
+            Method::POST,
+            "/docker/remove/w1",
+            None,
+            Some(SCHEDULER_NAME),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -244,7 +256,7 @@ async fn logs_are_plain_text_lines_and_unknown_containers_are_404() {
             Method::POST,
             "/docker/run",
             Some(run_body(1)),
-            Some(SCHEDULER_CN),
+            Some(SCHEDULER_NAME),
         ),
     )
     .await;
@@ -256,7 +268,7 @@ async fn logs_are_plain_text_lines_and_unknown_containers_are_404() {
             Method::GET,
             "/docker/logs/w1?tail=1",
             None,
-            Some(SCHEDULER_CN),
+            Some(SCHEDULER_NAME),
         ),
     )
     .await;
@@ -264,7 +276,7 @@ async fn logs_are_plain_text_lines_and_unknown_containers_are_404() {
     assert_eq!(std::str::from_utf8(&body).expect("utf8"), "two\n");
     let (status, body) = call(
         &app,
-        request(Method::GET, "/docker/logs/nope", None, Some(SCHEDULER_CN)),
+        request(Method::GET, "/docker/logs/nope", None, Some(SCHEDULER_NAME)),
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -277,7 +289,7 @@ async fn health_reports_the_node_and_engine() {
     let (app, _rt) = app();
     let (status, body) = call(
         &app,
-        request(Method::GET, "/api/v1/health", None, Some(SCHEDULER_CN)),
+        request(Method::GET, "/api/v1/health", None, Some(SCHEDULER_NAME)),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -293,12 +305,12 @@ async fn metrics_are_prometheus_text() {
     let (app, _rt) = app();
     call(
         &app,
-        request(Method::GET, "/api/v1/health", None, Some(SCHEDULER_CN)),
+        request(Method::GET, "/api/v1/health", None, Some(SCHEDULER_NAME)),
     )
     .await;
     let (status, body) = call(
         &app,
-        request(Method::GET, "/metrics", None, Some(SCHEDULER_CN)),
+        request(Method::GET, "/metrics", None, Some(SCHEDULER_NAME)),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -312,7 +324,7 @@ async fn unknown_routes_get_the_json_404() {
     let (app, _rt) = app();
     let (status, body) = call(
         &app,
-        request(Method::GET, "/nope", None, Some(SCHEDULER_CN)),
+        request(Method::GET, "/nope", None, Some(SCHEDULER_NAME)),
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);

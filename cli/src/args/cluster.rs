@@ -59,26 +59,25 @@ pub enum EventKind {
     Node,
 }
 
-/// A role of an API token (what the gateway lets it do).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Role {
-    /// Read everything.
-    Viewer,
-    /// Read everything, manage workloads.
-    Operator,
-    /// Everything: nodes and tokens too.
-    Admin,
+/// A role of an API token (what the gateway lets it do); the gateway's own type, so a
+/// new role cannot be missing here.
+pub use persys_proto::Role;
+
+/// What each role may do, for `--role`'s help.
+fn role_help(role: Role) -> &'static str {
+    match role {
+        Role::Viewer => "Read everything",
+        Role::Operator => "Read everything, manage workloads",
+        Role::Admin => "Everything: nodes and tokens too",
+    }
 }
 
-impl Role {
-    /// The role's name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Viewer => "viewer",
-            Self::Operator => "operator",
-            Self::Admin => "admin",
-        }
-    }
+/// `--role`: one of the wire names of [`Role`] (clap's `ValueEnum` cannot be derived
+/// on a type of another crate).
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(Role::ALL.map(|r| PossibleValue::new(r.as_str()).help(role_help(r))))
+        .try_map(|s| Role::parse(&s).ok_or("not a role"))
 }
 
 /// `persys policy ...`
@@ -103,7 +102,7 @@ pub enum TokenCommand {
         #[arg(long)]
         name: String,
         /// What the token may do.
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = role_parser())]
         role: Role,
     },
     /// List API tokens (never their secrets).

@@ -1,6 +1,8 @@
 //! `GET /openapi.json`: the OpenAPI document of the public API, generated from the
-//! code (utoipa): operations in [`paths`], schemas in [`schemas`], and the errors every
-//! operation shares added by [`CommonResponses`] from the route table.
+//! code (utoipa): operations in [`paths`], schemas derived on the wire types themselves
+//! (`persys_proto` with its `openapi` feature, plus the gateway's own in [`schemas`]),
+//! and the errors every operation shares added by [`CommonResponses`] from the route
+//! table.
 
 pub mod paths;
 mod refine;
@@ -33,7 +35,7 @@ use utoipa::{Modify, OpenApi};
         paths::create_token, paths::revoke_token, paths::github_webhook,
         paths::healthz, paths::readyz, paths::metrics, paths::openapi,
     ),
-    components(schemas(schemas::ApiErrorDoc)),
+    components(schemas(persys_proto::ApiError)),
     modifiers(&CommonResponses),
     security(("bearerAuth" = [])),
     tags(

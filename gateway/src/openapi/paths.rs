@@ -3,81 +3,85 @@
 //! 429, 5xx) are added by `super::CommonResponses`.
 #![allow(clippy::unused_async)]
 
-use super::schemas::*;
+use super::schemas::HealthDoc;
 use crate::token_api::{CreateToken, CreatedToken, TokenList};
 use crate::tokens::ApiToken;
 use crate::webhook::PushOutcome;
+use persys_proto::{
+    ApiError, ClusterMetrics, ClusterPolicy, Node, NodeList, PlacementExplanation,
+    ScheduleResponse, Workload, WorkloadRequest, WorkloadStatus,
+};
 
 #[utoipa::path(get, path = "/workloads", tag = "workloads", operation_id = "listWorkloads",
     params(
-        ("status" = Option<WorkloadStatusDoc>, Query, description = "only workloads with this status"),
+        ("status" = Option<WorkloadStatus>, Query, description = "only workloads with this status"),
         ("node" = Option<String>, Query, description = "only workloads placed on this node"),
         ("label" = Option<String>, Query, description = "only workloads with this label, `key=value`"),
     ),
     responses(
-        (status = 200, description = "workloads (a bare array, as the original API)", body = Vec<WorkloadDoc>),
-        (status = 400, description = "a filter is invalid", body = ApiErrorDoc),
+        (status = 200, description = "workloads (a bare array, as the original API)", body = Vec<Workload>),
+        (status = 400, description = "a filter is invalid", body = ApiError),
     ))]
 pub async fn list_workloads() {}
 
 #[utoipa::path(post, path = "/workloads", tag = "workloads", operation_id = "createWorkload",
-    request_body(content = WorkloadRequestDoc, content_type = "application/json"),
+    request_body(content = WorkloadRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "stored (placed, or Pending when nothing fits yet)", body = WorkloadDoc),
-        (status = 403, description = "the role may not create workloads (`forbidden`), or the cluster policy refuses a field (`policy_denied`, naming the field and the rule)", body = ApiErrorDoc),
-        (status = 413, description = "the body is over the request limit, or the record over the workload limit", body = ApiErrorDoc),
+        (status = 201, description = "stored (placed, or Pending when nothing fits yet)", body = Workload),
+        (status = 403, description = "the role may not create workloads (`forbidden`), or the cluster policy refuses a field (`policy_denied`, naming the field and the rule)", body = ApiError),
+        (status = 413, description = "the body is over the request limit, or the record over the workload limit", body = ApiError),
     ))]
 pub async fn create_workload() {}
 
 #[utoipa::path(post, path = "/workloads/schedule", tag = "workloads", operation_id = "scheduleWorkload",
-    request_body(content = WorkloadRequestDoc, content_type = "application/json"),
+    request_body(content = WorkloadRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "stored; the keys the original CLI reads", body = ScheduleResponseDoc),
-        (status = 403, description = "the role may not create workloads (`forbidden`), or the cluster policy refuses a field (`policy_denied`)", body = ApiErrorDoc),
+        (status = 200, description = "stored; the keys the original CLI reads", body = ScheduleResponse),
+        (status = 403, description = "the role may not create workloads (`forbidden`), or the cluster policy refuses a field (`policy_denied`)", body = ApiError),
     ))]
 pub async fn schedule_workload() {}
 
 #[utoipa::path(get, path = "/workloads/{id}", tag = "workloads", operation_id = "getWorkload",
     params(("id" = String, Path, description = "workload id")),
     responses(
-        (status = 200, description = "the workload", body = WorkloadDoc),
-        (status = 404, description = "no such workload", body = ApiErrorDoc),
+        (status = 200, description = "the workload", body = Workload),
+        (status = 404, description = "no such workload", body = ApiError),
     ))]
 pub async fn get_workload() {}
 
 #[utoipa::path(delete, path = "/workloads/{id}", tag = "workloads", operation_id = "deleteWorkload",
     params(("id" = String, Path, description = "workload id")),
     responses(
-        (status = 200, description = "desired state Deleted: the container is removed, then the record", body = WorkloadDoc),
-        (status = 404, description = "no such workload", body = ApiErrorDoc),
-        (status = 409, description = "a concurrent change won", body = ApiErrorDoc),
+        (status = 200, description = "desired state Deleted: the container is removed, then the record", body = Workload),
+        (status = 404, description = "no such workload", body = ApiError),
+        (status = 409, description = "a concurrent change won", body = ApiError),
     ))]
 pub async fn delete_workload() {}
 
 #[utoipa::path(post, path = "/workloads/{id}/stop", tag = "workloads", operation_id = "stopWorkload",
     params(("id" = String, Path, description = "workload id")),
     responses(
-        (status = 200, description = "desired state Stopped", body = WorkloadDoc),
-        (status = 404, description = "no such workload", body = ApiErrorDoc),
-        (status = 409, description = "the workload is being deleted", body = ApiErrorDoc),
+        (status = 200, description = "desired state Stopped", body = Workload),
+        (status = 404, description = "no such workload", body = ApiError),
+        (status = 409, description = "the workload is being deleted", body = ApiError),
     ))]
 pub async fn stop_workload() {}
 
 #[utoipa::path(post, path = "/workloads/{id}/start", tag = "workloads", operation_id = "startWorkload",
     params(("id" = String, Path, description = "workload id")),
     responses(
-        (status = 200, description = "desired state Running", body = WorkloadDoc),
-        (status = 404, description = "no such workload", body = ApiErrorDoc),
-        (status = 409, description = "the workload is being deleted", body = ApiErrorDoc),
+        (status = 200, description = "desired state Running", body = Workload),
+        (status = 404, description = "no such workload", body = ApiError),
+        (status = 409, description = "the workload is being deleted", body = ApiError),
     ))]
 pub async fn start_workload() {}
 
 #[utoipa::path(post, path = "/workloads/{id}/redeploy", tag = "workloads", operation_id = "redeployWorkload",
     params(("id" = String, Path, description = "workload id")),
     responses(
-        (status = 200, description = "new generation; the container is replaced", body = WorkloadDoc),
-        (status = 404, description = "no such workload", body = ApiErrorDoc),
-        (status = 409, description = "the workload is being deleted", body = ApiErrorDoc),
+        (status = 200, description = "new generation; the container is replaced", body = Workload),
+        (status = 404, description = "no such workload", body = ApiError),
+        (status = 409, description = "the workload is being deleted", body = ApiError),
     ))]
 pub async fn redeploy_workload() {}
 
@@ -90,80 +94,80 @@ pub async fn redeploy_workload() {}
     ),
     responses(
         (status = 200, description = "log lines, streamed from the node's agent", body = String, content_type = "text/plain"),
-        (status = 400, description = "a query parameter is invalid", body = ApiErrorDoc),
-        (status = 404, description = "no such workload", body = ApiErrorDoc),
-        (status = 409, description = "the workload is not placed on a node yet", body = ApiErrorDoc),
+        (status = 400, description = "a query parameter is invalid", body = ApiError),
+        (status = 404, description = "no such workload", body = ApiError),
+        (status = 409, description = "the workload is not placed on a node yet", body = ApiError),
     ))]
 pub async fn workload_logs() {}
 
 #[utoipa::path(get, path = "/workloads/{id}/placement", tag = "workloads", operation_id = "explainPlacement",
     params(("id" = String, Path, description = "workload id")),
     responses(
-        (status = 200, description = "the placement explained by the scheduler's placement code: each node's verdict (the filter that rejected it, or its score), the winner, or for a workload nothing fits a hint of what would make it fit", body = PlacementExplanationDoc),
-        (status = 404, description = "no such workload", body = ApiErrorDoc),
+        (status = 200, description = "the placement explained by the scheduler's placement code: each node's verdict (the filter that rejected it, or its score), the winner, or for a workload nothing fits a hint of what would make it fit", body = PlacementExplanation),
+        (status = 404, description = "no such workload", body = ApiError),
     ))]
 pub async fn explain_placement() {}
 
 #[utoipa::path(get, path = "/nodes", tag = "nodes", operation_id = "listNodes",
-    responses((status = 200, description = "nodes", body = NodeListDoc)))]
+    responses((status = 200, description = "nodes", body = NodeList)))]
 pub async fn list_nodes() {}
 
 #[utoipa::path(get, path = "/nodes/{id}", tag = "nodes", operation_id = "getNode",
     params(("id" = String, Path, description = "node id")),
     responses(
-        (status = 200, description = "the node", body = NodeDoc),
-        (status = 404, description = "no such node", body = ApiErrorDoc),
+        (status = 200, description = "the node", body = Node),
+        (status = 404, description = "no such node", body = ApiError),
     ))]
 pub async fn get_node() {}
 
 #[utoipa::path(post, path = "/nodes/{id}/cordon", tag = "nodes", operation_id = "cordonNode",
     params(("id" = String, Path, description = "node id")),
     responses(
-        (status = 200, description = "no new placements; running workloads stay", body = NodeDoc),
-        (status = 404, description = "no such node", body = ApiErrorDoc),
-        (status = 409, description = "a concurrent change won", body = ApiErrorDoc),
+        (status = 200, description = "no new placements; running workloads stay", body = Node),
+        (status = 404, description = "no such node", body = ApiError),
+        (status = 409, description = "a concurrent change won", body = ApiError),
     ))]
 pub async fn cordon_node() {}
 
 #[utoipa::path(post, path = "/nodes/{id}/uncordon", tag = "nodes", operation_id = "uncordonNode",
     params(("id" = String, Path, description = "node id")),
     responses(
-        (status = 200, description = "accepts placements again", body = NodeDoc),
-        (status = 404, description = "no such node", body = ApiErrorDoc),
-        (status = 409, description = "a concurrent change won", body = ApiErrorDoc),
+        (status = 200, description = "accepts placements again", body = Node),
+        (status = 404, description = "no such node", body = ApiError),
+        (status = 409, description = "a concurrent change won", body = ApiError),
     ))]
 pub async fn uncordon_node() {}
 
 #[utoipa::path(delete, path = "/nodes/{id}", tag = "nodes", operation_id = "removeNode",
     params(("id" = String, Path, description = "node id")),
     responses(
-        (status = 200, description = "the node is forgotten: its record, DNS name and certificate; its id may register again", body = NodeDoc),
-        (status = 404, description = "no such node", body = ApiErrorDoc),
-        (status = 409, description = "workloads are still placed on the node (drain it first), or a concurrent change won", body = ApiErrorDoc),
+        (status = 200, description = "the node is forgotten: its record, DNS name and certificate; its id may register again", body = Node),
+        (status = 404, description = "no such node", body = ApiError),
+        (status = 409, description = "workloads are still placed on the node (drain it first), or a concurrent change won", body = ApiError),
     ))]
 pub async fn remove_node() {}
 
 #[utoipa::path(post, path = "/nodes/{id}/drain", tag = "nodes", operation_id = "drainNode",
     params(("id" = String, Path, description = "node id")),
     responses(
-        (status = 200, description = "workloads move off; no new placements", body = NodeDoc),
-        (status = 404, description = "no such node", body = ApiErrorDoc),
-        (status = 409, description = "a concurrent change won", body = ApiErrorDoc),
+        (status = 200, description = "workloads move off; no new placements", body = Node),
+        (status = 404, description = "no such node", body = ApiError),
+        (status = 409, description = "a concurrent change won", body = ApiError),
     ))]
 pub async fn drain_node() {}
 
 #[utoipa::path(get, path = "/cluster/metrics", tag = "cluster", operation_id = "clusterMetrics",
-    responses((status = 200, description = "nodes, workload counts, capacity and allocation", body = ClusterMetricsDoc)))]
+    responses((status = 200, description = "nodes, workload counts, capacity and allocation", body = ClusterMetrics)))]
 pub async fn cluster_metrics() {}
 
 #[utoipa::path(get, path = "/cluster/policy", tag = "cluster", operation_id = "getClusterPolicy",
-    responses((status = 200, description = "the admission policy in force (the default refuses every host privilege)", body = ClusterPolicyDoc)))]
+    responses((status = 200, description = "the admission policy in force (the default refuses every host privilege)", body = ClusterPolicy)))]
 pub async fn get_cluster_policy() {}
 
 #[utoipa::path(put, path = "/cluster/policy", tag = "cluster", operation_id = "setClusterPolicy",
-    request_body(content = ClusterPolicyDoc, content_type = "application/json", description = "the whole policy (unknown keys are refused)"),
+    request_body(content = ClusterPolicy, content_type = "application/json", description = "the whole policy (unknown keys are refused)"),
     responses(
-        (status = 200, description = "stored; applies to workloads created from now on", body = ClusterPolicyDoc),
+        (status = 200, description = "stored; applies to workloads created from now on", body = ClusterPolicy),
     ))]
 pub async fn set_cluster_policy() {}
 
@@ -179,7 +183,7 @@ pub async fn list_tokens() {}
     request_body(content = CreateToken, content_type = "application/json"),
     responses(
         (status = 201, description = "created; the secret is shown only in this answer", body = CreatedToken),
-        (status = 409, description = "a token with this name exists", body = ApiErrorDoc),
+        (status = 409, description = "a token with this name exists", body = ApiError),
     ))]
 pub async fn create_token() {}
 
@@ -187,7 +191,7 @@ pub async fn create_token() {}
     params(("id" = String, Path, description = "token id")),
     responses(
         (status = 200, description = "revoked; it stops working at once", body = ApiToken),
-        (status = 404, description = "no such token", body = ApiErrorDoc),
+        (status = 404, description = "no such token", body = ApiError),
     ))]
 pub async fn revoke_token() {}
 
@@ -201,9 +205,9 @@ pub async fn revoke_token() {}
     responses(
         (status = 200, description = "ping answered, or push handled: the workloads redeployed", body = PushOutcome),
         (status = 202, description = "event accepted and ignored", body = Object),
-        (status = 400, description = "payload is not the event's JSON", body = ApiErrorDoc),
-        (status = 401, description = "missing or wrong signature; nothing changed", body = ApiErrorDoc),
-        (status = 413, description = "payload too large", body = ApiErrorDoc),
+        (status = 400, description = "payload is not the event's JSON", body = ApiError),
+        (status = 401, description = "missing or wrong signature; nothing changed", body = ApiError),
+        (status = 413, description = "payload too large", body = ApiError),
     ))]
 pub async fn github_webhook() {}
 
@@ -214,7 +218,7 @@ pub async fn healthz() {}
 #[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz", security(()),
     responses(
         (status = 200, description = "a scheduler answers and the token cache is loaded", body = HealthDoc),
-        (status = 503, description = "not ready", body = ApiErrorDoc),
+        (status = 503, description = "not ready", body = ApiError),
     ))]
 pub async fn readyz() {}
 

@@ -3,7 +3,7 @@
 //! exactly enough that schema-valid requests are accepted and schema-invalid ones are
 //! refused (schemathesis checks both directions).
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// A TCP/UDP port 1-65535 (what `u16` parsing with `> 0` accepts, without signs or
 /// leading zeros).
@@ -16,8 +16,58 @@ fn port_mapping() -> String {
     format!("^(?:{PORT}|{PORT}:{PORT}|{IPV4}:(?:{PORT})?:{PORT})(?:/(?:tcp|udp|sctp))?$")
 }
 
+/// utoipa writes a struct with a flattened field (`Workload` flattens its spec) as an
+/// `allOf` of objects; each such schema becomes the one flat object the server sends,
+/// which is what clients, generators and the shape test read.
+fn merge_all_of(doc: &mut Value) {
+    let Some(schemas) = doc["components"]["schemas"].as_object_mut() else {
+        return;
+    };
+    for schema in schemas.values_mut() {
+        let Some(parts) = schema.get("allOf").and_then(Value::as_array) else {
+            continue;
+        };
+        // An inline part with its own description comes wrapped in a one-item oneOf.
+        let parts: Vec<&Value> = parts.iter().map(sole_alternative).collect();
+        // Only inline objects merge without changing meaning; anything else stays.
+        if !parts
+            .iter()
+            .all(|p| p.get("type") == Some(&json!("object")) && p.get("$ref").is_none())
+        {
+            continue;
+        }
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        for part in parts {
+            if let Some(props) = part.get("properties").and_then(Value::as_object) {
+                properties.extend(props.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            if let Some(req) = part.get("required").and_then(Value::as_array) {
+                required.extend(req.iter().cloned());
+            }
+        }
+        let mut merged = json!({"type": "object", "properties": properties});
+        if !required.is_empty() {
+            merged["required"] = Value::Array(required);
+        }
+        if let Some(description) = schema.get("description") {
+            merged["description"] = description.clone();
+        }
+        *schema = merged;
+    }
+}
+
+/// The one schema of a `oneOf` with a single alternative, or `v` itself.
+fn sole_alternative(v: &Value) -> &Value {
+    match v.get("oneOf").and_then(Value::as_array).map(Vec::as_slice) {
+        Some([only]) => only,
+        _ => v,
+    }
+}
+
 /// Applies every refinement to the document.
 pub fn refine(doc: &mut Value) {
+    merge_all_of(doc);
     let req = &mut doc["components"]["schemas"]["WorkloadRequest"]["properties"];
     if req.is_object() {
         req["name"] = json!({

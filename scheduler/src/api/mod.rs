@@ -25,7 +25,7 @@ use error::{AppError, REQUEST_ID};
 use std::sync::Arc;
 
 /// Header carrying the request id (taken from the client or generated, always echoed).
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub use persys_proto::REQUEST_ID_HEADER;
 
 /// Shared handler state.
 pub type AppState = Arc<Ctx>;
