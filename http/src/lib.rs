@@ -6,5 +6,5 @@ pub mod headers;
 pub mod sans;
 pub mod shutdown;
 
-pub use sans::server_sans;
+pub use sans::{hostname, server_sans};
 pub use shutdown::cancel_on_signal;

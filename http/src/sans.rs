@@ -1,7 +1,7 @@
 //! Subject alternative names of a server certificate a binary issues itself.
 
 /// This machine's host name, if it can be read.
-fn hostname() -> Option<String> {
+pub fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .ok()

@@ -2,22 +2,27 @@
 //! and reconciliation. [`run`] is the whole service; `main.rs` only parses flags.
 //!
 //! - [`config`]: flags. [`pki`]: CA, certificates, join token. [`store`]: etcd.
-//! - [`cache`]: the in-memory view fed by the etcd watch. [`placement`]: pure placement;
-//!   [`placer`]: serialised place-and-store.
+//! - [`records`]: the only writer of workload and node records (etcd first, then the
+//!   view); [`cache`]: that view, fed by the etcd watch, with indexes, read by all.
+//! - [`placement`]: pure placement (and its explanation); [`placer`]: serialised,
+//!   batched place-and-store.
 //! - [`api`]: HTTP routes. [`dispatch`]: desired state to agents. [`liveness`]:
 //!   heartbeats. [`pending`]: re-placement. [`reconcile`]: the backstop.
 //! - [`control`]: record changes shared by all of them. [`status`]: pure transitions.
 //! - [`leader`]: election among replicas (only the leader runs the loops);
-//!   [`forward`]: followers forward writes to the leader.
+//!   [`forward`]: followers forward writes to the leader. [`authz`]: the role table and
+//!   [`error`]: JSON errors, shared by the API and the forwarding layer.
 
 pub mod admission;
 pub mod agent_client;
 pub mod api;
+pub mod authz;
 pub mod config;
 pub mod context;
 pub mod control;
 pub mod dispatch;
 pub mod dns;
+pub mod error;
 pub mod forward;
 pub mod leader;
 pub mod liveness;

@@ -128,27 +128,7 @@ fn holds_identity(path: &Path, identity: &Identity) -> bool {
         .is_some_and(|found| &found == identity)
 }
 
-/// This machine's host name, if it can be read.
-pub fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-/// SANs of the scheduler's server certificate.
-pub fn server_sans(extra: &[String]) -> Vec<String> {
-    let mut sans: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
-    sans.extend(hostname());
-    for s in extra {
-        let s = s.trim();
-        if !s.is_empty() && !sans.iter().any(|x| x == s) {
-            sans.push(s.to_string());
-        }
-    }
-    sans
-}
+pub use persys_http::{hostname, server_sans};
 
 /// Lock file that serialises PKI set-up between replicas sharing one data dir.
 const LOCK_FILE: &str = ".pki.lock";

@@ -1,10 +1,12 @@
 //! HTTP API: the mTLS scheduler API (users and agents) and the bootstrap port.
 
 pub mod agent;
-pub mod authz;
+/// The role table (a leaf module: the forwarding layer checks it too).
+pub use crate::authz;
+/// Errors as JSON answers (a leaf module shared with the forwarding layer).
+pub use crate::error;
 pub mod bootstrap;
 pub mod cluster;
-pub mod error;
 pub mod events;
 pub mod extract;
 pub mod logs;

@@ -91,7 +91,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         ctx.dispatcher.enqueue(&id);
     }
     let mut running: HashMap<String, bool> = HashMap::new(); // id → dirty
-    let mut failures: HashMap<String, u32> = HashMap::new();
+    let mut failures: HashMap<String, backon::ExponentialBackoff> = HashMap::new();
     let mut tasks: JoinSet<(String, Next)> = JoinSet::new();
     let mut timers: JoinSet<()> = JoinSet::new();
     loop {
@@ -120,9 +120,11 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 let Ok((id, next)) = done else { continue };
                 let dirty = running.remove(&id).unwrap_or(false);
                 if next == Next::Retry {
-                    let n = failures.entry(id.clone()).or_insert(0);
-                    *n += 1;
-                    let delay = requeue_delay(*n);
+                    let delay = failures
+                        .entry(id.clone())
+                        .or_insert_with(requeue_backoff)
+                        .next()
+                        .unwrap_or(MAX_REQUEUE);
                     let tx = ctx.dispatcher.tx.clone();
                     let token = shutdown.clone();
                     timers.spawn(async move {
@@ -166,10 +168,20 @@ fn start(
     });
 }
 
-/// Delay before the `n`th retry: 500 ms doubling, at most [`MAX_REQUEUE`].
-pub fn requeue_delay(n: u32) -> Duration {
-    let ms = 500u64.saturating_mul(1u64 << n.saturating_sub(1).min(16));
-    Duration::from_millis(ms).min(MAX_REQUEUE)
+/// First pause before a failed dispatch is tried again.
+const MIN_REQUEUE: Duration = Duration::from_millis(500);
+
+/// Pauses between retries of one workload's dispatch: from [`MIN_REQUEUE`] doubling to
+/// [`MAX_REQUEUE`], with jitter so that the workloads of a node that was unreachable
+/// do not all come back at the same instant.
+pub fn requeue_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(MIN_REQUEUE)
+        .with_max_delay(MAX_REQUEUE)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 #[cfg(test)]
@@ -177,9 +189,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requeue_delay_grows_and_is_capped() {
-        assert_eq!(requeue_delay(1), Duration::from_millis(500));
-        assert_eq!(requeue_delay(2), Duration::from_secs(1));
-        assert_eq!(requeue_delay(40), MAX_REQUEUE);
+    fn requeue_pauses_grow_and_stay_within_twice_the_cap() {
+        let pauses: Vec<Duration> = requeue_backoff().take(40).collect();
+        assert_eq!(pauses.len(), 40, "retried without end");
+        // Jitter adds up to one more delay on top of each.
+        assert!(
+            pauses[0] >= MIN_REQUEUE && pauses[0] <= MIN_REQUEUE * 2,
+            "{:?}",
+            pauses[0]
+        );
+        assert!(pauses[10] >= MAX_REQUEUE, "{:?}", pauses[10]);
+        assert!(pauses.iter().all(|p| *p <= MAX_REQUEUE * 2));
     }
 }

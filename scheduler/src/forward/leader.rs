@@ -4,8 +4,12 @@
 //! the caller's identity, the write id and the deadline in headers that the leader
 //! trusts only from a `persys-scheduler` certificate. The answer is streamed back.
 
-use crate::api::error::{current_request_id, AppError};
-use crate::api::{AppState, REQUEST_ID_HEADER};
+use crate::context::Ctx;
+use crate::error::{current_request_id, AppError};
+use persys_proto::REQUEST_ID_HEADER;
+use std::sync::Arc;
+
+type AppState = Arc<Ctx>;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,19 +26,6 @@ use super::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Time past the deadline for the leader's answer to arrive.
 const ANSWER_SLACK: Duration = Duration::from_secs(2);
-
-/// Headers that describe one hop's connection, never copied across.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-];
 
 /// Why the forwarding client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -184,10 +175,16 @@ fn too_large(e: &axum::Error) -> bool {
     false
 }
 
+/// The headers worth sending on: not the hop-by-hop ones (persys-http's rules), not
+/// `Host` (the next hop has its own) nor the length (the client sets it).
 fn copy_headers(from: &HeaderMap) -> HeaderMap {
+    let listed = persys_http::headers::connection_listed(from);
     let mut out = HeaderMap::with_capacity(from.len());
     for (name, value) in from {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::CONTENT_LENGTH {
+        if !persys_http::headers::is_hop_by_hop(name, &listed)
+            && name != header::HOST
+            && name != header::CONTENT_LENGTH
+        {
             out.append(name.clone(), value.clone());
         }
     }

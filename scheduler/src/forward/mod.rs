@@ -19,7 +19,11 @@ mod leader;
 
 pub use leader::{retry_on_leader, unavailable, ForwardSetupError, Forwarder};
 
-use crate::api::AppState;
+use crate::context::Ctx;
+use std::sync::Arc;
+
+/// What the middleware gets: the shared state.
+type AppState = Arc<Ctx>;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -146,7 +150,7 @@ pub async fn api(State(ctx): State<AppState>, mut req: Request, next: Next) -> R
     let arrival = arrival(&mut req);
     // Before anything is read or forwarded: a refused caller costs nothing more.
     let peer = req.extensions().get::<PeerIdentity>();
-    if let Err(refused) = crate::api::authz::check(&ctx, req.method(), req.uri().path(), peer) {
+    if let Err(refused) = crate::authz::check(&ctx, req.method(), req.uri().path(), peer) {
         return refused.into_response();
     }
     if is_read(req.method()) {

@@ -3,8 +3,8 @@
 //! users' routes take the administrator's certificate or the gateway's (which has
 //! authorized the user behind the request). The table is here and nowhere else.
 
-use super::error::AppError;
 use crate::context::Ctx;
+use crate::error::AppError;
 use axum::http::Method;
 use persys_certs::{PeerIdentity, Role};
 
