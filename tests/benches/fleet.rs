@@ -1,0 +1,204 @@
+//! A simulated fleet on real wires: the release scheduler, a real etcd, and
+//! `persys-agent sim` (one process, `PERSYS_BENCH_NODES` nodes, default 1,000, each with
+//! its own certificate, mTLS API, heartbeat stream and fake engine). Build first:
+//! `cargo build --release --bins`, then `cargo bench -p persys-tests --bench fleet`.
+//!
+//! 1. time for every node to register and be Active;
+//! 2. the scheduler's CPU and RSS with the fleet idle (heartbeats only);
+//! 3. `PERSYS_BENCH_WORKLOADS` (default 50,000) workloads submitted by 64 clients →
+//!    all `Running` on the fleet: total time, decisions/s, create p50/p99, GET p99
+//!    under that load;
+//! 4. afterwards: RSS, `GET /workloads?limit=500` p99.
+
+use persys_tests::{Cluster, ClusterOptions};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// (user + system CPU seconds, RSS MiB) of a process.
+fn cpu_and_rss(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat; 11 and 12 after the name.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0);
+    (cpu, rss)
+}
+
+async fn running(c: &Cluster) -> anyhow::Result<u64> {
+    let m = c.api()?.get_json("/cluster/metrics").await?;
+    Ok(m["workloadsByStatus"]["Running"].as_u64().unwrap_or(0))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let nodes = env_or("PERSYS_BENCH_NODES", 1000);
+    let total = env_or("PERSYS_BENCH_WORKLOADS", 50_000);
+    let clients = env_or("PERSYS_BENCH_CLIENTS", 64);
+    let c = Cluster::start(ClusterOptions {
+        scheduler_args: vec!["--max-connections".into(), (nodes * 3 + 1024).to_string()],
+        ..Default::default()
+    })
+    .await?;
+    let pid = c
+        .scheduler
+        .as_ref()
+        .and_then(|p| p.pid())
+        .unwrap_or_default();
+
+    let started = Instant::now();
+    let fleet = c
+        .start_sim("fleet", nodes as u32, &[], Duration::from_secs(300))
+        .await?;
+    println!(
+        "{nodes} simulated nodes registered and Active in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (cpu0, _) = cpu_and_rss(pid);
+    let idle = Duration::from_secs(10);
+    tokio::time::sleep(idle).await;
+    let (cpu1, rss_idle) = cpu_and_rss(pid);
+    println!(
+        "scheduler with {nodes} idle nodes heartbeating: {:.1} % of a core, RSS {rss_idle:.0} MiB",
+        100.0 * (cpu1 - cpu0) / idle.as_secs_f64()
+    );
+
+    let api = Arc::new(c.api()?);
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let submitted = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (api, next) = (api.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let body = json!({
+                    "name": format!("w{i}"),
+                    "image": "busybox:local",
+                    "command": ["sleep", "3600"],
+                    "resources": {"cpu": 10, "memory": 16}
+                });
+                let t = Instant::now();
+                let (status, v) = api.post("/workloads", &body).await?;
+                anyhow::ensure!(status == 201, "create answered {status}: {v}");
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }));
+    }
+    // GETs of one workload while the load runs.
+    let getter = {
+        let (api, done) = (api.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut id = None;
+            while !done.load(Ordering::Relaxed) {
+                if id.is_none() {
+                    if let Ok((200, v)) = api.get("/workloads?limit=1").await {
+                        id = v["items"][0]["id"].as_str().map(String::from);
+                    }
+                }
+                if let Some(id) = &id {
+                    let t = Instant::now();
+                    if let Ok((200, _)) = api.get(&format!("/workloads/{id}")).await {
+                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            lat
+        })
+    };
+    let mut lat = Vec::with_capacity(total);
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    let submit_secs = submitted.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "{total} workloads submitted in {submit_secs:.1} s: {:.0} decisions/s, create p50 {:.1} ms, p99 {:.1} ms",
+        total as f64 / submit_secs,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last = 0;
+    loop {
+        let n = running(&c).await?;
+        if n as usize >= total {
+            break;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("only {n} of {total} Running after 600 s");
+        }
+        if n / 10_000 != last / 10_000 {
+            println!(
+                "  {n} Running after {:.1} s",
+                submitted.elapsed().as_secs_f64()
+            );
+        }
+        last = n;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let all_secs = submitted.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let mut gets = getter.await?;
+    gets.sort_by(f64::total_cmp);
+    println!(
+        "all {total} Running on {nodes} nodes {all_secs:.1} s after the first submission ({:.0}/s end to end)",
+        total as f64 / all_secs
+    );
+    println!(
+        "GET one workload under that load: p50 {:.2} ms, p99 {:.2} ms ({} samples)",
+        percentile(&gets, 0.5),
+        percentile(&gets, 0.99),
+        gets.len()
+    );
+    let (_, rss) = cpu_and_rss(pid);
+    println!("scheduler RSS with {nodes} nodes and {total} workloads: {rss:.0} MiB");
+    let mut pages = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        let (status, _) = api.get("/workloads?limit=500").await?;
+        anyhow::ensure!(status == 200);
+        pages.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    pages.sort_by(f64::total_cmp);
+    println!(
+        "GET /workloads?limit=500: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&pages, 0.5),
+        percentile(&pages, 0.99)
+    );
+    drop(fleet);
+    Ok(())
+}
