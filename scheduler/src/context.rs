@@ -33,6 +33,8 @@ pub struct Ctx {
     pub dispatcher: Dispatcher,
     /// Nodes to reconcile now (the backstop, on demand).
     pub node_queue: crate::reconcile::NodeQueue,
+    /// The cluster policy as this leader last read it.
+    pub policy: crate::policy_cache::PolicyCache,
     /// Wakes the pending re-placement (capacity may have appeared).
     pub pending_kick: Notify,
     /// Cluster CA certificate (PEM), returned to registering agents.
@@ -75,6 +77,7 @@ impl Ctx {
             dispatcher: Dispatcher::new(),
             node_queue: crate::reconcile::NodeQueue::default(),
             pending_kick: Notify::new(),
+            policy: Default::default(),
             ca_pem: pki.ca.cert_pem().to_string(),
             ca_hash: pki.ca.fingerprint(),
             record_key: pki.record_key(),

@@ -33,6 +33,7 @@ pub mod pending;
 pub mod pki;
 pub mod placement;
 pub mod placer;
+pub mod policy_cache;
 pub mod reconcile;
 pub mod records;
 pub mod status;

@@ -42,14 +42,24 @@ async fn submit(
     Ok(ctx.placer.submit(ctx, w).await?)
 }
 
-/// The cluster policy in etcd (one read; the default when none was set).
+/// The cluster policy (the default when none was set): on the leader from memory once
+/// read in its term (see [`crate::policy_cache`]), else one etcd read.
 pub async fn current_policy(ctx: &AppState) -> Result<ClusterPolicy, AppError> {
-    Ok(ctx
+    let term = ctx.store.fence_term();
+    if let Some(p) = term.and_then(|t| ctx.policy.get(t)) {
+        return Ok(p);
+    }
+    let generation = ctx.policy.generation();
+    let policy = ctx
         .store
         .get::<ClusterPolicy>(keys::POLICY)
         .await?
         .map(|v| v.value)
-        .unwrap_or_default())
+        .unwrap_or_default();
+    if let Some(t) = term {
+        ctx.policy.fill(generation, t, policy.clone());
+    }
+    Ok(policy)
 }
 
 /// A record must fit what every hop accepts (etcd, the agent's dispatch limit).
