@@ -187,11 +187,12 @@ pub async fn heartbeat(
     node_id: &str,
     hb: &NodeHeartbeat,
 ) -> Result<bool, crate::store::StoreError> {
-    let Some(node) = ctx.cache.node(node_id) else {
+    // The status only: a heartbeat copies no record (thousands arrive each second).
+    let Some(status) = ctx.cache.node_status(node_id) else {
         return Ok(false);
     };
     ctx.liveness.beat(node_id, hb, Instant::now());
-    if node.value.status == NodeStatus::Inactive {
+    if status == NodeStatus::Inactive {
         let out =
             control::set_node_status(ctx, node_id, NodeStatus::Active, Some(NodeStatus::Inactive))
                 .await?;

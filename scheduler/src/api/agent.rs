@@ -40,7 +40,7 @@ pub async fn heartbeat_stream(
     CallingNode(cn): CallingNode,
     body: Body,
 ) -> Result<StatusCode, AppError> {
-    if ctx.cache.node(&cn).is_none() {
+    if ctx.cache.node_status(&cn).is_none() {
         return Err(AppError::not_found(format!("node {cn} is not registered")));
     }
     let mut frames = body.into_data_stream();

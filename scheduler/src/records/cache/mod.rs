@@ -304,6 +304,11 @@ impl Cache {
         })
     }
 
+    /// A node's status, without copying its record.
+    pub fn node_status(&self, id: &str) -> Option<NodeStatus> {
+        self.read().nodes.get(id).map(|v| v.value.status)
+    }
+
     /// Every node, by id, shared.
     pub fn nodes(&self) -> Vec<Arc<Node>> {
         self.read()
