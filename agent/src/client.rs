@@ -173,6 +173,9 @@ impl SchedulerClient {
             .client()
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+            // Not the client's per-call timeout: the stream lasts its lifetime (the
+            // agent ends it then), plus a margin for the answer.
+            .timeout(crate::heartbeat::STREAM_LIFETIME + std::time::Duration::from_secs(30))
             .body(reqwest::Body::wrap_stream(lines))
             .send()
             .await

@@ -46,6 +46,11 @@ const MAX_IN_FLIGHT: usize = 4;
 /// connection (retransmissions on a lossy link) never silences the node.
 const POST_EVERY_WHILE_STREAMING: u32 = 4;
 
+/// How long one heartbeat stream lasts before the agent ends it (cleanly, which the
+/// scheduler does not take for a death) and opens the next: streams move to a new
+/// leader and never outlive what proxies and servers allow.
+pub const STREAM_LIFETIME: Duration = Duration::from_secs(300);
+
 /// Heartbeats waiting for the stream; a full queue drops a beat (the next one follows).
 const STREAM_QUEUE: usize = 4;
 
@@ -72,12 +77,28 @@ async fn keep_stream(
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         let lines = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::io::Error>);
         let opened = tokio::time::Instant::now();
+        let stream = client.heartbeat_stream(lines);
+        tokio::pin!(stream);
         let ended = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = client.heartbeat_stream(lines) => r,
+            r = &mut stream => r,
+            _ = tokio::time::sleep(STREAM_LIFETIME) => {
+                // End the body cleanly (its only sender is in the slot), which the
+                // scheduler does not take for a death, and wait for the answer.
+                slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = &mut stream => r,
+                }
+            }
         };
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
         match ended {
+            Ok(()) if opened.elapsed() >= STREAM_LIFETIME => {
+                tracing::debug!("heartbeat stream recycled");
+                pauses = build();
+                continue;
+            }
             Ok(()) => tracing::debug!("heartbeat stream ended"),
             Err(e) => tracing::debug!(error = %e, "heartbeat stream ended"),
         }

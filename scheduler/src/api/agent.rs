@@ -31,8 +31,8 @@ const MAX_BEAT_LINE: usize = 4096;
 
 /// `POST /nodes/heartbeat/stream`: one long-lived request per agent whose body is a
 /// stream of heartbeats, one JSON object per line, each handled as
-/// [`heartbeat`]. When the stream breaks (the agent died and its connection was
-/// reset, or it went away) the node is suspected at once and becomes Inactive unless
+/// [`heartbeat`]. When the stream breaks (cut off before its end: the agent died and
+/// its connection was reset) the node is suspected at once and becomes Inactive unless
 /// a heartbeat (on any channel) arrives within `--suspect-confirm-ms`. Served by the
 /// leader only (liveness is the leader's memory); a follower answers 503.
 pub async fn heartbeat_stream(
@@ -54,7 +54,14 @@ pub async fn heartbeat_stream(
         };
         let bytes = match frame {
             Some(Ok(bytes)) => bytes,
-            Some(Err(_)) | None => {
+            // The agent ended its stream on purpose (it opens a new one from time to
+            // time, or it is shutting down): nothing to suspect.
+            None => {
+                tracing::debug!(node = %cn, "heartbeat stream ended by the agent");
+                return Ok(StatusCode::NO_CONTENT);
+            }
+            // Cut off mid-stream: the agent's connection broke (its process died).
+            Some(Err(_)) => {
                 let confirm = ctx.config.suspect_confirm();
                 ctx.liveness
                     .suspect(&cn, tokio::time::Instant::now(), confirm);
