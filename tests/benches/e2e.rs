@@ -12,6 +12,7 @@
 use bollard::container::{Config, CreateContainerOptions, RemoveContainerOptions};
 use bollard::system::EventsOptions;
 use futures::StreamExt;
+use persys_tests::bench::{env_or, percentile};
 use persys_tests::{AgentOptions, Cluster, ClusterOptions, TEST_IMAGE};
 use serde_json::json;
 use std::collections::HashMap;
@@ -21,21 +22,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const BARE_LABEL: &str = "persys-bench-bare";
 /// How long a container may take to start before the run counts as failed.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Now, in nanoseconds since the Unix epoch: the clock Docker stamps its events with
 /// (the engine runs on this host, so both sides read the same realtime clock).

@@ -10,24 +10,10 @@
 //!    until another replica leads and a submission is acknowledged (201).
 //!    `PERSYS_BENCH_FAILOVER_RUNS` (default 20) trials.
 
+use persys_tests::bench::{env_or, percentile};
 use persys_tests::{AgentOptions, Api, Cluster, ClusterOptions, TEST_IMAGE};
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn report(what: &str, mut ms: Vec<f64>) {
     ms.sort_by(f64::total_cmp);

@@ -10,44 +10,12 @@
 //!    under that load;
 //! 4. afterwards: RSS, `GET /workloads?limit=500` p99.
 
+use persys_tests::bench::{cpu_seconds, env_or, percentile, rss_mib};
 use persys_tests::{Cluster, ClusterOptions};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-/// (user + system CPU seconds, RSS MiB) of a process.
-fn cpu_and_rss(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of stat; 11 and 12 after the name.
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0);
-    (cpu, rss)
-}
 
 async fn running(c: &Cluster) -> anyhow::Result<u64> {
     let m = c.api()?.get_json("/cluster/metrics").await?;
@@ -80,10 +48,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (cpu0, _) = cpu_and_rss(pid);
+    let cpu0 = cpu_seconds(pid);
     let idle = Duration::from_secs(10);
     tokio::time::sleep(idle).await;
-    let (cpu1, rss_idle) = cpu_and_rss(pid);
+    let (cpu1, rss_idle) = (cpu_seconds(pid), rss_mib(pid));
     println!(
         "scheduler with {nodes} idle nodes heartbeating: {:.1} % of a core, RSS {rss_idle:.0} MiB",
         100.0 * (cpu1 - cpu0) / idle.as_secs_f64()
@@ -184,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
         percentile(&gets, 0.99),
         gets.len()
     );
-    let (_, rss) = cpu_and_rss(pid);
+    let rss = rss_mib(pid);
     println!("scheduler RSS with {nodes} nodes and {total} workloads: {rss:.0} MiB");
     let mut pages = Vec::new();
     for _ in 0..100 {

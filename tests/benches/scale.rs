@@ -9,26 +9,12 @@
 //! 3. at that size: GET one workload and `GET /workloads?limit=500` p99, and the
 //!    scheduler's RSS.
 
+use persys_tests::bench::{env_or, percentile, rss_mib};
 use persys_tests::{Cluster, ClusterOptions};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 /// `total` creates from `clients` concurrent clients: (creates/s, p50 ms, p99 ms).
 async fn creates(
@@ -107,19 +93,10 @@ async fn get_p99(c: &Cluster, path: &str, n: usize) -> anyhow::Result<(f64, f64)
     Ok((percentile(&lat, 0.5), percentile(&lat, 0.99)))
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let clients = env_or("PERSYS_BENCH_CLIENTS", 64);
-    let stored = env_or("PERSYS_BENCH_STORED", 50_000);
+    let stored: usize = env_or("PERSYS_BENCH_STORED", 50_000);
     let sample = env_or("PERSYS_BENCH_SAMPLE", 10_000);
     let c = Cluster::start(ClusterOptions::default()).await?;
     let pid = c

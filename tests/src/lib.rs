@@ -11,6 +11,7 @@
 //! logs in `<tmp>/persys-logs-<prefix>`.
 
 pub mod api;
+pub mod bench;
 pub mod cluster;
 pub mod docker;
 pub mod etcd;
