@@ -45,6 +45,8 @@ pub trait Snapshot: Send + Sync + 'static {
 
 enum Msg {
     State(ContainerState),
+    /// A state the scheduler already has: it was the answer to its own call.
+    Answered(ContainerState),
     Full,
 }
 
@@ -58,6 +60,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::State(s) => write!(f, "State({} {})", s.workload_id, s.status),
+            Self::Answered(s) => write!(f, "Answered({} {})", s.workload_id, s.status),
             Self::Full => f.write_str("Full"),
         }
     }
@@ -82,6 +85,14 @@ impl ReportHandle {
         let _ = self.tx.send(Msg::State(state));
     }
 
+    /// `state` reached the scheduler as the answer to its call (a run, a stop): the
+    /// same state from the engine's events is not pushed again. Should that answer
+    /// have been lost, the scheduler calls again (its dispatch retries until the
+    /// record shows the state), and the periodic full report covers the rest.
+    pub fn answered(&self, state: ContainerState) {
+        let _ = self.tx.send(Msg::Answered(state));
+    }
+
     /// Ask for a full report soon.
     pub fn request_full(&self) {
         let _ = self.tx.send(Msg::Full);
@@ -94,7 +105,7 @@ impl ReportInbox {
         loop {
             match self.rx.recv().await? {
                 Msg::State(s) => return Some(s),
-                Msg::Full => continue,
+                Msg::Answered(_) | Msg::Full => continue,
             }
         }
     }
@@ -140,6 +151,17 @@ impl<S: StatusSink, P: Snapshot> Reporter<S, P> {
     fn accept(&mut self, msg: Msg) {
         match msg {
             Msg::Full => self.full_due = true,
+            Msg::Answered(s) => {
+                // What waits for the same container and is not newer than the answer
+                // would only repeat it, or take the scheduler back to before it.
+                let k = key(&s);
+                if self.pending.get(&k).is_some_and(|p| {
+                    fingerprint(p) == fingerprint(&s) || p.observed_at <= s.observed_at
+                }) {
+                    self.pending.remove(&k);
+                }
+                self.sent.insert(k, fingerprint(&s));
+            }
             Msg::State(s) => {
                 let k = key(&s);
                 if self.sent.get(&k) == Some(&fingerprint(&s)) && !self.pending.contains_key(&k) {
@@ -359,6 +381,55 @@ mod tests {
         let got = reports(&sink);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].containers[0].workload_id, "w1");
+        shutdown.cancel();
+        task.await.expect("joins");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_state_the_scheduler_got_as_an_answer_is_not_pushed_again() {
+        let sink = Arc::new(Recorder::default());
+        let (handle, shutdown, task) = start(sink.clone(), vec![]);
+        let running = state("w1", WorkloadStatus::Running);
+        // The answer first, then the engine's event of the same start.
+        handle.answered(running.clone());
+        handle.push(running.clone());
+        settle().await;
+        assert!(reports(&sink).is_empty(), "{:?}", reports(&sink));
+        // A later change of that container is still pushed.
+        handle.push(state("w1", WorkloadStatus::Exited));
+        settle().await;
+        let got = reports(&sink);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].containers[0].status, WorkloadStatus::Exited);
+        shutdown.cancel();
+        task.await.expect("joins");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_drops_the_older_state_waiting_for_its_container() {
+        let sink = Arc::new(Recorder::default());
+        // Every push fails for a while, so the states queue up.
+        *sink.failures_left.lock().expect("lock") = 1;
+        let (handle, shutdown, task) = start(sink.clone(), vec![]);
+        handle.push(state("w0", WorkloadStatus::Running));
+        settle().await;
+        handle.push(state("w1", WorkloadStatus::Pulling));
+        handle.answered(state("w1", WorkloadStatus::Running));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        settle().await;
+        let sent: Vec<String> = reports(&sink)
+            .iter()
+            .flat_map(|r| {
+                r.containers
+                    .iter()
+                    .map(|c| format!("{} {}", c.workload_id, c.status))
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            vec!["w0 Running".to_string()],
+            "Pulling must not follow the answer"
+        );
         shutdown.cancel();
         task.await.expect("joins");
     }

@@ -72,17 +72,42 @@ async fn the_agent_joins_heartbeats_serves_the_scheduler_only_and_shuts_down_cle
     let state: ContainerState = resp.json().await.expect("state");
     assert_eq!(state.status, WorkloadStatus::Running);
 
-    let (cn, id) = eventually("a pushed Running state", || {
+    // A change the scheduler did not ask for (a container that exits) is pushed, under
+    // the node's own identity; the run's answer is not pushed again.
+    let short = unique("w");
+    let body = serde_json::json!({
+        "workloadId": short, "image": "busybox:local", "name": short, "displayName": "short",
+        "command": "exit 3", "generation": 1, "resources": {"cpu": 100, "memory": 16}
+    });
+    let resp = scheduler
+        .post(format!("{agent_url}/docker/run"))
+        .json(&body)
+        .send()
+        .await
+        .expect("run call");
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let (cn, id) = eventually("a pushed exit of the short container", || {
         sched.seen(|s| {
             s.reports.iter().find_map(|(cn, id, r)| {
                 r.containers
                     .iter()
-                    .any(|c| c.workload_id == workload && c.status == WorkloadStatus::Running)
+                    .any(|c| c.workload_id == short && c.status == WorkloadStatus::Failed)
                     .then(|| (cn.clone(), id.clone()))
             })
         })
     })
     .await;
+    let repeated = sched.seen(|s| {
+        s.reports.iter().any(|(_, _, r)| {
+            r.containers
+                .iter()
+                .any(|c| c.workload_id == workload && !r.full)
+        })
+    });
+    assert!(
+        !repeated,
+        "the Running state the run answered was pushed again"
+    );
     assert_eq!((cn.as_str(), id.as_str()), (node.as_str(), node.as_str()));
     eventually("a heartbeat net of the container's limits", || {
         sched.seen(|s| {

@@ -92,7 +92,15 @@ async fn simulated_nodes_join_heartbeat_and_run_workloads_on_their_own_identitie
     assert_eq!(resp.status(), 200);
     let state: ContainerState = resp.json().await.expect("state");
     assert_eq!(state.status, WorkloadStatus::Running, "{state:?}");
-    eventually("a pushed Running state from that node", || {
+    // The run's answer is not pushed again; a change the scheduler did not make
+    // itself, e.g. the container's exit, is pushed under the node's identity.
+    let resp = scheduler
+        .post(format!("{agent_url}/docker/stop/w1?timeout=1"))
+        .send()
+        .await
+        .expect("stop call");
+    assert_eq!(resp.status(), 200);
+    eventually("a pushed stop from that node", || {
         sched.seen(|s| {
             s.reports
                 .iter()
@@ -100,7 +108,7 @@ async fn simulated_nodes_join_heartbeat_and_run_workloads_on_their_own_identitie
                     cn == &node_id
                         && r.containers
                             .iter()
-                            .any(|c| c.workload_id == "w1" && c.status == WorkloadStatus::Running)
+                            .any(|c| c.workload_id == "w1" && c.status != WorkloadStatus::Running)
                 })
                 .then_some(())
         })

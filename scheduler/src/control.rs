@@ -100,9 +100,16 @@ pub async fn apply_report(
     node_id: &str,
     report: &StatusReport,
 ) -> Result<(), StoreError> {
-    for state in &report.containers {
-        apply_state(ctx, node_id, state).await?;
-    }
+    // Concurrently, so that the changes of one report share write batches.
+    futures::future::join_all(
+        report
+            .containers
+            .iter()
+            .map(|state| apply_state(ctx, node_id, state)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<()>, StoreError>>()?;
     if report.full {
         let listed: HashSet<&str> = report
             .containers

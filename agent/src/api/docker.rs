@@ -37,7 +37,9 @@ pub async fn run<R: ContainerRuntime>(
     observe("run", started);
     match &result {
         Ok(s) => {
-            tracing::info!(workload = %req.workload_id, generation = req.generation, status = %s.status, elapsed_ms = started.elapsed().as_millis() as u64, "run")
+            tracing::info!(workload = %req.workload_id, generation = req.generation, status = %s.status, elapsed_ms = started.elapsed().as_millis() as u64, "run");
+            // The scheduler applies this answer itself; no push of the same state.
+            state.supervisor.answered(s);
         }
         Err(e) => {
             tracing::warn!(workload = %req.workload_id, generation = req.generation, error = %e, "run refused")

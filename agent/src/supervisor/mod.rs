@@ -202,6 +202,12 @@ impl<R: ContainerRuntime> Supervisor<R> {
         without_container(&req.workload_id, req.generation, status, reason, Utc::now())
     }
 
+    /// `state` goes back to the scheduler as the answer to its call; see
+    /// [`ReportHandle::answered`].
+    pub fn answered(&self, state: &ContainerState) {
+        self.reports.answered(state.clone());
+    }
+
     fn report(&self, state: ContainerState) -> ContainerState {
         self.reports.push(state.clone());
         state

@@ -6,9 +6,13 @@
 //! hands out `Arc`s.
 
 pub mod cache;
+mod combine;
+#[cfg(test)]
+mod combine_tests;
 
 use crate::store::{Created, Store, StoreError, StoreEvent, Updated, Versioned};
 use cache::Cache;
+use combine::Combiner;
 use persys_proto::{keys, Node, Workload};
 use std::sync::Arc;
 
@@ -26,6 +30,7 @@ pub enum NewWorkload {
 pub struct Records {
     store: Store,
     cache: Arc<Cache>,
+    combiner: Arc<Combiner>,
 }
 
 /// How many times a conditional delete re-reads before it reports a conflict.
@@ -34,7 +39,12 @@ const DELETE_ATTEMPTS: usize = 16;
 impl Records {
     /// The writer for `store` and its view `cache`.
     pub fn new(store: Store, cache: Arc<Cache>) -> Self {
-        Self { store, cache }
+        let combiner = Arc::new(Combiner::new(store.clone(), cache.clone()));
+        Self {
+            store,
+            cache,
+            combiner,
+        }
     }
 
     /// The view.
@@ -49,16 +59,26 @@ impl Records {
     }
 
     /// CAS-update a workload record, starting from the cached version; a written
-    /// record is applied to the view.
-    pub async fn update_workload<F>(&self, id: &str, f: F) -> Result<Updated<Workload>, StoreError>
+    /// record is applied to the view. The first attempt joins the other updates waiting
+    /// at that moment in one transaction (see [`combine`]); after a lost compare the
+    /// record is re-read from etcd.
+    pub async fn update_workload<F>(
+        &self,
+        id: &str,
+        mut f: F,
+    ) -> Result<Updated<Workload>, StoreError>
     where
         F: FnMut(&Workload) -> Option<Workload>,
     {
-        let seed = self.cache.workload(id);
-        let out = self
-            .store
-            .update_seeded(&keys::workload(id), seed, f)
-            .await?;
+        if let Some(seed) = self.cache.workload(id) {
+            if let Some(next) = f(&seed.value) {
+                if let Some(written) = self.combiner.put_at(next, seed.mod_revision).await? {
+                    return Ok(Updated::Written(written));
+                }
+            }
+        }
+        // No seed, a seed that asks for no change (it may be stale), or a lost compare.
+        let out = self.store.update(&keys::workload(id), f).await?;
         if let Updated::Written(v) = &out {
             self.applied(StoreEvent::WorkloadPut(
                 Box::new(v.value.clone()),

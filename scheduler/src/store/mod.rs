@@ -1,12 +1,14 @@
 //! etcd access: typed get/list/put/CAS/delete and a typed watch. The only etcd code.
 
 mod batch;
+mod cas_all;
 mod election;
 mod error;
 mod ride;
 mod watch;
 
 pub use batch::{Created, MAX_BATCH};
+pub use cas_all::CasWrite;
 pub use election::{Campaign, LeaderEvent, LeaderWatch, LeaseRenewer};
 pub use error::StoreError;
 pub use ride::{deadline, within};
@@ -171,19 +173,8 @@ impl Store {
         value: &T,
         mod_revision: i64,
     ) -> Result<Option<i64>> {
-        let bytes = encode(key, value)?;
-        let compares = || {
-            vec![if mod_revision == 0 {
-                Compare::create_revision(key, CompareOp::Equal, 0)
-            } else {
-                Compare::mod_revision(key, CompareOp::Equal, mod_revision)
-            }]
-        };
-        let ops = || vec![TxnOp::put(key, bytes.clone(), None)];
-        let out = self
-            .fenced_write(key, compares, ops, Expect::Value(&bytes))
-            .await?;
-        Ok(out.revision())
+        self.put_bytes_at(key, &encode(key, value)?, mod_revision)
+            .await
     }
 
     /// Write `key` unless it already holds exactly this value (no revision is spent on

@@ -196,6 +196,11 @@ impl Cache {
         })
     }
 
+    /// The mod revision of one workload's record as the view holds it.
+    pub fn workload_revision(&self, id: &str) -> Option<i64> {
+        self.read().workloads.get(id).map(|v| v.mod_revision)
+    }
+
     /// One workload, shared.
     pub fn workload_shared(&self, id: &str) -> Option<Versioned<Arc<Workload>>> {
         self.read().workloads.get(id).cloned()
