@@ -136,6 +136,18 @@ pub fn client_config(
     })
 }
 
+/// TLS sessions a client that only ever talks to one server keeps for resumption.
+const ONE_SERVER_SESSIONS: usize = 2;
+
+/// `config` for a client of a single server (the scheduler's client of one node): its
+/// resumption cache holds a couple of sessions instead of rustls' default 256 server
+/// names, which it allocates up front and which, times a thousand per-node clients,
+/// was most of the scheduler's memory besides its records.
+pub fn for_one_server(mut config: ClientConfig) -> ClientConfig {
+    config.resumption = rustls::client::Resumption::in_memory_sessions(ONE_SERVER_SESSIONS);
+    config
+}
+
 /// A client for bootstrapping (no CA file yet, only the hash from a join token):
 /// trusts a server whose presented chain contains a certificate whose sha256 is
 /// `ca_hash`, whose leaf verifies against that certificate (host name checked) and

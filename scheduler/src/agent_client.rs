@@ -111,12 +111,14 @@ impl AgentClient {
 
     fn build(&self, node_id: &str) -> Result<reqwest::Client, AgentError> {
         let m = &self.tls;
-        let mut tls = persys_certs::client_config(
-            &m.ca_pem,
-            Some((&m.cert_pem, &m.key_pem)),
-            persys_certs::Expected::Exactly(persys_certs::Identity::node(node_id)),
-        )
-        .map_err(|e| AgentError::Setup(e.to_string()))?;
+        let mut tls = persys_certs::tls::for_one_server(
+            persys_certs::client_config(
+                &m.ca_pem,
+                Some((&m.cert_pem, &m.key_pem)),
+                persys_certs::Expected::Exactly(persys_certs::Identity::node(node_id)),
+            )
+            .map_err(|e| AgentError::Setup(e.to_string()))?,
+        );
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)

@@ -135,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
 
     let c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default(), AgentOptions::default()],
+        scheduler_log: Some("info".into()),
         ..Default::default()
     })
     .await?;

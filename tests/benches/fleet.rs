@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let clients = env_or("PERSYS_BENCH_CLIENTS", 64);
     let c = Cluster::start(ClusterOptions {
         scheduler_args: vec!["--max-connections".into(), (nodes * 3 + 1024).to_string()],
+        scheduler_log: Some("info".into()),
         ..Default::default()
     })
     .await?;
@@ -107,6 +108,28 @@ async fn main() -> anyhow::Result<()> {
             lat
         })
     };
+    // A user's create while the load runs: one every 20 ms, beside the 64 clients (whose
+    // own latency is bound by Little's law: clients / throughput).
+    let prober = {
+        let (api, next) = (api.clone(), next.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.load(Ordering::Relaxed) < total {
+                let body = json!({
+                    "name": format!("probe-{}", lat.len()),
+                    "image": "busybox:local",
+                    "command": ["sleep", "3600"],
+                    "resources": {"cpu": 10, "memory": 16}
+                });
+                let t = Instant::now();
+                let (status, v) = api.post("/workloads", &body).await?;
+                anyhow::ensure!(status == 201, "probe create answered {status}: {v}");
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok::<_, anyhow::Error>(lat)
+        })
+    };
     let mut lat = Vec::with_capacity(total);
     for t in tasks {
         lat.extend(t.await??);
@@ -119,15 +142,24 @@ async fn main() -> anyhow::Result<()> {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
+    let mut probes = prober.await??;
+    probes.sort_by(f64::total_cmp);
+    println!(
+        "a user's create during it (one every 20 ms): p50 {:.1} ms, p99 {:.1} ms ({} samples)",
+        percentile(&probes, 0.5),
+        percentile(&probes, 0.99),
+        probes.len()
+    );
+    let expected = total + probes.len();
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut last = 0;
     loop {
         let n = running(&c).await?;
-        if n as usize >= total {
+        if n as usize >= expected {
             break;
         }
         if Instant::now() > deadline {
-            anyhow::bail!("only {n} of {total} Running after 600 s");
+            anyhow::bail!("only {n} of {expected} Running after 600 s");
         }
         if n / 10_000 != last / 10_000 {
             println!(
@@ -143,8 +175,8 @@ async fn main() -> anyhow::Result<()> {
     let mut gets = getter.await?;
     gets.sort_by(f64::total_cmp);
     println!(
-        "all {total} Running on {nodes} nodes {all_secs:.1} s after the first submission ({:.0}/s end to end)",
-        total as f64 / all_secs
+        "all {expected} Running on {nodes} nodes {all_secs:.1} s after the first submission ({:.0}/s end to end)",
+        expected as f64 / all_secs
     );
     println!(
         "GET one workload under that load: p50 {:.2} ms, p99 {:.2} ms ({} samples)",

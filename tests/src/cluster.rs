@@ -81,6 +81,9 @@ pub struct ClusterOptions {
     pub netns: bool,
     /// Scheduler replicas sharing etcd and the data dir (0 or 1: one scheduler).
     pub schedulers: usize,
+    /// The schedulers' `RUST_LOG` (tests: `info,persys_scheduler=debug`; benchmarks
+    /// run what users run, `info`).
+    pub scheduler_log: Option<String>,
 }
 
 /// One agent process and its identity.
@@ -123,6 +126,7 @@ pub struct Cluster {
     /// schedulers' certificates).
     spare_hosts: Vec<Host>,
     scheduler_args: Vec<String>,
+    scheduler_log: String,
     netns: bool,
 }
 
@@ -165,6 +169,10 @@ impl Cluster {
             hosts: BTreeMap::new(),
             spare_hosts,
             scheduler_args,
+            scheduler_log: options
+                .scheduler_log
+                .clone()
+                .unwrap_or_else(|| "info,persys_scheduler=debug".into()),
             netns: options.netns,
         };
         for i in 0..cluster.replica_count() {

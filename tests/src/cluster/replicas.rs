@@ -99,7 +99,7 @@ impl Cluster {
             .arg("--advertise-bootstrap-url")
             .arg(format!("https://127.0.0.1:{boot}"))
             .args(&self.scheduler_args)
-            .env("RUST_LOG", "info,persys_scheduler=debug");
+            .env("RUST_LOG", &self.scheduler_log);
         let name = match i {
             0 => "persys-scheduler".to_string(),
             _ => format!("persys-scheduler r{i}"),
