@@ -73,36 +73,64 @@ pub fn decide(
     allocs: &mut HashMap<String, Allocation>,
     strategy: Strategy,
 ) -> bool {
-    let candidates: Vec<Candidate<'_>> = nodes
-        .iter()
-        .map(|node| {
-            let node: &Node = node.borrow();
-            Candidate {
-                node,
-                allocated: allocs.get(&node.node_id).copied().unwrap_or_default(),
-            }
-        })
-        .collect();
-    match placement::place(&w.spec, &candidates, strategy) {
-        Ok(p) => {
+    let placed = Candidates::new(nodes, allocs).decide(w, strategy);
+    if placed {
+        if let Some(node) = &w.node_id {
             allocs
-                .entry(p.node_id.clone())
+                .entry(node.clone())
                 .or_default()
                 .add(&w.spec.resources);
-            w.node_id = Some(p.node_id);
-            w.status = WorkloadStatus::Scheduled;
-            w.status_reason = None;
-            w.exit_code = None;
-            w.container_id = None;
-            w.restart_count = 0;
-            w.generation += 1;
-            true
         }
-        Err(e) => {
-            w.node_id = None;
-            w.status = WorkloadStatus::Pending;
-            w.status_reason = Some(e.to_string());
-            false
+    }
+    placed
+}
+
+/// Every node of one allocation view as a placement candidate, kept current as
+/// decisions add to it: a batch of decisions builds it once, instead of one hash
+/// lookup per node per decision (at 1,000 nodes, a sixth of the scheduler's CPU under
+/// load).
+pub struct Candidates<'a> {
+    list: Vec<Candidate<'a>>,
+}
+
+impl<'a> Candidates<'a> {
+    /// `nodes` with the allocations `allocs` holds for them.
+    pub fn new(nodes: &'a [impl Borrow<Node>], allocs: &HashMap<String, Allocation>) -> Self {
+        let list = nodes
+            .iter()
+            .map(|node| {
+                let node: &Node = node.borrow();
+                Candidate {
+                    node,
+                    allocated: allocs.get(&node.node_id).copied().unwrap_or_default(),
+                }
+            })
+            .collect();
+        Self { list }
+    }
+
+    /// [`decide`] against these candidates, counting a placement on its node.
+    pub fn decide(&mut self, w: &mut Workload, strategy: Strategy) -> bool {
+        match placement::place(&w.spec, &self.list, strategy) {
+            Ok(p) => {
+                if let Some(c) = self.list.get_mut(p.index) {
+                    c.allocated.add(&w.spec.resources);
+                }
+                w.node_id = Some(p.node_id);
+                w.status = WorkloadStatus::Scheduled;
+                w.status_reason = None;
+                w.exit_code = None;
+                w.container_id = None;
+                w.restart_count = 0;
+                w.generation += 1;
+                true
+            }
+            Err(e) => {
+                w.node_id = None;
+                w.status = WorkloadStatus::Pending;
+                w.status_reason = Some(e.to_string());
+                false
+            }
         }
     }
 }
@@ -111,13 +139,14 @@ pub fn decide(
 /// each member. Runs holding the placer's lock.
 async fn place_and_store(ctx: &Ctx, strategy: Strategy, batch: Vec<Submission>) {
     let timer = std::time::Instant::now();
-    let mut view = ctx.cache.placement_view();
+    let view = ctx.cache.placement_view();
+    let mut candidates = Candidates::new(&view.nodes, &view.allocs);
     let mut placed = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut records = Vec::with_capacity(batch.len());
     for s in batch {
         let mut w = s.workload;
-        placed.push(decide(&mut w, &view.nodes, &mut view.allocs, strategy));
+        placed.push(candidates.decide(&mut w, strategy));
         records.push(w);
         replies.push(s.reply);
     }
@@ -282,7 +311,7 @@ impl Placer {
                 .then_with(|| a.id.cmp(&b.id))
         });
         workloads.dedup_by(|a, b| a.id == b.id);
-        let mut allocs = view.allocs;
+        let mut candidates = Candidates::new(&nodes, &view.allocs);
         let mut placed = 0;
         let mut stuck = HashMap::new();
         for w in &workloads {
@@ -299,7 +328,7 @@ impl Placer {
             }
             let mut next = (**w).clone();
             let old = w.node_id.clone().unwrap_or_default();
-            if decide(&mut next, &nodes, &mut allocs, self.strategy) {
+            if candidates.decide(&mut next, self.strategy) {
                 if stranded {
                     next.status_reason = Some(format!("moved from lost node {old}"));
                 } else if leaving {

@@ -127,6 +127,8 @@ pub enum PlacementError {
 pub struct Placement {
     /// Id of the chosen node.
     pub node_id: String,
+    /// Its index among the candidates.
+    pub index: usize,
     /// Its score (higher is better; in about [0, 1]).
     pub score: f64,
 }
@@ -145,6 +147,7 @@ pub fn place(
     match evaluate(spec, candidates, strategy, |_, _| {}) {
         Some(best) => Ok(Placement {
             node_id: candidates[best.index].node.node_id.clone(),
+            index: best.index,
             score: best.score,
         }),
         None => Err(PlacementError::NoNodeFits(summary::summarize(
