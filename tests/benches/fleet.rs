@@ -6,12 +6,12 @@
 //! 1. time for every node to register and be Active;
 //! 2. the scheduler's CPU and RSS with the fleet idle (heartbeats only);
 //! 3. `PERSYS_BENCH_WORKLOADS` (default 50,000) workloads submitted by 64 clients →
-//!    all `Running` on the fleet: total time, decisions/s, create p50/p99, GET p99
-//!    under that load;
+//!    all `Running` on the fleet: total time, decisions/s, create p50/p99, and beside
+//!    the load a user's create (one every 20 ms) and GET of one workload, p50/p99;
 //! 4. afterwards: RSS, `GET /workloads?limit=500` p99.
 
 use persys_tests::bench::{cpu_seconds, env_or, percentile, rss_mib};
-use persys_tests::{Cluster, ClusterOptions};
+use persys_tests::{Api, Cluster, ClusterOptions};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,6 +20,20 @@ use std::time::{Duration, Instant};
 async fn running(c: &Cluster) -> anyhow::Result<u64> {
     let m = c.api()?.get_json("/cluster/metrics").await?;
     Ok(m["workloadsByStatus"]["Running"].as_u64().unwrap_or(0))
+}
+
+/// Create one workload named `name`; milliseconds until it was acknowledged.
+async fn timed_create(api: &Api, name: String) -> anyhow::Result<f64> {
+    let body = json!({
+        "name": name,
+        "image": "busybox:local",
+        "command": ["sleep", "3600"],
+        "resources": {"cpu": 10, "memory": 16}
+    });
+    let t = Instant::now();
+    let (status, v) = api.post("/workloads", &body).await?;
+    anyhow::ensure!(status == 201, "create answered {status}: {v}");
+    Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
 #[tokio::main]
@@ -72,16 +86,7 @@ async fn main() -> anyhow::Result<()> {
                 if i >= total {
                     return Ok::<_, anyhow::Error>(lat);
                 }
-                let body = json!({
-                    "name": format!("w{i}"),
-                    "image": "busybox:local",
-                    "command": ["sleep", "3600"],
-                    "resources": {"cpu": 10, "memory": 16}
-                });
-                let t = Instant::now();
-                let (status, v) = api.post("/workloads", &body).await?;
-                anyhow::ensure!(status == 201, "create answered {status}: {v}");
-                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                lat.push(timed_create(&api, format!("w{i}")).await?);
             }
         }));
     }
@@ -115,16 +120,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             let mut lat = Vec::new();
             while next.load(Ordering::Relaxed) < total {
-                let body = json!({
-                    "name": format!("probe-{}", lat.len()),
-                    "image": "busybox:local",
-                    "command": ["sleep", "3600"],
-                    "resources": {"cpu": 10, "memory": 16}
-                });
-                let t = Instant::now();
-                let (status, v) = api.post("/workloads", &body).await?;
-                anyhow::ensure!(status == 201, "probe create answered {status}: {v}");
-                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                lat.push(timed_create(&api, format!("probe-{}", lat.len())).await?);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok::<_, anyhow::Error>(lat)
