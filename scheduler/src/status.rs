@@ -39,6 +39,12 @@ pub fn apply_container_state(
     if status == WorkloadStatus::Pending {
         return None;
     }
+    // Pulling comes before this generation's container exists: once the record has
+    // seen that container, a Pulling push that arrives late (it raced the run's own
+    // answer) would take it back, and nothing else would come to correct it.
+    if status == WorkloadStatus::Pulling && w.container_id.is_some() {
+        return None;
+    }
     let mut next = w.clone();
     next.status = status;
     next.exit_code = match state.exit_code {
@@ -169,6 +175,19 @@ mod tests {
             restart_count: 0,
             observed_at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn a_late_pulling_push_does_not_take_back_a_running_container() {
+        let mut w = placed(WorkloadStatus::Running, 1);
+        w.container_id = Some("c1".into());
+        let mut pulling = state(WorkloadStatus::Pulling, 1);
+        pulling.container_id = None;
+        assert_eq!(apply_container_state(&w, &pulling, Utc::now()), None);
+        // Before the container, Pulling is news.
+        let fresh = placed(WorkloadStatus::Scheduled, 1);
+        let next = apply_container_state(&fresh, &pulling, Utc::now()).expect("applied");
+        assert_eq!(next.status, WorkloadStatus::Pulling);
     }
 
     #[test]
