@@ -5,7 +5,8 @@
 //! - [`records`]: the only writer of workload and node records (etcd first, then the
 //!   view); [`cache`]: that view, fed by the etcd watch, with indexes, read by all.
 //! - [`placement`]: pure placement (and its explanation); [`placer`]: serialised,
-//!   batched place-and-store.
+//!   batched place-and-store; [`group_commit`]: the batching loop it shares with the
+//!   records' status writes.
 //! - [`api`]: HTTP routes. [`dispatch`]: desired state to agents. [`liveness`]:
 //!   heartbeats. [`pending`]: re-placement. [`reconcile`]: the backstop.
 //! - [`control`]: record changes shared by all of them. [`status`]: pure transitions.
@@ -24,6 +25,7 @@ pub mod dispatch;
 pub mod dns;
 pub mod error;
 pub mod forward;
+pub mod group_commit;
 pub mod leader;
 pub mod liveness;
 pub mod metrics;

@@ -207,33 +207,23 @@ impl Placer {
     pub async fn submit(&self, ctx: &Arc<Ctx>, w: Workload) -> Result<Workload, StoreError> {
         let (reply, mut answer) = oneshot::channel();
         self.queue().push_back(Submission { workload: w, reply });
-        loop {
-            let guard = self.lock.clone().lock_owned().await;
-            // Whoever held the lock before may have taken ours into its batch.
-            match answer.try_recv() {
-                Ok(result) => return result,
-                Err(oneshot::error::TryRecvError::Closed) => return Err(batch_lost()),
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-            let batch: Vec<Submission> = {
+        let strategy = self.strategy;
+        crate::group_commit::wait_turn(
+            &self.lock,
+            &self.batches,
+            &mut answer,
+            || {
                 let mut queue = self.queue();
                 let n = queue.len().min(MAX_BATCH);
-                queue.drain(..n).collect()
-            };
-            let (ctx, strategy) = (ctx.clone(), self.strategy);
-            let deadline = crate::store::deadline();
-            let job = self.batches.spawn(async move {
-                let _guard = guard;
-                let work = place_and_store(&ctx, strategy, batch);
-                match deadline {
-                    Some(d) => crate::store::within(d, work).await,
-                    None => work.await,
-                }
-            });
-            if job.await.is_err() {
-                return Err(batch_lost());
-            }
-        }
+                queue.drain(..n).collect::<Vec<Submission>>()
+            },
+            |batch| {
+                let ctx = ctx.clone();
+                async move { place_and_store(&ctx, strategy, batch).await }
+            },
+            batch_lost,
+        )
+        .await
     }
 
     /// Redeploy workload `id` (see [`moves::redeploy`]): a new generation, on its node

@@ -79,29 +79,18 @@ impl Combiner {
             },
             reply,
         });
-        loop {
-            let guard = self.lock.clone().lock_owned().await;
-            // Whoever held the lock before may have taken ours into its batch.
-            match answer.try_recv() {
-                Ok(result) => return result,
-                Err(oneshot::error::TryRecvError::Closed) => return Err(batch_lost()),
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-            let batch = self.take_batch();
-            let (store, cache) = (self.store.clone(), self.cache.clone());
-            let deadline = crate::store::deadline();
-            let job = self.batches.spawn(async move {
-                let _guard = guard;
-                let work = commit(&store, &cache, batch);
-                match deadline {
-                    Some(d) => crate::store::within(d, work).await,
-                    None => work.await,
-                }
-            });
-            if job.await.is_err() {
-                return Err(batch_lost());
-            }
-        }
+        crate::group_commit::wait_turn(
+            &self.lock,
+            &self.batches,
+            &mut answer,
+            || self.take_batch(),
+            |batch| {
+                let (store, cache) = (self.store.clone(), self.cache.clone());
+                async move { commit(&store, &cache, batch).await }
+            },
+            batch_lost,
+        )
+        .await
     }
 
     /// The next batch: waiting members with distinct keys whose versions are still the
