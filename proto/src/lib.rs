@@ -26,8 +26,8 @@ pub use status::{DesiredState, WorkloadStatus};
 pub use validate::ValidationError;
 pub use wire::*;
 pub use workload::{
-    Command, Resources, RestartPolicy, RetiringCopy, Workload, WorkloadRequest, WorkloadSpec,
-    WorkloadType,
+    Command, Observed, Resources, RestartPolicy, RetiringCopy, Workload, WorkloadRequest,
+    WorkloadSpec, WorkloadType,
 };
 
 /// Labels every persys container carries (see "Agent API" in the contract).

@@ -304,6 +304,22 @@ pub struct Workload {
     /// when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retiring: Vec<RetiringCopy>,
+    /// When the agent observed the container state the status comes from, and of
+    /// which generation: a state observed earlier, arriving later (a push racing the
+    /// run's own answer), does not overwrite it. Absent before the first state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+}
+
+/// When a workload's container state was observed by its agent (the agent's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Observed {
+    /// The generation whose container it was.
+    pub generation: u64,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// A previous placement of a workload whose container is still to be removed.
@@ -340,6 +356,7 @@ impl Workload {
             restart_count: 0,
             container_id: None,
             retiring: Vec::new(),
+            observed: None,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! record. No I/O; the caller writes the result with a compare-and-swap.
 
 use chrono::{DateTime, Utc};
-use persys_proto::{ContainerState, DesiredState, Workload, WorkloadStatus};
+use persys_proto::{ContainerState, DesiredState, Observed, Workload, WorkloadStatus};
 
 /// The record after applying `state`, or `None` when the state is stale (another
 /// generation) or changes nothing (so nothing is written).
@@ -12,6 +12,12 @@ pub fn apply_container_state(
     now: DateTime<Utc>,
 ) -> Option<Workload> {
     if state.generation != w.generation || w.node_id.is_none() {
+        return None;
+    }
+    // Older than what the record shows (it raced a newer one and lost the write).
+    if w.observed
+        .is_some_and(|o| o.generation == w.generation && state.observed_at < o.at)
+    {
         return None;
     }
     let mut status = state.status;
@@ -67,6 +73,10 @@ pub fn apply_container_state(
     if same_observed(&next, w) {
         return None;
     }
+    next.observed = Some(Observed {
+        generation: w.generation,
+        at: state.observed_at,
+    });
     next.updated_at = now;
     Some(next)
 }
@@ -175,6 +185,33 @@ mod tests {
             restart_count: 0,
             observed_at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn a_state_observed_before_the_one_shown_does_not_overwrite_it() {
+        let started = Utc::now();
+        let mut failed = state(WorkloadStatus::Failed, 1);
+        failed.exit_code = Some(3);
+        failed.observed_at = started + chrono::Duration::milliseconds(5);
+        let w = apply_container_state(&placed(WorkloadStatus::Scheduled, 1), &failed, started)
+            .expect("applied");
+        assert_eq!(w.status, WorkloadStatus::Failed);
+        // The run's answer, "Running as of the start", arrives after the exit.
+        let mut running = state(WorkloadStatus::Running, 1);
+        running.observed_at = started;
+        assert_eq!(apply_container_state(&w, &running, Utc::now()), None);
+        // A later observation still applies.
+        let mut restarted = state(WorkloadStatus::Running, 1);
+        restarted.restart_count = 1;
+        restarted.observed_at = started + chrono::Duration::seconds(1);
+        assert!(apply_container_state(&w, &restarted, Utc::now()).is_some());
+        // The next generation is not held to the old one's clock (another node's).
+        let mut next_gen = w.clone();
+        next_gen.generation = 2;
+        next_gen.status = WorkloadStatus::Scheduled;
+        let mut earlier = state(WorkloadStatus::Running, 2);
+        earlier.observed_at = started - chrono::Duration::seconds(10);
+        assert!(apply_container_state(&next_gen, &earlier, Utc::now()).is_some());
     }
 
     #[test]

@@ -39,11 +39,16 @@ impl<R: ContainerRuntime> Supervisor<R> {
             if let Some(state) = self.settle_existing(req).await? {
                 return Ok(state);
             }
+            // The answer is "Running as of the start": an exit the engine reports
+            // after it is observed later, so it wins over this answer whichever
+            // reaches the scheduler last.
+            let starting = chrono::Utc::now();
             match self.runtime.run(&spec).await {
                 Ok(id) => {
                     self.remember_limits(&id, spec.nano_cpus, spec.memory_bytes);
                     return Ok(ContainerState {
                         container_id: Some(id),
+                        observed_at: starting,
                         ..self.bare(req, WorkloadStatus::Running, None)
                     });
                 }
