@@ -10,10 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A loopback URL nothing listens on (connection refused).
 fn dead_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = persys_testports::free_port();
     format!("https://127.0.0.1:{port}")
 }
 

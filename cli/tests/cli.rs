@@ -5,7 +5,6 @@ mod common;
 
 use common::{config_for, fake_server, persys, WORKLOAD};
 use predicates::prelude::*;
-use std::net::TcpListener;
 
 #[test]
 fn help_lists_every_verb() {
@@ -116,11 +115,7 @@ fn default_config_is_under_home() {
 #[test]
 fn unreachable_server_exits_5() {
     let home = tempfile::tempdir().expect("tempdir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = persys_testports::free_port();
     let cfg = config_for(home.path(), &format!("http://127.0.0.1:{port}"));
     persys(home.path())
         .arg("--config")
@@ -280,11 +275,7 @@ fn run_posts_the_mapped_request_and_prints_the_id() {
 #[test]
 fn invalid_name_is_refused_before_anything_is_sent() {
     let home = tempfile::tempdir().expect("tempdir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = persys_testports::free_port();
     let cfg = config_for(home.path(), &format!("http://127.0.0.1:{port}"));
     persys(home.path())
         .arg("--config")

@@ -22,12 +22,7 @@ fn bin(name: &str) -> PathBuf {
     p
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+use persys_testports::free_port;
 
 /// A running `persys dev` in a temporary home and data dir.
 struct Dev {

@@ -9,7 +9,6 @@
 
 use anyhow::{bail, Context, Result};
 use rand::Rng;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ const SCHEDULER: &str = env!("CARGO_BIN_EXE_persys-scheduler");
 const POLL: Duration = Duration::from_millis(10);
 
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(persys_testports::free_port())
 }
 
 fn env_usize(name: &str, default: usize) -> usize {

@@ -1,6 +1,5 @@
 //! Test helpers: a real etcd on free ports, killed on drop.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,12 +12,7 @@ pub struct Etcd {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use persys_testports::free_port;
 
 fn spawn_etcd(dir: &std::path::Path, endpoint: &str, peer: u16) -> Child {
     Command::new("/usr/bin/etcd")

@@ -138,13 +138,9 @@ pub fn config_for(dir: &Path, endpoint: &str) -> PathBuf {
     config_with(dir, endpoint, "")
 }
 
-/// A port nothing listens on.
+/// A port nothing listens on (reserved for this process, so nothing will).
 pub fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    persys_testports::free_port()
 }
 
 /// The id of [`WORKLOAD`].

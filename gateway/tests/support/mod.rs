@@ -29,13 +29,7 @@ where
     }
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+pub use persys_testports::free_port;
 
 /// A private etcd, killed on drop.
 pub struct Etcd {
