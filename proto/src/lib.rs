@@ -4,6 +4,7 @@
 //! JSON is camelCase and compatible with the original persys (Go) payloads; see
 //! `shared/spec/api.md`. This crate does no I/O.
 
+pub mod compose;
 pub mod leader;
 pub mod limits;
 pub mod names;

@@ -8,7 +8,8 @@
 //! 3. `PERSYS_BENCH_WORKLOADS` (default 50,000) workloads submitted by 64 clients →
 //!    all `Running` on the fleet: total time, decisions/s, create p50/p99, and beside
 //!    the load a user's create (one every 20 ms) and GET of one workload, p50/p99;
-//! 4. afterwards: RSS, `GET /workloads?limit=500` p99.
+//! 4. afterwards: RSS; a user's create and GET on the loaded cluster (every node
+//!    heartbeating, every workload Running), p50/p99; `GET /workloads?limit=500` p99.
 
 use persys_tests::bench::{cpu_seconds, env_or, percentile, rss_mib};
 use persys_tests::{Api, Cluster, ClusterOptions};
@@ -34,6 +35,49 @@ async fn timed_create(api: &Api, name: String) -> anyhow::Result<f64> {
     let (status, v) = api.post("/workloads", &body).await?;
     anyhow::ensure!(status == 201, "create answered {status}: {v}");
     Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// A user's API latency on the loaded cluster (every node heartbeating, every workload
+/// stored and Running): one create and one GET of a workload every 20 ms, side by side,
+/// for `PERSYS_BENCH_STEADY_SAMPLES` (default 500) of each.
+async fn steady_api_latency(api: &Arc<Api>, nodes: usize, total: usize) -> anyhow::Result<()> {
+    let samples = env_or("PERSYS_BENCH_STEADY_SAMPLES", 500);
+    let (status, v) = api.get("/workloads?limit=1").await?;
+    anyhow::ensure!(status == 200, "list answered {status}");
+    let id = v["items"][0]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no workload listed"))?
+        .to_string();
+    let getter = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(samples);
+            for _ in 0..samples {
+                let t = Instant::now();
+                let (status, _) = api.get(&format!("/workloads/{id}")).await?;
+                anyhow::ensure!(status == 200, "GET answered {status}");
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(lat)
+        })
+    };
+    let mut creates = Vec::with_capacity(samples);
+    for i in 0..samples {
+        creates.push(timed_create(api, format!("steady-{i}")).await?);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut gets = getter.await??;
+    creates.sort_by(f64::total_cmp);
+    gets.sort_by(f64::total_cmp);
+    println!(
+        "API with {nodes} nodes heartbeating and {total} workloads Running: create p50 {:.1} ms, p99 {:.1} ms; GET p50 {:.2} ms, p99 {:.2} ms ({samples} of each)",
+        percentile(&creates, 0.5),
+        percentile(&creates, 0.99),
+        percentile(&gets, 0.5),
+        percentile(&gets, 0.99),
+    );
+    Ok(())
 }
 
 #[tokio::main]
@@ -182,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let rss = rss_mib(pid);
     println!("scheduler RSS with {nodes} nodes and {total} workloads: {rss:.0} MiB");
+    steady_api_latency(&api, nodes, total).await?;
     let mut pages = Vec::new();
     for _ in 0..100 {
         let t = Instant::now();
