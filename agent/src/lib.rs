@@ -8,6 +8,7 @@
 //! - [`endpoints`]: several scheduler replicas, with failover
 //! - [`heartbeat`]: the liveness loop with free capacity
 //! - [`runtime`]: the container engine behind a trait (Docker, fake)
+//! - [`compose`]: Compose projects (docker-compose, git-compose) over the Docker API
 //! - [`sim`]: many simulated nodes (fake runtime) in one process
 //! - [`state`]: engine state → workload status
 //! - [`supervisor`]: container operations with idempotence, fencing and ownership
@@ -20,6 +21,7 @@
 pub mod adopt;
 pub mod api;
 pub mod client;
+pub mod compose;
 pub mod config;
 pub mod endpoints;
 pub mod events;
