@@ -5,23 +5,27 @@
 //! `shared/spec/api.md`. This crate does no I/O.
 
 pub mod compose;
+pub mod health;
 pub mod leader;
 pub mod limits;
 pub mod names;
 pub mod node;
 pub mod placement;
 pub mod policy;
+pub mod project;
 pub mod secret;
 pub mod status;
 pub mod validate;
 pub mod wire;
 pub mod workload;
 
+pub use health::Health;
 pub use leader::{LeaderInfo, LeaderRecord};
 pub use names::{Role, ADMIN_NAME, GATEWAY_NAME, REQUEST_ID_HEADER, SCHEDULER_NAME};
 pub use node::{Node, NodeStatus};
 pub use placement::{NodeVerdict, PlacementExplanation, PlacementFilter, Verdict};
 pub use policy::{ClusterPolicy, HostPathRule, MountMode};
+pub use project::{fold_status, ServiceState};
 pub use secret::{Public, Redact, SecretEnv};
 pub use status::{DesiredState, WorkloadStatus};
 pub use validate::ValidationError;
@@ -41,6 +45,10 @@ pub mod labels {
     pub const GENERATION: &str = "persys.generation";
     /// Node (agent) that owns the container; agents sharing one engine never touch others'.
     pub const NODE_ID: &str = "persys.nodeId";
+    /// Service of a Compose project the container runs (absent for single containers).
+    pub const SERVICE: &str = "persys.service";
+    /// Replica index of that service's container (`0`, `1`, …).
+    pub const REPLICA: &str = "persys.replica";
     /// Marks a container as managed by persys.
     pub const MANAGED: &str = "persys.managed";
     /// Workload label: the git repository (`owner/name`) it is built from. A GitHub push

@@ -18,8 +18,11 @@ pub enum WorkloadStatus {
     ImagePullBackOff,
     /// The container is being created.
     ContainerCreating,
-    /// The container runs.
+    /// The container runs (for a Compose project: every service runs).
     Running,
+    /// Some of a Compose project's services run and some do not (`statusReason` and
+    /// `services` say which).
+    Degraded,
     /// The engine is restarting the container (restart policy).
     Restarting,
     /// A stop was requested and is in progress.
@@ -38,13 +41,14 @@ pub enum WorkloadStatus {
 
 impl WorkloadStatus {
     /// All statuses, in lifecycle order.
-    pub const ALL: [WorkloadStatus; 13] = [
+    pub const ALL: [WorkloadStatus; 14] = [
         Self::Pending,
         Self::Scheduled,
         Self::Pulling,
         Self::ImagePullBackOff,
         Self::ContainerCreating,
         Self::Running,
+        Self::Degraded,
         Self::Restarting,
         Self::Stopping,
         Self::Stopped,
@@ -63,6 +67,7 @@ impl WorkloadStatus {
             Self::ImagePullBackOff => "ImagePullBackOff",
             Self::ContainerCreating => "ContainerCreating",
             Self::Running => "Running",
+            Self::Degraded => "Degraded",
             Self::Restarting => "Restarting",
             Self::Stopping => "Stopping",
             Self::Stopped => "Stopped",
