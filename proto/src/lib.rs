@@ -26,7 +26,7 @@ pub use node::{Node, NodeStatus};
 pub use placement::{NodeVerdict, PlacementExplanation, PlacementFilter, Verdict};
 pub use policy::{ClusterPolicy, HostPathRule, MountMode};
 pub use project::{fold_status, ServiceState};
-pub use secret::{Public, Redact, SecretEnv};
+pub use secret::{Public, Redact, SecretEnv, SecretString};
 pub use status::{DesiredState, WorkloadStatus};
 pub use validate::ValidationError;
 pub use wire::*;

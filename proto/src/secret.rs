@@ -55,6 +55,49 @@ impl fmt::Debug for SecretEnv {
     }
 }
 
+/// One secret value (a git token): serialized as is (for etcd and the dispatch),
+/// `Debug` and `Display` show [`REDACTED`], answers carry [`REDACTED`] after
+/// [`SecretString::redact`].
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wrap a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value (for the git transport only).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Replace the value by [`REDACTED`] (an empty value stays empty).
+    pub fn redact(&mut self) {
+        if !self.0.is_empty() {
+            self.0 = REDACTED.to_string();
+        }
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
 /// Something that may carry secret values and can drop them.
 pub trait Redact {
     /// Replace every secret value by [`REDACTED`].

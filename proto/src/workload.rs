@@ -1,15 +1,14 @@
 //! Workloads: what a user asks for (`WorkloadRequest`), what validation accepts
 //! (`WorkloadSpec`) and what the scheduler stores (`Workload`).
 
-use crate::secret::{Redact, SecretEnv};
+use crate::secret::{Redact, SecretEnv, SecretString};
 use crate::status::{DesiredState, WorkloadStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The kind of workload. Only `docker-container` runs today; the original persys'
-/// compose types are recognised so they can be refused with a clear message.
+/// The kind of workload: the original persys' three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkloadType {
@@ -17,6 +16,12 @@ pub enum WorkloadType {
     #[default]
     #[serde(rename = "docker-container")]
     DockerContainer,
+    /// A Compose project: the `compose` content and/or a `localPath` on the node.
+    #[serde(rename = "docker-compose")]
+    DockerCompose,
+    /// A Compose project from a git repository (`gitRepo`, `gitBranch`).
+    #[serde(rename = "git-compose")]
+    GitCompose,
 }
 
 impl WorkloadType {
@@ -24,7 +29,14 @@ impl WorkloadType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::DockerContainer => "docker-container",
+            Self::DockerCompose => "docker-compose",
+            Self::GitCompose => "git-compose",
         }
+    }
+
+    /// Whether the workload is a Compose project (several containers, `services`).
+    pub fn is_compose(self) -> bool {
+        !matches!(self, Self::DockerContainer)
     }
 }
 
@@ -181,6 +193,20 @@ pub struct WorkloadRequest {
     pub pid_mode: Option<String>,
     /// `private`, `shareable`, `none` or `host` (`host` needs `allowHostIpc`).
     pub ipc_mode: Option<String>,
+    /// `docker-compose`: the Compose file, base64 (as the original CLI's `--compose`).
+    pub compose: Option<String>,
+    /// `docker-compose`: a directory on the node holding the project (needs the cluster
+    /// policy's `allowedHostPaths` with `rw`).
+    pub local_path: Option<String>,
+    /// `git-compose`: the repository URL (`https://`, `http://`, `file://`).
+    pub git_repo: Option<String>,
+    /// `git-compose`: the branch followed (`main` when absent).
+    pub git_branch: Option<String>,
+    /// `git-compose`: a token for a private repository; never shown by any answer.
+    pub git_token: Option<String>,
+    /// `git-compose` (or `docker-compose` with `localPath`): the Compose file's path in
+    /// the project, when not `compose.yaml` / `docker-compose.yml` at its root.
+    pub compose_file: Option<String>,
     /// Every other key: ignored (the original CLI sends some), except security-relevant
     /// ones the API does not support, which validation refuses by name.
     #[serde(flatten)]
@@ -261,6 +287,25 @@ pub struct WorkloadSpec {
     /// IPC namespace mode. Absent when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<String>,
+    /// The Compose file as sent, base64 (`docker-compose`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<String>,
+    /// The project's directory on the node (`docker-compose`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_path: Option<String>,
+    /// Repository URL (`git-compose`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_repo: Option<String>,
+    /// Branch followed (`git-compose`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_branch: Option<String>,
+    /// Token of a private repository (answers show `"***"`). Absent when none.
+    #[serde(default, skip_serializing_if = "SecretString::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub git_token: SecretString,
+    /// Path of the Compose file in the project. Absent for the default names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_file: Option<String>,
 }
 
 /// A stored workload record: the spec plus what the server owns.
@@ -309,6 +354,13 @@ pub struct Workload {
     /// run's own answer), does not overwrite it. Absent before the first state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<Observed>,
+    /// A Compose project's services as its node last saw them. Absent for single
+    /// containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<crate::project::ServiceState>,
+    /// The commit a `git-compose` project runs (full sha). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// When a workload's container state was observed by its agent (the agent's clock).
@@ -336,6 +388,7 @@ pub struct RetiringCopy {
 impl Redact for Workload {
     fn redact(&mut self) {
         self.spec.secret_env.redact();
+        self.spec.git_token.redact();
     }
 }
 
@@ -357,6 +410,8 @@ impl Workload {
             container_id: None,
             retiring: Vec::new(),
             observed: None,
+            services: Vec::new(),
+            revision: None,
         }
     }
 }

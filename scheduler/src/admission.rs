@@ -52,6 +52,11 @@ pub fn admit(spec: &WorkloadSpec, policy: &ClusterPolicy) -> Result<(), Denied> 
     for (i, v) in spec.volumes.iter().enumerate() {
         check_volume(&format!("volumes[{i}]"), v, policy)?;
     }
+    if let Some(dir) = &spec.local_path {
+        // The project's services may bind any part of its directory read-write and
+        // its builds read all of it: it is a read-write host path.
+        check_volume("localPath", &format!("{dir}:/project:rw"), policy)?;
+    }
     if let Some(n) = spec.network.as_deref().map(str::trim) {
         if n == "host" && !policy.allow_host_network {
             return Err(deny("network", "allowHostNetwork", "network \"host\""));
@@ -148,6 +153,38 @@ fn check_volume(field: &str, volume: &str, policy: &ClusterPolicy) -> Result<(),
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_compose_local_path_is_a_read_write_host_path() {
+        use persys_proto::{HostPathRule, WorkloadRequest};
+        let spec = serde_json::from_str::<WorkloadRequest>(
+            r#"{"type":"docker-compose","localPath":"/srv/shop"}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        let e = super::admit(&spec, &ClusterPolicy::default()).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.rule),
+            ("localPath", "allowedHostPaths")
+        );
+        let ro = ClusterPolicy {
+            allowed_host_paths: vec![HostPathRule {
+                prefix: "/srv".into(),
+                mode: MountMode::ReadOnly,
+            }],
+            ..Default::default()
+        };
+        assert!(super::admit(&spec, &ro).is_err());
+        let rw = ClusterPolicy {
+            allowed_host_paths: vec![HostPathRule {
+                prefix: "/srv".into(),
+                mode: MountMode::ReadWrite,
+            }],
+            ..Default::default()
+        };
+        assert!(super::admit(&spec, &rw).is_ok());
+    }
+
     use super::*;
     use persys_proto::{HostPathRule, WorkloadRequest};
 

@@ -16,6 +16,7 @@ mod model;
 #[cfg(test)]
 mod tests;
 
+pub use convert::{go_duration, inside_project};
 pub use error::ComposeError;
 pub use interpolate::interpolate;
 pub use model::{

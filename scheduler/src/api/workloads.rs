@@ -29,6 +29,17 @@ async fn submit(
     labels_select: bool,
 ) -> Result<Workload, AppError> {
     let mut spec = req.validate().map_err(|e| AppError::invalid(&e))?;
+    if spec.kind.is_compose() {
+        // Until nodes run Compose projects end to end, storing one would acknowledge
+        // a workload that never starts.
+        return Err(AppError::invalid_field(
+            "type",
+            format!(
+                "workload type {:?} is not supported yet; use \"docker-container\"",
+                spec.kind.as_str()
+            ),
+        ));
+    }
     if labels_select && spec.node_selector.is_empty() {
         // The original scheduler matched workload labels against node labels.
         spec.node_selector = spec.labels.clone();

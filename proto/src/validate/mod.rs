@@ -1,4 +1,6 @@
 //! Validation of client requests into specs. Every error names the field.
+//!
+//! - [`compose`]: the fields of `docker-compose` and `git-compose` workloads
 
 use crate::policy::{capability_name, is_capability_name, normalize_host_path};
 use crate::secret::{SecretEnv, REDACTED};
@@ -7,6 +9,8 @@ use crate::workload::{
     WorkloadType,
 };
 use std::fmt;
+
+mod compose;
 
 /// A request field that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,19 +137,19 @@ impl WorkloadRequest {
         check_other_keys(self.other.keys())?;
         let kind = match self.kind.as_deref() {
             None | Some("") | Some("docker-container") => WorkloadType::DockerContainer,
-            Some(t @ ("docker-compose" | "git-compose")) => {
-                return Err(err(
-                    "type",
-                    format!("workload type {t:?} is not supported yet; use \"docker-container\""),
-                ))
-            }
+            Some("docker-compose") => WorkloadType::DockerCompose,
+            Some("git-compose") => WorkloadType::GitCompose,
             Some(t) => {
                 return Err(err(
                     "type",
-                    format!("unknown workload type {t:?}; expected \"docker-container\""),
+                    format!("unknown workload type {t:?}; expected \"docker-container\", \"docker-compose\" or \"git-compose\""),
                 ))
             }
         };
+        if kind.is_compose() {
+            return compose::validate(self, kind);
+        }
+        compose::refuse_project_fields(&self)?;
         let image = self.image.trim().to_string();
         if image.is_empty() {
             return Err(err("image", "is required"));
@@ -284,6 +288,7 @@ impl WorkloadRequest {
             devices: self.devices,
             pid_mode,
             ipc_mode,
+            ..WorkloadSpec::default()
         })
     }
 }
@@ -468,14 +473,6 @@ mod tests {
         let e = req(r#"{"image":"a","type":"vm"}"#).validate().unwrap_err();
         assert_eq!(e.field, "type");
         assert!(e.message.contains("vm"));
-    }
-
-    #[test]
-    fn compose_types_are_refused_as_not_yet_supported() {
-        let e = req(r#"{"image":"a","type":"docker-compose"}"#)
-            .validate()
-            .unwrap_err();
-        assert!(e.message.contains("not supported yet"));
     }
 
     #[test]
