@@ -144,6 +144,7 @@ pub fn container_state(
         reason,
         restart_count: o.restart_count,
         observed_at: now,
+        project: None,
     }
 }
 
@@ -164,6 +165,7 @@ pub fn without_container(
         reason,
         restart_count: 0,
         observed_at: now,
+        project: None,
     }
 }
 

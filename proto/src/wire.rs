@@ -1,7 +1,7 @@
 //! Request and response bodies exchanged over HTTP.
 
 use crate::node::Node;
-use crate::secret::{Redact, SecretEnv};
+use crate::secret::{Redact, SecretEnv, SecretString};
 use crate::status::WorkloadStatus;
 use crate::workload::{Command, Resources, RestartPolicy, Workload};
 use chrono::{DateTime, Utc};
@@ -188,6 +188,21 @@ pub struct ContainerState {
     pub restart_count: u32,
     /// When the agent observed this state.
     pub observed_at: DateTime<Utc>,
+    /// A Compose project's services and revision (then `status` is their fold, see
+    /// [`crate::fold_status`], and `container_id` is absent). Absent for one container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<ProjectState>,
+}
+
+/// What a node observed of a Compose project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectState {
+    /// One entry per service.
+    pub services: Vec<crate::ServiceState>,
+    /// The commit it runs (`git-compose`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// `POST /nodes/{id}/status`: state changes pushed by an agent. With `full`, the list
@@ -260,6 +275,49 @@ pub struct RunRequest {
     /// IPC namespace mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<String>,
+    /// A Compose project to run instead of one container (`docker-compose`,
+    /// `git-compose`); `env` are then the project's variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<ProjectSource>,
+}
+
+/// Where a Compose project comes from (the workload's own fields, token included:
+/// the dispatch is the one place besides etcd it goes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectSource {
+    /// The Compose file, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<String>,
+    /// The project's directory on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_path: Option<String>,
+    /// The Compose file's path in the project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_file: Option<String>,
+    /// Repository URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_repo: Option<String>,
+    /// Branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_branch: Option<String>,
+    /// Token of a private repository (`Debug` shows `***`).
+    #[serde(default, skip_serializing_if = "SecretString::is_empty")]
+    pub git_token: SecretString,
+}
+
+impl ProjectSource {
+    /// The source of a Compose workload; `None` for a single container.
+    pub fn of(spec: &crate::WorkloadSpec) -> Option<Self> {
+        spec.kind.is_compose().then(|| Self {
+            compose: spec.compose.clone(),
+            local_path: spec.local_path.clone(),
+            compose_file: spec.compose_file.clone(),
+            git_repo: spec.git_repo.clone(),
+            git_branch: spec.git_branch.clone(),
+            git_token: spec.git_token.clone(),
+        })
+    }
 }
 
 impl RunRequest {
@@ -285,6 +343,7 @@ impl RunRequest {
             devices: w.spec.devices.clone(),
             pid_mode: w.spec.pid_mode.clone(),
             ipc_mode: w.spec.ipc_mode.clone(),
+            project: ProjectSource::of(&w.spec),
         }
     }
 }

@@ -34,6 +34,7 @@ fn state(id: &str, generation: u64, status: WorkloadStatus) -> ContainerState {
         reason: None,
         restart_count: 0,
         observed_at: Utc::now(),
+        project: None,
     }
 }
 

@@ -70,6 +70,12 @@ pub fn apply_container_state(
     if state.container_id.is_some() {
         next.container_id = state.container_id.clone();
     }
+    if let Some(project) = &state.project {
+        next.services = project.services.clone();
+        if project.revision.is_some() {
+            next.revision = project.revision.clone();
+        }
+    }
     if same_observed(&next, w) {
         return None;
     }
@@ -153,6 +159,8 @@ fn same_observed(a: &Workload, b: &Workload) -> bool {
         && a.status_reason == b.status_reason
         && a.restart_count == b.restart_count
         && a.container_id == b.container_id
+        && a.services == b.services
+        && a.revision == b.revision
 }
 
 #[cfg(test)]
@@ -184,7 +192,41 @@ mod tests {
             reason: None,
             restart_count: 0,
             observed_at: Utc::now(),
+            project: None,
         }
+    }
+
+    #[test]
+    fn a_project_state_brings_its_services_and_revision() {
+        let w = placed(WorkloadStatus::Scheduled, 1);
+        let svc = persys_proto::ServiceState {
+            name: "web".into(),
+            status: WorkloadStatus::Running,
+            container_ids: vec!["c1".into(), "c2".into()],
+            exit_code: None,
+            health: Some(persys_proto::Health::Healthy),
+            reason: None,
+        };
+        let mut s = state(WorkloadStatus::Running, 1);
+        s.container_id = None;
+        s.project = Some(persys_proto::ProjectState {
+            services: vec![svc.clone()],
+            revision: Some("abc123".into()),
+        });
+        let next = apply_container_state(&w, &s, Utc::now()).expect("applied");
+        assert_eq!(next.services, [svc.clone()]);
+        assert_eq!(next.revision.as_deref(), Some("abc123"));
+        // The same services again, observed later, change nothing.
+        let mut again = s.clone();
+        again.observed_at = Utc::now();
+        assert!(apply_container_state(&next, &again, Utc::now()).is_none());
+        // A service going down is a change.
+        let mut down = again.clone();
+        if let Some(p) = down.project.as_mut() {
+            p.services[0].status = WorkloadStatus::Exited;
+        }
+        down.status = WorkloadStatus::Exited;
+        assert!(apply_container_state(&next, &down, Utc::now()).is_some());
     }
 
     #[test]
