@@ -141,7 +141,8 @@ pub(super) fn validate(
                 if resources.cpu == 0 && resources.memory == 0 {
                     resources = project.limits();
                 }
-                spec.compose = Some(encoded.to_string());
+                // Stored as base64 whichever form came, so nodes read one form.
+                spec.compose = Some(base64::engine::general_purpose::STANDARD.encode(&yaml));
             } else if spec.local_path.is_none() {
                 return Err(err(
                     "compose",
@@ -194,21 +195,31 @@ pub(super) fn validate(
     Ok(spec)
 }
 
+/// The Compose file of `compose`: base64 as the original CLI sends it, or the YAML
+/// itself (its `--compose` takes either).
 fn decode(encoded: &str) -> Result<String, ValidationError> {
     let compact: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(compact.as_bytes())
-        .map_err(|e| err("compose", format!("is not base64: {e}")))?;
-    if bytes.len() > MAX_COMPOSE_BYTES {
+    let text = match base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map_err(|_| err("compose", "is not UTF-8 text once decoded"))?,
+        Err(_) if encoded.contains(':') => encoded.to_string(),
+        Err(e) => {
+            return Err(err(
+                "compose",
+                format!("is neither base64 ({e}) nor a Compose file"),
+            ))
+        }
+    };
+    if text.len() > MAX_COMPOSE_BYTES {
         return Err(err(
             "compose",
             format!(
                 "is {} bytes decoded; at most {MAX_COMPOSE_BYTES}",
-                bytes.len()
+                text.len()
             ),
         ));
     }
-    String::from_utf8(bytes).map_err(|_| err("compose", "is not UTF-8 text once decoded"))
+    Ok(text)
 }
 
 /// `https://`, `http://` or `file://`, without credentials in it: a URL from an API
@@ -328,7 +339,13 @@ mod tests {
         let e = req(r#"{"type":"docker-compose","compose":"%%%"}"#)
             .validate()
             .unwrap_err();
-        assert!(e.message.contains("not base64"), "{e}");
+        assert!(e.message.contains("neither base64"), "{e}");
+        let raw =
+            r#"{"type":"docker-compose","compose":"services:\n  web: {image: busybox:local}\n"}"#;
+        assert!(
+            req(raw).validate().is_ok(),
+            "raw YAML is taken as the CLI's --compose allows"
+        );
         let e = req(r#"{"type":"docker-compose"}"#).validate().unwrap_err();
         assert_eq!(e.field, "compose");
         let e = req(r#"{"type":"docker-compose","localPath":"/srv/app","ports":["80:80"]}"#)
