@@ -361,7 +361,7 @@ pub fn container_name(workload_id: &str, generation: u64) -> String {
 pub type RunResponse = ContainerState;
 
 /// Query of `GET .../logs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct LogsQuery {
     /// Last N lines only.
@@ -370,6 +370,10 @@ pub struct LogsQuery {
     pub follow: bool,
     /// Prefix each line with its RFC 3339 timestamp.
     pub timestamps: bool,
+    /// A Compose project's service (all of them, each line prefixed with its service
+    /// and replica, when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// Agent health (`GET /api/v1/health`).

@@ -220,6 +220,9 @@ impl AgentClient {
         if query.timestamps {
             params.push(("timestamps", "true".into()));
         }
+        if let Some(service) = &query.service {
+            params.push(("service", service.clone()));
+        }
         // No overall timeout: a followed log stream lasts as long as the client wants.
         let resp = self.http(node)?.get(url).query(&params).send().await;
         let resp = resp.map_err(|e| unreachable(node, &e))?;

@@ -45,7 +45,9 @@ pub(super) fn project(
     })
 }
 
-fn is_name(s: &str) -> bool {
+/// A service or volume name: 1-63 letters, digits, `.`, `_` or `-`, starting with a
+/// letter or digit (it names containers and DNS aliases).
+pub fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()

@@ -16,7 +16,7 @@ mod model;
 #[cfg(test)]
 mod tests;
 
-pub use convert::{go_duration, inside_project};
+pub use convert::{go_duration, inside_project, is_name as is_service_name};
 pub use error::ComposeError;
 pub use interpolate::interpolate;
 pub use model::{

@@ -184,6 +184,16 @@ pub(super) fn validate(
                     "must not contain spaces or control characters",
                 ));
             }
+            // A push to this repository and branch redeploys it (the gateway's webhook
+            // follows these labels), unless the user labelled it otherwise.
+            if let Some(full_name) = repo_full_name(repo) {
+                spec.labels
+                    .entry(crate::labels::REPO.to_string())
+                    .or_insert(full_name);
+                spec.labels
+                    .entry(crate::labels::BRANCH.to_string())
+                    .or_insert_with(|| branch.clone());
+            }
             spec.git_repo = Some(repo.to_string());
             spec.git_branch = Some(branch);
             spec.git_token = SecretString::new(token);
@@ -255,6 +265,19 @@ fn check_repo_url(repo: &str) -> Result<(), ValidationError> {
         ));
     }
     Ok(())
+}
+
+/// `owner/name` of a repository URL (its last two path segments, without `.git`), as
+/// GitHub's push events name it.
+pub fn repo_full_name(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let path = rest.split_once('/').map(|(_, p)| p).unwrap_or_default();
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let mut segments = path.rsplit('/').filter(|s| !s.is_empty());
+    let name = segments.next()?;
+    let owner = segments.next()?;
+    Some(format!("{owner}/{name}"))
 }
 
 /// A git branch name as `git check-ref-format --branch` would take it (the rules
@@ -362,6 +385,13 @@ mod tests {
         assert_eq!(spec.name, "shop");
         assert_eq!(spec.git_branch.as_deref(), Some("main"));
         assert_eq!(spec.git_token.expose(), "ghp_s3cret");
+        assert_eq!(spec.labels[crate::labels::REPO], "acme/shop");
+        assert_eq!(spec.labels[crate::labels::BRANCH], "main");
+        assert_eq!(
+            repo_full_name("file:///tmp/r/acme/shop/").as_deref(),
+            Some("acme/shop")
+        );
+        assert_eq!(repo_full_name("https://example.com/shop"), None);
         assert!(!format!("{spec:?}").contains("ghp_s3cret"));
         let mut w = crate::Workload::new("id".into(), spec, chrono::Utc::now());
         crate::Redact::redact(&mut w);

@@ -22,7 +22,7 @@ fn flag(q: &HashMap<String, String>, name: &str) -> Result<bool, AppError> {
     }
 }
 
-/// Parse `?tail=N&follow=true&timestamps=true`.
+/// Parse `?tail=N&follow=true&timestamps=true&service=NAME`.
 pub fn parse_query(q: &HashMap<String, String>) -> Result<LogsQuery, AppError> {
     let tail = match q.get("tail").map(String::as_str) {
         None | Some("" | "all") => None,
@@ -30,10 +30,21 @@ pub fn parse_query(q: &HashMap<String, String>) -> Result<LogsQuery, AppError> {
             AppError::invalid_field("tail", format!("{t:?} is not a number of lines"))
         })?),
     };
+    let service = match q.get("service").map(|s| s.trim()) {
+        None | Some("") => None,
+        Some(s) if persys_proto::compose::is_service_name(s) => Some(s.to_string()),
+        Some(s) => {
+            return Err(AppError::invalid_field(
+                "service",
+                format!("{s:?} is not a service name"),
+            ))
+        }
+    };
     Ok(LogsQuery {
         tail,
         follow: flag(q, "follow")?,
         timestamps: flag(q, "timestamps")?,
+        service,
     })
 }
 
