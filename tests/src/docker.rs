@@ -49,7 +49,8 @@ pub fn inspect(id: &str) -> Option<Value> {
     v.get(0).cloned()
 }
 
-/// Remove every container an agent with this node id created.
+/// Remove every container an agent with this node id created, and the networks,
+/// volumes and built images of its Compose projects (all labelled with the node).
 pub fn remove_node_containers(node_id: &str) {
     let ids = containers_with_label("persys.nodeId", node_id);
     if !ids.is_empty() {
@@ -57,6 +58,44 @@ pub fn remove_node_containers(node_id: &str) {
         args.extend(ids.iter().map(String::as_str));
         let _ = docker(&args);
     }
+    let filter = format!("label=persys.nodeId={node_id}");
+    for (list, remove) in [
+        (["network", "ls", "-q"], ["network", "rm"]),
+        (["volume", "ls", "-q"], ["volume", "rm"]),
+        (["image", "ls", "-q"], ["image", "rm"]),
+    ] {
+        let mut args = list.to_vec();
+        args.extend(["--filter", &filter]);
+        let listed = docker(&args).unwrap_or_default();
+        let ids: Vec<&str> = listed.lines().filter(|l| !l.is_empty()).collect();
+        if !ids.is_empty() {
+            let mut args = remove.to_vec();
+            if remove[0] == "image" {
+                args.push("-f");
+            }
+            args.extend(ids);
+            let _ = docker(&args);
+        }
+    }
+}
+
+/// Names of the networks, volumes or images (`kind`) labelled `key=value`.
+pub fn labelled(kind: &str, key: &str, value: &str) -> Vec<String> {
+    let format = if kind == "image" {
+        "{{.Repository}}:{{.Tag}}"
+    } else {
+        "{{.Name}}"
+    };
+    docker(&[
+        kind,
+        "ls",
+        "--filter",
+        &format!("label={key}={value}"),
+        "--format",
+        format,
+    ])
+    .map(|s| s.lines().map(str::to_string).collect())
+    .unwrap_or_default()
 }
 
 /// Remove one container by id.
