@@ -63,7 +63,11 @@ impl DockerRuntime {
         &self.docker
     }
 
-    /// Every container (running or not) carrying all of `label_filters` (`k=v`).
+    /// Every single-workload container (running or not) carrying all of
+    /// `label_filters` (`k=v`). The containers of Compose projects (label
+    /// `persys.service`) are not listed: `crate::compose` owns them, and to the
+    /// one-container rules (one copy per generation) a project's several containers
+    /// would look like duplicates.
     async fn list_labelled(&self, label_filters: Vec<String>) -> Result<Vec<Listed>, RuntimeError> {
         let filters = HashMap::from([("label".to_string(), label_filters)]);
         let options = ListContainersOptions {
@@ -78,6 +82,11 @@ impl DockerRuntime {
             .map_err(|e| map_err(e, "containers"))?;
         Ok(summaries
             .into_iter()
+            .filter(|s| {
+                s.labels
+                    .as_ref()
+                    .is_none_or(|l| !l.contains_key(labels::SERVICE))
+            })
             .map(|s| Listed {
                 id: s.id.unwrap_or_default(),
                 name: s

@@ -10,6 +10,11 @@ use persys_proto::{ContainerState, WorkloadStatus};
 impl<R: ContainerRuntime> Supervisor<R> {
     /// The state to report for an engine event, if any.
     pub async fn state_for_event(&self, ev: &RuntimeEvent) -> Option<ContainerState> {
+        // A Compose project's container: its project reports for all its services
+        // (`crate::compose`), not this one container for the whole workload.
+        if ev.labels.contains_key(persys_proto::labels::SERVICE) {
+            return None;
+        }
         let (workload, generation) =
             workload_of(&ev.labels, ev.labels.get("name").map_or("", String::as_str));
         let intent = self.ledger.intent(&ev.container_id);
