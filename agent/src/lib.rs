@@ -120,7 +120,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
     match config.runtime {
         RuntimeKind::Docker => {
             let runtime = DockerRuntime::connect(config.docker_host.as_deref()).await?;
-            run_with(config, Arc::new(runtime), NodeHooks::default(), shutdown).await
+            let hooks = NodeHooks {
+                compose: Some(runtime.clone()),
+                ..NodeHooks::default()
+            };
+            run_with(config, Arc::new(runtime), hooks, shutdown).await
         }
         RuntimeKind::Fake => {
             let runtime = FakeRuntime::with_options(config.fake.options(0));
@@ -140,6 +144,8 @@ pub struct NodeHooks {
     pub facts: Option<host::HostFacts>,
     /// Told the node id once the node has registered and serves its API.
     pub ready: Option<mpsc::UnboundedSender<String>>,
+    /// The engine Compose projects run on (none: the node refuses them).
+    pub compose: Option<DockerRuntime>,
 }
 
 /// Run one agent over `runtime` until `shutdown` is cancelled: bind the API, register,
@@ -211,8 +217,23 @@ pub async fn run_with<R: ContainerRuntime>(
     let ledger = Ledger::open(
         (config.runtime == RuntimeKind::Docker).then(|| config.file("stopped-containers.json")),
     );
-    let supervisor = Arc::new(Supervisor::new(runtime, node_id.clone(), ledger, reports));
+    let mut supervisor = Supervisor::new(runtime, node_id.clone(), ledger, reports.clone());
+    if let Some(engine) = hooks.compose {
+        let engine = compose::engine::ComposeEngine::new(engine, node_id.clone());
+        supervisor = supervisor.with_projects(Arc::new(compose::Projects::new(
+            engine,
+            node_id.clone(),
+            &config.data_dir,
+            reports,
+        )));
+    }
+    let supervisor = Arc::new(supervisor);
     adopt::adopt(&supervisor).await?;
+    if let Some(projects) = supervisor.projects() {
+        // Starts cut short by a restart go on; their tasks are the projects' own and
+        // are not awaited at shutdown (a build may outlast it; the next start resumes).
+        projects.resume().await;
+    }
 
     let background = CancellationToken::new();
     let tasks = TaskTracker::new();

@@ -75,6 +75,8 @@ pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), Agent
                 ..facts.clone()
             }),
             ready: Some(ready_tx.clone()),
+            // Simulated nodes have no engine to run Compose projects on.
+            compose: None,
         };
         let span = tracing::info_span!("node", id = %node_id);
         let stop = shutdown.clone();

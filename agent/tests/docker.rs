@@ -189,7 +189,7 @@ async fn agents_with_different_node_ids_never_see_or_touch_each_others_container
         EngineStatus::Running
     );
     assert!(matches!(
-        sup_a.logs(&wb, LogOptions::default()).await,
+        sup_a.logs(&wb, None, LogOptions::default()).await,
         Err(SupervisorError::NotFound(_))
     ));
 }
@@ -226,7 +226,7 @@ async fn logs_tail_and_follow_stream_new_lines() {
         follow: true,
         timestamps: false,
     };
-    let mut stream = sup.logs(&workload, follow).await.expect("logs");
+    let mut stream = sup.logs(&workload, None, follow).await.expect("logs");
     let mut text = String::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !text.contains("second") {
@@ -248,7 +248,7 @@ async fn logs_tail_and_follow_stream_new_lines() {
         timestamps: true,
     };
     let last: Vec<_> = sup
-        .logs(&workload, tail)
+        .logs(&workload, None, tail)
         .await
         .expect("logs")
         .collect()

@@ -214,7 +214,7 @@ mod tests {
             revision: Some("abc123".into()),
         });
         let next = apply_container_state(&w, &s, Utc::now()).expect("applied");
-        assert_eq!(next.services, [svc.clone()]);
+        assert_eq!(next.services, std::slice::from_ref(&svc));
         assert_eq!(next.revision.as_deref(), Some("abc123"));
         // The same services again, observed later, change nothing.
         let mut again = s.clone();

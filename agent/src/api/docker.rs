@@ -126,7 +126,10 @@ pub async fn logs<R: ContainerRuntime>(
         follow: q.follow,
         timestamps: q.timestamps,
     };
-    let stream = state.supervisor.logs(&id, options).await?;
+    let stream = state
+        .supervisor
+        .logs(&id, q.service.as_deref(), options)
+        .await?;
     let id_for_log = id.clone();
     let body = Body::from_stream(stream.map(move |chunk| {
         chunk.map_err(|e| {

@@ -103,7 +103,7 @@ impl DockerRuntime {
 }
 
 /// Map a bollard error; `subject` names the container or image for `NotFound`.
-fn map_err(e: BollardError, subject: &str) -> RuntimeError {
+pub(crate) fn map_err(e: BollardError, subject: &str) -> RuntimeError {
     match e {
         BollardError::DockerResponseServerError {
             status_code: 404, ..
@@ -119,7 +119,7 @@ fn map_err(e: BollardError, subject: &str) -> RuntimeError {
     }
 }
 
-fn restart_policy(p: RestartPolicy) -> DockerRestartPolicy {
+pub(crate) fn restart_policy(p: RestartPolicy) -> DockerRestartPolicy {
     let name = match p {
         RestartPolicy::No => RestartPolicyNameEnum::NO,
         RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
@@ -214,7 +214,7 @@ fn run_time(started: Option<&str>, finished: Option<&str>) -> Option<Duration> {
     (parse(finished)? - parse(started)?).to_std().ok()
 }
 
-fn observed(r: ContainerInspectResponse) -> Observed {
+pub(crate) fn observed(r: ContainerInspectResponse) -> Observed {
     let state = r.state.unwrap_or_default();
     let status = engine_status(state.status);
     let last_run = (status != EngineStatus::Running)

@@ -35,6 +35,18 @@ pub enum SupervisorError {
     Runtime(#[from] RuntimeError),
 }
 
+impl From<crate::compose::ProjectError> for SupervisorError {
+    fn from(e: crate::compose::ProjectError) -> Self {
+        use crate::compose::ProjectError as P;
+        match e {
+            P::Invalid(m) => Self::Invalid(m),
+            P::Conflict(m) => Self::Conflict(m),
+            P::NotFound(m) => Self::NotFound(m),
+            P::Engine(m) => Self::Runtime(RuntimeError::Engine(m)),
+        }
+    }
+}
+
 /// Resources held by this node's running containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
@@ -62,6 +74,8 @@ pub struct Supervisor<R> {
     /// Container id → exit code of its last run (from `die` events), so a container the
     /// engine restarted still reports why it had to.
     last_exits: Mutex<HashMap<String, i64>>,
+    /// This node's Compose projects (none on an engine that cannot run them).
+    projects: Option<Arc<crate::compose::Projects>>,
 }
 
 impl<R> std::fmt::Debug for Supervisor<R> {
@@ -83,6 +97,26 @@ impl<R: ContainerRuntime> Supervisor<R> {
             locks: Mutex::new(HashMap::new()),
             limits: Mutex::new(HashMap::new()),
             last_exits: Mutex::new(HashMap::new()),
+            projects: None,
+        }
+    }
+
+    /// The same, running Compose projects through `projects` too.
+    pub fn with_projects(mut self, projects: Arc<crate::compose::Projects>) -> Self {
+        self.projects = Some(projects);
+        self
+    }
+
+    /// This node's Compose projects, if its engine runs them.
+    pub fn projects(&self) -> Option<&Arc<crate::compose::Projects>> {
+        self.projects.as_ref()
+    }
+
+    /// The projects, when `key` (a workload id or `<id>-g<generation>`) names one.
+    async fn project_named(&self, key: &str) -> Option<&Arc<crate::compose::Projects>> {
+        match &self.projects {
+            Some(p) if p.owns(key).await => Some(p),
+            _ => None,
         }
     }
 
@@ -220,6 +254,10 @@ impl<R: ContainerRuntime> Supervisor<R> {
         name_or_id: &str,
         timeout: Duration,
     ) -> Result<ContainerState, SupervisorError> {
+        if let Some(projects) = self.project_named(name_or_id).await {
+            let _guard = self.lock_workload(name_or_id).await;
+            return Ok(projects.stop(name_or_id, timeout).await?);
+        }
         let Some(o) = self.find(name_or_id).await?.into_iter().next() else {
             return Ok(without_container(
                 name_or_id,
@@ -266,6 +304,9 @@ impl<R: ContainerRuntime> Supervisor<R> {
     /// name or id (e.g. `<workload id>-g<generation>`: one old copy). The answer is
     /// `Stopped` without a container id; unknown → `Missing` (idempotent).
     pub async fn remove(&self, name_or_id: &str) -> Result<ContainerState, SupervisorError> {
+        if let Some(projects) = self.project_named(name_or_id).await {
+            return Ok(projects.remove(name_or_id).await?);
+        }
         let found = self.find(name_or_id).await?;
         let Some(newest) = found.first() else {
             return Ok(without_container(
@@ -312,6 +353,9 @@ impl<R: ContainerRuntime> Supervisor<R> {
                 Err(e) => return Err(e.into()),
             }
         }
+        if let Some(projects) = &self.projects {
+            states.extend(projects.states().await?);
+        }
         Ok(states)
     }
 
@@ -320,8 +364,17 @@ impl<R: ContainerRuntime> Supervisor<R> {
     pub async fn logs(
         &self,
         name_or_id: &str,
+        service: Option<&str>,
         options: LogOptions,
     ) -> Result<LogStream, SupervisorError> {
+        if let Some(projects) = self.project_named(name_or_id).await {
+            return Ok(projects.logs(name_or_id, service, options).await?);
+        }
+        if let Some(s) = service {
+            return Err(SupervisorError::Invalid(format!(
+                "service {s:?}: {name_or_id} is not a Compose project on this node"
+            )));
+        }
         let o = self
             .find(name_or_id)
             .await?

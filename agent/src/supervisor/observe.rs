@@ -13,7 +13,10 @@ impl<R: ContainerRuntime> Supervisor<R> {
         // A Compose project's container: its project reports for all its services
         // (`crate::compose`), not this one container for the whole workload.
         if ev.labels.contains_key(persys_proto::labels::SERVICE) {
-            return None;
+            return match &self.projects {
+                Some(p) => p.state_for_event(&ev.labels).await,
+                None => None,
+            };
         }
         let (workload, generation) =
             workload_of(&ev.labels, ev.labels.get("name").map_or("", String::as_str));

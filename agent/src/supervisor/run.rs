@@ -22,6 +22,21 @@ impl<R: ContainerRuntime> Supervisor<R> {
     /// image that cannot be pulled is the state `ImagePullBackOff`, not an error.
     pub async fn run(&self, req: &RunRequest) -> Result<ContainerState, SupervisorError> {
         let name = container_name(&req.workload_id, req.generation);
+        if req.project.is_some() {
+            if !is_container_name(&name) {
+                return Err(SupervisorError::Invalid(format!(
+                    "workloadId {:?} is not a valid container name",
+                    req.workload_id
+                )));
+            }
+            let Some(projects) = &self.projects else {
+                return Err(SupervisorError::Invalid(
+                    "this node's container engine does not run Compose projects".into(),
+                ));
+            };
+            let _guard = self.lock_workload(&req.workload_id).await;
+            return Ok(projects.run(req).await?);
+        }
         if !is_container_name(&req.workload_id) || !is_container_name(&name) {
             return Err(SupervisorError::Invalid(format!(
                 "workloadId {:?} is not a valid container name",
