@@ -2,7 +2,8 @@
 # Installs what a fresh Debian machine lacks to build and test persys:
 # protoc (etcd-client's build), etcd (the store), busybox-static (the test image),
 # iproute2 and iptables (fault tests across network namespaces), curl (an HTTP/2 client
-# of tests/tests/hardening.rs), schemathesis, cargo-machete (unused dependencies).
+# of tests/tests/hardening.rs), OpenSSL headers and git (git-compose), schemathesis,
+# cargo-machete (unused dependencies).
 # Skips everything already present.
 set -euo pipefail
 need=()
@@ -12,6 +13,10 @@ command -v etcdctl >/dev/null || need+=(etcd-client)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need+=(busybox-static)
 command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
+# git-compose: libgit2 (vendored, built by git2) talks HTTPS through the system OpenSSL;
+# tests make their repositories with the git CLI.
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
+command -v git >/dev/null || need+=(git)
 # Fault tests: netem through tc, or an NFQUEUE emulation where the kernel lacks netem.
 command -v iptables >/dev/null || need+=(iptables)
 command -v tc >/dev/null || need+=(iproute2)

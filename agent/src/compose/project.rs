@@ -271,6 +271,19 @@ impl Projects {
         }
     }
 
+    /// Revisions that generations of the workload on this node run.
+    async fn kept_revisions(&self, workload_id: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(generations) = self.engine.generations(workload_id).await {
+            for g in generations {
+                if let Ok(r) = tokio::fs::read_to_string(self.revision_file(workload_id, g)).await {
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+
     async fn down_generations(&self, workload: &str, generations: &[u64]) {
         for g in generations {
             tracing::info!(
@@ -305,8 +318,23 @@ impl Projects {
         }
         let (dir, revision) = match (&local, &source.git_repo) {
             (Some(dir), _) => (dir.clone(), None),
-            // Cloning lands with git-compose; the scheduler refuses the type until then.
-            (None, Some(_)) => return Err("git-compose is not supported by this node yet".into()),
+            (None, Some(repo)) => {
+                let branch = source
+                    .git_branch
+                    .as_deref()
+                    .unwrap_or(persys_proto::validate::DEFAULT_BRANCH);
+                let token = (!source.git_token.is_empty()).then_some(&source.git_token);
+                let root = self.workload_dir(&req.workload_id).join("git");
+                let checkout = super::git::checkout(repo, branch, token, &root)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // The revision before (a redeploy's previous one) may still run.
+                let keep = self.kept_revisions(&req.workload_id).await;
+                let mut keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                keep.push(&checkout.revision);
+                super::git::prune(&root, &keep);
+                (checkout.dir, Some(checkout.revision))
+            }
             (None, None) => return Err("the project has no source".into()),
         };
         let file = source::compose_file(&dir, source.compose_file.as_deref())?;

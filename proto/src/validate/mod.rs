@@ -12,6 +12,8 @@ use std::fmt;
 
 mod compose;
 
+pub use compose::DEFAULT_BRANCH;
+
 /// A request field that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ValidationError {

@@ -17,7 +17,7 @@ use chrono::Utc;
 use persys_proto::limits::MAX_WORKLOAD_BYTES;
 use persys_proto::{
     keys, ClusterPolicy, DesiredState, Public, ScheduleResponse, Workload, WorkloadRequest,
-    WorkloadStatus, WorkloadType,
+    WorkloadStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,14 +29,6 @@ async fn submit(
     labels_select: bool,
 ) -> Result<Workload, AppError> {
     let mut spec = req.validate().map_err(|e| AppError::invalid(&e))?;
-    if spec.kind == WorkloadType::GitCompose {
-        // Until nodes clone repositories, storing one would acknowledge a workload
-        // that never starts.
-        return Err(AppError::invalid_field(
-            "type",
-            "workload type \"git-compose\" is not supported yet; use \"docker-compose\" or \"docker-container\"",
-        ));
-    }
     if labels_select && spec.node_selector.is_empty() {
         // The original scheduler matched workload labels against node labels.
         spec.node_selector = spec.labels.clone();

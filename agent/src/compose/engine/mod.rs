@@ -611,6 +611,21 @@ impl ComposeEngine {
     }
 }
 
+/// The worse of two healths (unhealthy over starting over healthy).
+fn worst(a: Option<Health>, b: Option<Health>) -> Option<Health> {
+    let rank = |h: Option<Health>| match h {
+        None => 0,
+        Some(Health::Healthy) => 1,
+        Some(Health::Starting) => 2,
+        Some(Health::Unhealthy) => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,19 +652,3 @@ mod tests {
         assert_eq!(worst(None, Some(Healthy)), Some(Healthy));
     }
 }
-
-/// The worse of two healths (unhealthy over starting over healthy).
-fn worst(a: Option<Health>, b: Option<Health>) -> Option<Health> {
-    let rank = |h: Option<Health>| match h {
-        None => 0,
-        Some(Health::Healthy) => 1,
-        Some(Health::Starting) => 2,
-        Some(Health::Unhealthy) => 3,
-    };
-    if rank(b) > rank(a) {
-        b
-    } else {
-        a
-    }
-}
-

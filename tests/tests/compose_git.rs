@@ -1,0 +1,255 @@
+//! git-compose on real Docker and a real git repository the test makes: the agent
+//! clones the branch, builds what the project builds, waits for `service_healthy`, and
+//! a signed GitHub push through the gateway rolls the project to the new commit. The
+//! token of the repository appears in no answer and no log.
+
+use persys_tests::{docker, AgentOptions, Cluster, ClusterOptions};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "tok-S3CRET-never-shown-42";
+const WEBHOOK_SECRET: &str = "compose-webhook-secret";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+const COMPOSE: &str = r#"
+services:
+  db:
+    image: busybox:local
+    command: ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 3600"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 500ms
+      retries: 40
+  app:
+    build: ./app
+    depends_on:
+      db: {condition: service_healthy}
+    environment:
+      GREETING: ${GREETING}
+    command: ["sh", "-c", "cat /message.txt; echo greeting=$$GREETING; sleep 3600"]
+"#;
+
+/// `<tmp>/acme/shop`: a repository whose last two path segments name it as GitHub would.
+fn make_repo(root: &Path, message: &str) -> std::path::PathBuf {
+    let repo = root.join("acme").join("shop");
+    std::fs::create_dir_all(repo.join("app")).expect("dirs");
+    std::fs::write(repo.join("compose.yaml"), COMPOSE).expect("compose");
+    std::fs::write(repo.join(".env"), "GREETING=hello-from-dotenv\n").expect(".env");
+    std::fs::write(
+        repo.join("app/Dockerfile"),
+        "FROM busybox:local\nCOPY message.txt /message.txt\n",
+    )
+    .expect("Dockerfile");
+    std::fs::write(repo.join("app/message.txt"), message).expect("message");
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "first"]);
+    repo
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn logs(c: &Cluster, id: &str, service: &str, needle: &str) -> String {
+    let api = c.api().expect("api");
+    let url = api.url(&format!("/workloads/{id}/logs?service={service}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = match api.client().get(&url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn generations_running(id: &str) -> Vec<(String, String)> {
+    docker::running_workload_containers(id)
+        .iter()
+        .filter_map(|c| docker::inspect(c))
+        .map(|v| {
+            let l = &v["Config"]["Labels"];
+            (
+                l["persys.service"].as_str().unwrap_or_default().to_string(),
+                l["persys.generation"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_repository_is_built_run_and_rolled_forward_by_a_signed_push() {
+    let mut c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions::default()],
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    c.start_gateway(&[], &["--github-webhook-secret", WEBHOOK_SECRET])
+        .await
+        .expect("gateway starts");
+    let admin = c.gateway_admin().expect("admin");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = make_repo(tmp.path(), "message v1");
+    let url = format!("file://{}", repo.display());
+    let (s, w) = admin
+        .post(
+            "/workloads",
+            &json!({"name": "shop", "type": "git-compose", "gitRepo": url, "gitToken": TOKEN}),
+        )
+        .await
+        .expect("post");
+    assert_eq!(s, 201, "{w}");
+    let id = w["id"].as_str().expect("id").to_string();
+    assert_eq!(w["gitToken"], "***", "{w}");
+    assert_eq!(w["gitBranch"], "main");
+
+    let head1 = git(&repo, &["rev-parse", "HEAD"]);
+    let running = c
+        .wait_workload(
+            &id,
+            Duration::from_secs(90),
+            "Running at the first commit",
+            |w| w["status"] == "Running" && w["revision"] == head1.as_str(),
+        )
+        .await
+        .expect("Running");
+    let gen1 = running["generation"].as_u64().expect("generation");
+    let app = logs(&c, &id, "app", "greeting=").await;
+    assert!(
+        app.contains("message v1"),
+        "built from the repository: {app:?}"
+    );
+    assert!(
+        app.contains("greeting=hello-from-dotenv"),
+        ".env interpolated: {app:?}"
+    );
+
+    // A new commit and GitHub's signed push: the project moves to it.
+    std::fs::write(repo.join("app/message.txt"), "message v2").expect("write");
+    git(&repo, &["commit", "-qam", "second"]);
+    let head2 = git(&repo, &["rev-parse", "HEAD"]);
+    let push =
+        json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/shop"}, "after": head2});
+    let body = serde_json::to_vec(&push).expect("json");
+    let r = admin
+        .client()
+        .post(admin.url("/webhooks/github"))
+        .header("X-GitHub-Event", "push")
+        .header("X-Hub-Signature-256", sign(WEBHOOK_SECRET, &body))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.expect("json");
+    assert_eq!(answer["redeployed"], json!([id.clone()]), "{answer}");
+    let after = c
+        .wait_workload(
+            &id,
+            Duration::from_secs(90),
+            "Running at the second commit",
+            |w| w["status"] == "Running" && w["revision"] == head2.as_str(),
+        )
+        .await
+        .expect("rolled forward");
+    let gen2 = after["generation"].as_u64().expect("generation");
+    assert!(gen2 > gen1, "a new generation");
+    let app = logs(&c, &id, "app", "message v2").await;
+    assert!(
+        app.contains("message v2"),
+        "rebuilt from the new commit: {app:?}"
+    );
+    // Exactly one copy of each service, all of the new generation; the old are gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut running = generations_running(&id);
+        running.sort();
+        let want = vec![
+            ("app".to_string(), gen2.to_string()),
+            ("db".to_string(), gen2.to_string()),
+        ];
+        if running == want && docker::workload_containers(&id).len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old containers gone: {running:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The token: in no answer, no event and no log line of any component.
+    for path in [format!("/workloads/{id}"), "/workloads".to_string()] {
+        let (_, v) = admin.get(&path).await.expect("get");
+        assert!(!v.to_string().contains(TOKEN), "{path} shows the token");
+    }
+    assert!(
+        !c.all_logs().contains(TOKEN),
+        "a log line carries the token"
+    );
+    assert!(
+        !docker::workload_containers(&id)
+            .iter()
+            .filter_map(|c| docker::inspect(c))
+            .any(|v| v.to_string().contains(TOKEN)),
+        "a container carries the token"
+    );
+}
+
+#[tokio::test]
+async fn a_repository_that_does_not_exist_fails_with_its_reason_and_runs_nothing() {
+    let c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions::default()],
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    let w = c
+        .submit(json!({"type": "git-compose", "gitRepo": "file:///nonexistent/acme/repo.git", "gitToken": TOKEN}))
+        .await
+        .expect("submitted");
+    let id = w["id"].as_str().expect("id").to_string();
+    let failed = c
+        .wait_status(&id, "Failed", Duration::from_secs(60))
+        .await
+        .expect("Failed");
+    let reason = failed["statusReason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not found"), "{reason}");
+    assert!(!failed.to_string().contains(TOKEN), "{failed}");
+    assert!(docker::workload_containers(&id).is_empty());
+}
