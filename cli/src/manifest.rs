@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use std::path::Path;
 
 /// Keys a workload request understands.
-const REQUEST_KEYS: [&str; 18] = [
+const REQUEST_KEYS: [&str; 24] = [
     "name",
     "type",
     "image",
@@ -27,11 +27,17 @@ const REQUEST_KEYS: [&str; 18] = [
     "devices",
     "pidMode",
     "ipcMode",
+    "compose",
+    "localPath",
+    "gitRepo",
+    "gitBranch",
+    "gitToken",
+    "composeFile",
 ];
 
 /// Keys the server owns: accepted in a file (e.g. a record saved with `-o yaml`) and
 /// ignored without a warning.
-const SERVER_KEYS: [&str; 11] = [
+const SERVER_KEYS: [&str; 13] = [
     "id",
     "status",
     "createdAt",
@@ -43,6 +49,8 @@ const SERVER_KEYS: [&str; 11] = [
     "exitCode",
     "restartCount",
     "containerId",
+    "services",
+    "revision",
 ];
 
 /// Maps whose values are strings; YAML writes `PORT: 8080` as a number.

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod cluster;
 pub mod docker;
 pub mod etcd;
+pub mod git;
 pub mod netem;
 pub mod netns;
 pub mod process;

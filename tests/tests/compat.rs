@@ -137,3 +137,120 @@ async fn original_cli_bodies_are_accepted_stored_and_listed_in_original_shapes()
         .expect("filter");
     assert_eq!(none, serde_json::json!([]));
 }
+
+/// The original CLI's Compose bodies (`--type docker-compose --compose <base64>`,
+/// `--type docker-compose --local-path DIR`, `--type git-compose --git-repo URL
+/// --git-token T`): 200 with the ids it reads, and the projects run. The fixtures name
+/// `/srv/shop` and `file:///srv/git`; the test puts them in its own directory.
+#[tokio::test]
+async fn original_cli_compose_bodies_are_accepted_and_their_projects_run() {
+    let c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions::default()],
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    let api = c.api().expect("api");
+    let root = c.dir.path().join("compat");
+    // A local project that builds its image from a context next to its Compose file.
+    let local = root.join("shop");
+    std::fs::create_dir_all(local.join("app")).expect("dirs");
+    std::fs::write(
+        local.join("docker-compose.yml"),
+        "services:\n  app:\n    build: ./app\n    command: [\"sh\", \"-c\", \"cat /built.txt; sleep 3600\"]\n",
+    )
+    .expect("compose");
+    std::fs::write(
+        local.join("app/Dockerfile"),
+        "FROM busybox:local\nRUN echo compat-local-built > /built.txt\n",
+    )
+    .expect("Dockerfile");
+    // A repository named acme/shop, as GitHub would name it.
+    let repo = root.join("git").join("acme").join("shop");
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    let head = persys_tests::git::commit_files(
+        &repo,
+        &[(
+            "compose.yaml",
+            "services:\n  web:\n    image: busybox:local\n    command: [\"sleep\", \"3600\"]\n",
+        )],
+        "first",
+    );
+    let root_text = root.to_str().expect("utf-8 path");
+    let (status, v) = api
+        .put(
+            "/cluster/policy",
+            &serde_json::json!({"allowedHostPaths": [{"prefix": root_text, "mode": "rw"}]}),
+        )
+        .await
+        .expect("policy");
+    assert_eq!(status, 200, "{v}");
+
+    let node = c.agents[0].node_id.clone();
+    let mut ids = Vec::new();
+    for f in [
+        "schedule-compose-inline.json",
+        "schedule-compose-local.json",
+        "schedule-git-compose.json",
+    ] {
+        let body = String::from_utf8(fixture(f))
+            .expect("utf-8 fixture")
+            .replace("file:///srv/git", &format!("file://{root_text}/git"))
+            .replace("/srv/shop", local.to_str().expect("utf-8 path"));
+        let (status, v) = api
+            .post_raw("/workloads/schedule", body.into_bytes(), "application/json")
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{f}: {v}");
+        for key in ["workloadId", "nodeId", "status"] {
+            assert!(v[key].is_string(), "{f}: {key} is a string in {v}");
+        }
+        assert_eq!(v["nodeId"], node.as_str(), "{f} placed");
+        assert!(
+            !v.to_string().contains("ghp_compatTokenNeverShown"),
+            "{f}: the token is not echoed: {v}"
+        );
+        ids.push(v["workloadId"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        let w = c
+            .wait_status(id, "Running", std::time::Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{id} runs: {e}"));
+        assert!(
+            w["services"].as_array().is_some_and(|s| !s.is_empty()),
+            "{w}"
+        );
+    }
+    let git_record = api
+        .get_json(&format!("/workloads/{}", ids[2]))
+        .await
+        .expect("git-compose record");
+    assert_eq!(git_record["revision"], head.as_str(), "{git_record}");
+    assert_eq!(git_record["labels"]["persys.io/repo"], "acme/shop");
+    let listed = api.get_json("/workloads").await.expect("list").to_string();
+    assert!(
+        !listed.contains("ghp_compatTokenNeverShown"),
+        "the token is not in the list"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let logs = loop {
+        let text = match api
+            .client()
+            .get(api.url(&format!("/workloads/{}/logs?service=app", ids[1])))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains("compat-local-built") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        logs.contains("compat-local-built"),
+        "the local project's image was built from its context: {logs:?}"
+    );
+}

@@ -358,3 +358,117 @@ services:
         "no second copy of anything"
     );
 }
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Generations of the project's running containers, one entry per container.
+fn running_generations(workload: &str) -> Vec<String> {
+    docker::running_workload_containers(workload)
+        .iter()
+        .filter_map(|c| docker::inspect(c))
+        .filter_map(|v| {
+            v["Config"]["Labels"]["persys.generation"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_cli_runs_a_compose_file_describes_its_services_logs_one_and_redeploys_it() {
+    let c = Cluster::start(one_agent()).await.expect("cluster starts");
+    let file = c.dir.path().join("compose.yaml");
+    std::fs::write(&file, WEB_AND_CLIENT).expect("compose file");
+    let path = file.to_str().expect("utf-8 path");
+    let o = c
+        .cli(&["run", "--name", "cli-shop", "--compose", path, "--wait"])
+        .expect("persys run");
+    assert!(
+        o.status.success(),
+        "persys run --compose --wait: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let id = stdout(&o)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let running = c
+        .wait_status(&id, "Running", Duration::from_secs(5))
+        .await
+        .expect("Running once run --wait returns");
+    assert_eq!(running["type"], "docker-compose");
+
+    let o = c.cli(&["describe", &id]).expect("describe");
+    assert!(o.status.success());
+    let text = stdout(&o);
+    let services: Vec<&str> = text.lines().filter(|l| l.starts_with("Service:")).collect();
+    assert_eq!(services.len(), 2, "{text}");
+    assert!(
+        services
+            .iter()
+            .any(|l| l.contains(" web Running, healthy, 1 container")),
+        "{text}"
+    );
+    assert!(
+        services.iter().any(|l| l.contains(" client Running")),
+        "{text}"
+    );
+
+    // logs --service shows that service's lines only.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client_log = loop {
+        let o = c.cli(&["logs", &id, "--service", "client"]).expect("logs");
+        let text = stdout(&o);
+        if text.contains("fetched") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(client_log.contains("hello-from-web"), "{client_log:?}");
+    let o = c.cli(&["logs", &id, "--service", "web"]).expect("logs");
+    assert!(o.status.success());
+    assert!(
+        !stdout(&o).contains("fetched"),
+        "web's log has no client lines"
+    );
+    let o = c.cli(&["logs", &id, "--service", "nope"]).expect("logs");
+    assert!(!o.status.success(), "an unknown service is an error");
+
+    // redeploy: a new generation replaces the whole project, one copy per service.
+    let before = running["generation"].as_u64().expect("generation");
+    let o = c.cli(&["redeploy", &id]).expect("redeploy");
+    assert!(
+        o.status.success(),
+        "redeploy: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let after = c
+        .wait_workload(
+            &id,
+            Duration::from_secs(60),
+            "redeployed and Running",
+            |w| w["generation"].as_u64() > Some(before) && w["status"] == "Running",
+        )
+        .await
+        .expect("redeployed");
+    let generation = after["generation"]
+        .as_u64()
+        .expect("generation")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let gens = running_generations(&id);
+        if gens.len() == 2 && gens.iter().all(|g| *g == generation) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only the new generation runs, one copy per service: {gens:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

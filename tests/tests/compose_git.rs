@@ -3,36 +3,14 @@
 //! a signed GitHub push through the gateway rolls the project to the new commit. The
 //! token of the repository appears in no answer and no log.
 
+use persys_tests::git::{commit_files, git};
 use persys_tests::{docker, AgentOptions, Cluster, ClusterOptions};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "tok-S3CRET-never-shown-42";
 const WEBHOOK_SECRET: &str = "compose-webhook-secret";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 const COMPOSE: &str = r#"
 services:
@@ -55,18 +33,20 @@ services:
 /// `<tmp>/acme/shop`: a repository whose last two path segments name it as GitHub would.
 fn make_repo(root: &Path, message: &str) -> std::path::PathBuf {
     let repo = root.join("acme").join("shop");
-    std::fs::create_dir_all(repo.join("app")).expect("dirs");
-    std::fs::write(repo.join("compose.yaml"), COMPOSE).expect("compose");
-    std::fs::write(repo.join(".env"), "GREETING=hello-from-dotenv\n").expect(".env");
-    std::fs::write(
-        repo.join("app/Dockerfile"),
-        "FROM busybox:local\nCOPY message.txt /message.txt\n",
-    )
-    .expect("Dockerfile");
-    std::fs::write(repo.join("app/message.txt"), message).expect("message");
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-qm", "first"]);
+    std::fs::create_dir_all(&repo).expect("repository directory");
+    commit_files(
+        &repo,
+        &[
+            ("compose.yaml", COMPOSE),
+            (".env", "GREETING=hello-from-dotenv\n"),
+            (
+                "app/Dockerfile",
+                "FROM busybox:local\nCOPY message.txt /message.txt\n",
+            ),
+            ("app/message.txt", message),
+        ],
+        "first",
+    );
     repo
 }
 

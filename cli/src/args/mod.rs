@@ -99,6 +99,10 @@ pub enum Command {
     /// Delete a workload: its container, then its record.
     #[command(visible_alias = "delete")]
     Rm(IdArg),
+    /// Roll a git-compose workload forward to its branch's newest commit (the old
+    /// generation runs until the new one is up), or restart any other workload as a
+    /// new generation.
+    Redeploy(IdArg),
     /// Inspect and control nodes (list, get, cordon, uncordon, drain).
     #[command(subcommand, visible_alias = "nodes")]
     Node(NodeCommand),
@@ -170,7 +174,7 @@ mod tests {
             "-c",
             "echo hi; sleep 1",
         ]);
-        assert_eq!(r.image, "busybox:local");
+        assert_eq!(r.image.as_deref(), Some("busybox:local"));
         assert_eq!(r.command, ["sh", "-c", "echo hi; sleep 1"]);
     }
 

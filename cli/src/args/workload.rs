@@ -28,6 +28,9 @@ pub enum WorkloadCommand {
     Logs(LogsArgs),
     /// Stop a workload's container.
     Stop(IdArg),
+    /// Roll a git-compose workload forward to its branch's newest commit (a new
+    /// generation), or restart any other workload as a new generation.
+    Redeploy(IdArg),
     /// Start a stopped workload again.
     Start(IdArg),
     /// Delete a workload.
@@ -81,11 +84,43 @@ pub struct LogsArgs {
     /// Prefix every line with its timestamp.
     #[arg(long)]
     pub timestamps: bool,
+    /// Only this service of a Compose workload (all services, each line prefixed with
+    /// its service, when absent).
+    #[arg(long, value_name = "SERVICE")]
+    pub service: Option<String>,
 }
 
 /// `persys run ...` (see the `Run` verb's doc for how the command is sent).
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
+    /// Workload type: one container, a Compose project (`--compose` and/or
+    /// `--local-path`), or a Compose project from a git repository (`--git-repo`).
+    #[arg(long = "type", value_name = "TYPE", value_parser = ["docker-container", "docker-compose", "git-compose"])]
+    pub kind: Option<String>,
+    /// docker-compose: the Compose file to send (`-` reads standard input).
+    #[arg(long, value_name = "FILE")]
+    pub compose: Option<PathBuf>,
+    /// docker-compose: a directory on the node holding the project (its Compose file,
+    /// build contexts, `.env`); needs the cluster policy to allow that host path.
+    #[arg(long, value_name = "DIR")]
+    pub local_path: Option<String>,
+    /// git-compose: the repository URL (https://, http:// or file://).
+    #[arg(long, value_name = "URL")]
+    pub git_repo: Option<String>,
+    /// git-compose: the branch followed (default main).
+    #[arg(long, value_name = "BRANCH")]
+    pub git_branch: Option<String>,
+    /// git-compose: read the repository's token from this environment variable (never
+    /// put a token on the command line, where `ps` shows it).
+    #[arg(long, value_name = "VAR", conflicts_with = "git_token_file")]
+    pub git_token_env: Option<String>,
+    /// git-compose: read the repository's token from this file (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub git_token_file: Option<PathBuf>,
+    /// The Compose file's path inside the repository or local directory, when it is
+    /// not compose.yaml / docker-compose.yml at its root.
+    #[arg(long, value_name = "PATH")]
+    pub compose_file: Option<String>,
     /// Workload name (a DNS label); derived from the image when absent.
     #[arg(long)]
     pub name: Option<String>,
@@ -128,8 +163,9 @@ pub struct RunArgs {
     /// How long `--wait` waits, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub wait_timeout: u64,
-    /// Image reference, e.g. busybox:local.
-    pub image: String,
+    /// Image reference, e.g. busybox:local (none for the Compose types).
+    #[arg(required_unless_present_any = ["compose", "local_path", "git_repo"])]
+    pub image: Option<String>,
     /// Command and arguments (exec form), after the image or after `--`.
     #[arg(
         value_name = "CMD",

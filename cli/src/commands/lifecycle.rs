@@ -1,4 +1,4 @@
-//! `persys stop|start|rm ID`: change a workload's desired state.
+//! `persys stop|start|rm|redeploy ID`: change a workload's desired state.
 
 use super::{escape, resolve, Ctx};
 use crate::output::{print_data, print_text};
@@ -12,6 +12,8 @@ pub enum Action {
     Start,
     /// `DELETE /workloads/{id}`.
     Remove,
+    /// `POST /workloads/{id}/redeploy`.
+    Redeploy,
 }
 
 /// Stop, start or remove a workload; prints its id (or the server's answer with `-o json|yaml`).
@@ -30,6 +32,11 @@ pub async fn apply(ctx: &Ctx, action: Action, reference: &str) -> anyhow::Result
                 .await?
         }
         Action::Remove => ctx.client.delete(&base).await?,
+        Action::Redeploy => {
+            ctx.client
+                .post_json(&format!("{base}/redeploy"), Vec::new())
+                .await?
+        }
     };
     if !ctx.format.is_data() {
         print_text(&format!("{id}\n"));

@@ -32,6 +32,7 @@ pub fn logs_query(args: &LogsArgs) -> String {
         ("tail", args.tail.map(|n| n.to_string())),
         ("follow", args.follow.then(|| "true".to_string())),
         ("timestamps", args.timestamps.then(|| "true".to_string())),
+        ("service", args.service.clone()),
     ])
 }
 
@@ -45,6 +46,7 @@ mod tests {
             follow,
             tail,
             timestamps,
+            service: None,
         }
     }
 
@@ -59,5 +61,14 @@ mod tests {
             logs_query(&a(true, Some(10), true)),
             "?tail=10&follow=true&timestamps=true"
         );
+    }
+
+    #[test]
+    fn a_service_is_sent_escaped() {
+        let args = LogsArgs {
+            service: Some("web api".into()),
+            ..a(true, None, false)
+        };
+        assert_eq!(logs_query(&args), "?follow=true&service=web%20api");
     }
 }

@@ -71,6 +71,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Stop(a) => lifecycle::apply(&ctx, Action::Stop, &a.id).await,
         Command::Start(a) => lifecycle::apply(&ctx, Action::Start, &a.id).await,
         Command::Rm(a) => lifecycle::apply(&ctx, Action::Remove, &a.id).await,
+        Command::Redeploy(a) => lifecycle::apply(&ctx, Action::Redeploy, &a.id).await,
         Command::Workload(w) => match w {
             WorkloadCommand::Schedule { file } => schedule::schedule(&ctx, &file).await,
             WorkloadCommand::Apply(args) => apply::apply(&ctx, &args.file).await,
@@ -81,6 +82,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             WorkloadCommand::Stop(a) => lifecycle::apply(&ctx, Action::Stop, &a.id).await,
             WorkloadCommand::Start(a) => lifecycle::apply(&ctx, Action::Start, &a.id).await,
             WorkloadCommand::Rm(a) => lifecycle::apply(&ctx, Action::Remove, &a.id).await,
+            WorkloadCommand::Redeploy(a) => lifecycle::apply(&ctx, Action::Redeploy, &a.id).await,
         },
         Command::Node(n) => match n {
             NodeCommand::List => nodes::list(&ctx).await,

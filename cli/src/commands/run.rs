@@ -8,20 +8,33 @@ use crate::args::RunArgs;
 use crate::output::{print_data, print_text};
 use anyhow::Context;
 use persys_proto::workload::ResourcesRequest;
-use persys_proto::{Workload, WorkloadRequest, WorkloadStatus};
+use persys_proto::{Workload, WorkloadRequest, WorkloadStatus, WorkloadType};
 use std::time::Duration;
 
 /// The request `persys run` sends for its arguments. The command is always the exec
-/// form (an array, one element per argument), never a string run by a shell.
-pub fn build_request(args: &RunArgs) -> WorkloadRequest {
-    WorkloadRequest {
+/// form (an array, one element per argument), never a string run by a shell. Files
+/// named by flags (`--compose`, `--git-token-file`) are read here.
+pub fn build_request(args: &RunArgs) -> anyhow::Result<WorkloadRequest> {
+    build_request_with_env(args, |var| std::env::var(var).ok())
+}
+
+/// [`build_request`] with the environment given (`--git-token-env` reads it).
+fn build_request_with_env(
+    args: &RunArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<WorkloadRequest> {
+    let compose = args
+        .compose
+        .as_deref()
+        .map(|path| {
+            read_input(path).with_context(|| format!("reading --compose {}", path.display()))
+        })
+        .transpose()?;
+    let git_token = git_token(args, env)?;
+    Ok(WorkloadRequest {
         name: args.name.clone().unwrap_or_default(),
-        kind: Some(
-            persys_proto::WorkloadType::DockerContainer
-                .as_str()
-                .to_string(),
-        ),
-        image: args.image.clone(),
+        kind: Some(kind_of(args).as_str().to_string()),
+        image: args.image.clone().unwrap_or_default(),
         command: (!args.command.is_empty()).then(|| {
             serde_json::Value::Array(
                 args.command
@@ -42,7 +55,59 @@ pub fn build_request(args: &RunArgs) -> WorkloadRequest {
         labels: args.labels.iter().cloned().collect(),
         node_selector: args.node_selector.iter().cloned().collect(),
         secret_env: args.secret_env.iter().cloned().collect(),
+        compose,
+        local_path: args.local_path.clone(),
+        git_repo: args.git_repo.clone(),
+        git_branch: args.git_branch.clone(),
+        git_token,
+        compose_file: args.compose_file.clone(),
         ..Default::default()
+    })
+}
+
+/// `--type`, or what the project flags imply: `--git-repo` is git-compose, `--compose`
+/// or `--local-path` docker-compose, anything else one container.
+fn kind_of(args: &RunArgs) -> WorkloadType {
+    match args.kind.as_deref() {
+        Some("docker-compose") => WorkloadType::DockerCompose,
+        Some("git-compose") => WorkloadType::GitCompose,
+        Some(_) => WorkloadType::DockerContainer,
+        None if args.git_repo.is_some() => WorkloadType::GitCompose,
+        None if args.compose.is_some() || args.local_path.is_some() => WorkloadType::DockerCompose,
+        None => WorkloadType::DockerContainer,
+    }
+}
+
+/// The repository token from `--git-token-env` or `--git-token-file`: never from the
+/// command line itself, where every user of the host can read it.
+fn git_token(
+    args: &RunArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let token = if let Some(var) = &args.git_token_env {
+        env(var).ok_or_else(|| anyhow::anyhow!("--git-token-env: ${var} is not set"))?
+    } else if let Some(path) = &args.git_token_file {
+        let text = read_input(path)
+            .with_context(|| format!("reading --git-token-file {}", path.display()))?;
+        text.lines().next().unwrap_or_default().to_string()
+    } else {
+        return Ok(None);
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        anyhow::bail!("the git token is empty");
+    }
+    Ok(Some(token))
+}
+
+/// A file's text, or standard input for `-`.
+fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        Ok(text)
+    } else {
+        Ok(std::fs::read_to_string(path)?)
     }
 }
 
@@ -77,7 +142,7 @@ pub fn judge(w: &Workload) -> Option<Result<(), String>> {
 
 /// `persys run`.
 pub async fn run(ctx: &Ctx, args: &RunArgs) -> anyhow::Result<()> {
-    let request = build_request(args);
+    let request = build_request(args)?;
     // Checked here too so a typo is reported before anything is sent.
     request
         .clone()
@@ -131,14 +196,17 @@ mod tests {
 
     fn args() -> RunArgs {
         RunArgs {
-            image: "busybox:local".into(),
+            image: Some("busybox:local".into()),
             wait_timeout: 300,
             ..Default::default()
         }
     }
 
     fn record(status: WorkloadStatus, exit: Option<i64>, reason: Option<&str>) -> Workload {
-        let spec = build_request(&args()).validate().expect("valid");
+        let spec = build_request(&args())
+            .expect("request")
+            .validate()
+            .expect("valid");
         let mut w = Workload::new("id".into(), spec, Utc::now());
         w.status = status;
         w.exit_code = exit;
@@ -148,7 +216,7 @@ mod tests {
 
     #[test]
     fn minimal_run_sends_type_image_and_zero_resources() {
-        let v = serde_json::to_value(build_request(&args())).expect("json");
+        let v = serde_json::to_value(build_request(&args()).expect("request")).expect("json");
         assert_eq!(v["type"], "docker-container");
         assert_eq!(v["image"], "busybox:local");
         assert_eq!(v["resources"], serde_json::json!({"cpu": 0, "memory": 0}));
@@ -172,7 +240,7 @@ mod tests {
             command: vec!["sh".into(), "-c".into(), "echo hi".into()],
             ..args()
         };
-        let v = serde_json::to_value(build_request(&a)).expect("json");
+        let v = serde_json::to_value(build_request(&a).expect("request")).expect("json");
         assert_eq!(v["name"], "web");
         assert_eq!(v["envVars"], serde_json::json!({"A": "1", "B": "x=y"}));
         assert_eq!(
@@ -187,6 +255,7 @@ mod tests {
         assert_eq!(v["network"], "bridge");
         assert_eq!(v["command"], serde_json::json!(["sh", "-c", "echo hi"]));
         build_request(&a)
+            .expect("request")
             .validate()
             .expect("server-side validation accepts it");
     }
@@ -197,7 +266,7 @@ mod tests {
             command: vec!["echo hi".into()],
             ..args()
         };
-        let v = serde_json::to_value(build_request(&a)).expect("json");
+        let v = serde_json::to_value(build_request(&a).expect("request")).expect("json");
         assert_eq!(v["command"], serde_json::json!(["echo hi"]));
     }
 
@@ -208,7 +277,7 @@ mod tests {
             secret_env: vec![("DB_PASSWORD".into(), "hunter2".into())],
             ..args()
         };
-        let r = build_request(&a);
+        let r = build_request(&a).expect("request");
         assert_eq!(r.secret_env["DB_PASSWORD"], "hunter2");
         assert!(!r.env_vars.contains_key("DB_PASSWORD"));
     }
@@ -219,7 +288,7 @@ mod tests {
             env: vec![("A".into(), "1".into()), ("A".into(), "2".into())],
             ..args()
         };
-        assert_eq!(build_request(&a).env_vars["A"], "2");
+        assert_eq!(build_request(&a).expect("request").env_vars["A"], "2");
     }
 
     #[test]
@@ -265,5 +334,75 @@ mod tests {
         ] {
             assert_eq!(judge(&record(s, None, None)), None, "{s}");
         }
+    }
+
+    #[test]
+    fn a_compose_file_is_read_and_implies_the_docker_compose_type() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("compose.yaml");
+        std::fs::write(&file, "services:\n  web:\n    image: busybox:local\n").expect("write");
+        let a = RunArgs {
+            image: None,
+            name: Some("shop".into()),
+            compose: Some(file),
+            ..args()
+        };
+        let r = build_request(&a).expect("request");
+        assert_eq!(r.kind.as_deref(), Some("docker-compose"));
+        assert!(r.image.is_empty());
+        assert_eq!(
+            r.compose.as_deref(),
+            Some("services:\n  web:\n    image: busybox:local\n")
+        );
+        let spec = r.validate().expect("the server accepts it");
+        assert_eq!(spec.name, "shop");
+    }
+
+    #[test]
+    fn a_git_repo_implies_git_compose_and_the_token_comes_from_the_environment() {
+        let var = "PERSYS_TEST_RUN_GIT_TOKEN";
+        let a = RunArgs {
+            image: None,
+            git_repo: Some("https://github.com/acme/shop.git".into()),
+            git_branch: Some("release".into()),
+            git_token_env: Some(var.into()),
+            compose_file: Some("deploy/compose.yaml".into()),
+            ..args()
+        };
+        let env = |v: &str| (v == var).then(|| " s3cret\n".to_string());
+        let r = build_request_with_env(&a, env).expect("request");
+        assert_eq!(r.kind.as_deref(), Some("git-compose"));
+        assert_eq!(r.git_token.as_deref(), Some("s3cret"));
+        assert_eq!(r.git_branch.as_deref(), Some("release"));
+        assert_eq!(r.compose_file.as_deref(), Some("deploy/compose.yaml"));
+        let spec = r.validate().expect("the server accepts it");
+        assert_eq!(spec.name, "shop");
+        assert_eq!(spec.labels["persys.io/repo"], "acme/shop");
+    }
+
+    #[test]
+    fn a_missing_token_variable_or_an_empty_token_file_is_an_error() {
+        let a = RunArgs {
+            image: None,
+            git_repo: Some("https://github.com/acme/shop.git".into()),
+            git_token_env: Some("PERSYS_TEST_RUN_UNSET_TOKEN".into()),
+            ..args()
+        };
+        let e = build_request(&a).expect_err("unset");
+        assert!(
+            e.to_string()
+                .contains("PERSYS_TEST_RUN_UNSET_TOKEN is not set"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "\n").expect("write");
+        let a = RunArgs {
+            git_token_env: None,
+            git_token_file: Some(file),
+            ..a
+        };
+        let e = build_request(&a).expect_err("empty");
+        assert!(e.to_string().contains("empty"), "{e}");
     }
 }

@@ -2,7 +2,9 @@
 
 use super::table::{age, key_values, labels};
 use chrono::{DateTime, Utc};
-use persys_proto::{Node, Workload, WorkloadStatus};
+use persys_proto::health::Health;
+use persys_proto::project::ServiceState;
+use persys_proto::{Node, Workload, WorkloadStatus, WorkloadType};
 
 /// Columns of `workload list`.
 pub const WORKLOAD_HEADERS: [&str; 6] = ["ID", "NAME", "IMAGE", "STATUS", "NODE", "AGE"];
@@ -23,7 +25,7 @@ pub fn workload_rows(workloads: &[Workload], now: DateTime<Utc>) -> Vec<Vec<Stri
             vec![
                 w.id.clone(),
                 w.spec.name.clone(),
-                w.spec.image.clone(),
+                image_of(w),
                 w.status.to_string(),
                 node_of(w),
                 age(now, w.created_at),
@@ -40,7 +42,7 @@ pub fn workload_rows_wide(workloads: &[Workload], now: DateTime<Utc>) -> Vec<Vec
             vec![
                 w.id.clone(),
                 w.spec.name.clone(),
-                w.spec.image.clone(),
+                image_of(w),
                 w.status.to_string(),
                 node_of(w),
                 w.restart_count.to_string(),
@@ -55,6 +57,57 @@ pub fn workload_rows_wide(workloads: &[Workload], now: DateTime<Utc>) -> Vec<Vec
             ]
         })
         .collect()
+}
+
+/// The IMAGE column: the image of a container; what a Compose project is made from
+/// (`compose:N services`, or the repository's `owner/name@branch`).
+fn image_of(w: &Workload) -> String {
+    let s = &w.spec;
+    match s.kind {
+        WorkloadType::DockerContainer => s.image.clone(),
+        WorkloadType::GitCompose => {
+            let repo = s.git_repo.as_deref().unwrap_or_default();
+            let short = persys_proto::validate::repo_full_name(repo).unwrap_or_else(|| repo.into());
+            format!(
+                "{short}@{}",
+                s.git_branch
+                    .as_deref()
+                    .unwrap_or(persys_proto::validate::DEFAULT_BRANCH)
+            )
+        }
+        WorkloadType::DockerCompose => match w.services.len() {
+            0 => "compose".into(),
+            1 => "compose:1 service".into(),
+            n => format!("compose:{n} services"),
+        },
+    }
+}
+
+/// One `Service:` line of `describe`: `web  Running, healthy, 2 containers (reason)`.
+fn service_line(sv: &ServiceState) -> String {
+    let mut parts = vec![sv.status.to_string()];
+    if let Some(h) = sv.health {
+        parts.push(
+            match h {
+                Health::Starting => "starting",
+                Health::Healthy => "healthy",
+                Health::Unhealthy => "unhealthy",
+            }
+            .into(),
+        );
+    }
+    if let Some(c) = sv.exit_code {
+        parts.push(format!("exit code {c}"));
+    }
+    parts.push(match sv.container_ids.len() {
+        1 => "1 container".into(),
+        n => format!("{n} containers"),
+    });
+    let mut line = format!("{} {}", sv.name, parts.join(", "));
+    if let Some(r) = sv.reason.as_deref().filter(|r| !r.is_empty()) {
+        line.push_str(&format!(" ({})", crate::client::one_line(r)));
+    }
+    line
 }
 
 fn node_of(w: &Workload) -> String {
@@ -82,8 +135,36 @@ pub fn describe_workload(w: &Workload, node: Option<&Node>, now: DateTime<Utc>) 
         ("ID", w.id.clone()),
         ("Name", s.name.clone()),
         ("Type", s.kind.as_str().into()),
-        ("Image", s.image.clone()),
     ];
+    if !s.image.is_empty() {
+        lines.push(("Image", s.image.clone()));
+    }
+    if let Some(repo) = &s.git_repo {
+        lines.push((
+            "Repository",
+            format!(
+                "{repo} (branch {})",
+                s.git_branch
+                    .as_deref()
+                    .unwrap_or(persys_proto::validate::DEFAULT_BRANCH)
+            ),
+        ));
+    }
+    if !s.git_token.is_empty() {
+        lines.push(("Git token", "***".into()));
+    }
+    if let Some(p) = &s.local_path {
+        lines.push(("Local path", p.clone()));
+    }
+    if s.compose.is_some() {
+        lines.push(("Compose", "inline file".into()));
+    }
+    if let Some(f) = &s.compose_file {
+        lines.push(("Compose file", f.clone()));
+    }
+    if let Some(r) = &w.revision {
+        lines.push(("Revision", r.clone()));
+    }
     if let Some(c) = &s.command {
         let shown = match c {
             persys_proto::Command::Shell(sh) => format!("{sh} (shell form)"),
@@ -149,6 +230,9 @@ pub fn describe_workload(w: &Workload, node: Option<&Node>, now: DateTime<Utc>) 
     }
     if let Some(c) = &w.container_id {
         lines.push(("Container", c.clone()));
+    }
+    for sv in &w.services {
+        lines.push(("Service", service_line(sv)));
     }
     lines.push((
         "Created",
@@ -277,5 +361,60 @@ pub(crate) mod tests {
             text.contains("node-1 (127.0.0.1:8080, Cordoned, node-1.cluster.local.dev)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_git_compose_project_shows_its_source_revision_and_services_but_not_its_token() {
+        let spec = WorkloadRequest {
+            kind: Some("git-compose".into()),
+            git_repo: Some("https://github.com/acme/shop.git".into()),
+            git_token: Some("s3cret".into()),
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid");
+        let mut w = Workload::new("id-6".into(), spec, t(0));
+        w.status = WorkloadStatus::Degraded;
+        w.revision = Some("0123abcd".into());
+        w.services = vec![
+            ServiceState {
+                name: "web".into(),
+                status: WorkloadStatus::Running,
+                container_ids: vec!["c1".into(), "c2".into()],
+                exit_code: None,
+                health: Some(Health::Healthy),
+                reason: None,
+            },
+            ServiceState {
+                name: "worker".into(),
+                status: WorkloadStatus::Exited,
+                container_ids: vec!["c3".into()],
+                exit_code: Some(2),
+                health: None,
+                reason: Some("exited with code 2".into()),
+            },
+        ];
+        let text = describe_workload(&w, None, t(1));
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("Git token:"), "{text}");
+        assert!(
+            text.contains("https://github.com/acme/shop.git (branch main)"),
+            "{text}"
+        );
+        assert!(text.contains("Revision:"), "{text}");
+        assert!(text.contains("0123abcd"), "{text}");
+        assert!(!text.contains("Image:"), "{text}");
+        let services: Vec<&str> = text.lines().filter(|l| l.starts_with("Service:")).collect();
+        assert_eq!(services.len(), 2, "{text}");
+        assert!(
+            services[0].ends_with(" web Running, healthy, 2 containers"),
+            "{text}"
+        );
+        assert!(
+            services[1].ends_with(" worker Exited, exit code 2, 1 container (exited with code 2)"),
+            "{text}"
+        );
+        let rows = workload_rows(&[w], t(1));
+        assert_eq!(rows[0][2], "acme/shop@main");
     }
 }

@@ -12,7 +12,7 @@ use std::fmt;
 
 mod compose;
 
-pub use compose::DEFAULT_BRANCH;
+pub use compose::{repo_full_name, DEFAULT_BRANCH};
 
 /// A request field that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

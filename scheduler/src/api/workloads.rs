@@ -30,8 +30,15 @@ async fn submit(
 ) -> Result<Workload, AppError> {
     let mut spec = req.validate().map_err(|e| AppError::invalid(&e))?;
     if labels_select && spec.node_selector.is_empty() {
-        // The original scheduler matched workload labels against node labels.
-        spec.node_selector = spec.labels.clone();
+        // The original scheduler matched workload labels against node labels. persys's
+        // own labels (the repository and branch a git-compose project follows) say what
+        // redeploys it, not where it may run.
+        spec.node_selector = spec
+            .labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with("persys."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
     }
     // Named by the request, so a repeated attempt of it finds its record.
     let id = write_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), |Extension(w)| w.0);
