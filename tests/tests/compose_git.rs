@@ -233,3 +233,131 @@ async fn a_repository_that_does_not_exist_fails_with_its_reason_and_runs_nothing
     assert!(!failed.to_string().contains(TOKEN), "{failed}");
     assert!(docker::workload_containers(&id).is_empty());
 }
+
+/// A private repository over smart HTTP (`git http-backend` behind Basic auth, as
+/// GitHub takes a token): cloned shallow with the token, which shows nowhere; a wrong
+/// token fails the project with an authentication error that does not carry it.
+#[tokio::test]
+async fn a_private_repository_over_http_is_cloned_shallow_with_its_token_and_the_token_shows_nowhere(
+) {
+    const PRIVATE_TOKEN: &str = "ghp_private-HTTP-token-77";
+    let c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions::default()],
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    commit_files(
+        &work,
+        &[(
+            "compose.yaml",
+            "services:\n  web:\n    image: busybox:local\n    command: [\"sh\", \"-c\", \"echo private-up; sleep 3600\"]\n",
+        )],
+        "first",
+    );
+    // A second commit, so that a shallow clone has history to leave out.
+    let head = commit_files(&work, &[("README", "private\n")], "second");
+    let served = tmp.path().join("served");
+    std::fs::create_dir_all(served.join("acme")).expect("served dir");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().expect("utf-8"),
+            served.join("acme/private.git").to_str().expect("utf-8"),
+        ],
+    );
+    let port = persys_tests::process::free_port();
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/git-http-server.py"
+    ))
+    .arg(port.to_string())
+    .arg(&served)
+    .arg(PRIVATE_TOKEN);
+    let server_log = tmp.path().join("git-http.log");
+    let server = persys_tests::process::Process::spawn("git-http", cmd, &server_log)
+        .expect("git server starts");
+    let url = format!("http://127.0.0.1:{port}/acme/private.git");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "git server listens");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let w = c
+        .submit(json!({"name": "private", "type": "git-compose", "gitRepo": url, "gitToken": PRIVATE_TOKEN}))
+        .await
+        .expect("submitted");
+    let id = w["id"].as_str().expect("id").to_string();
+    let running = c
+        .wait_workload(&id, Duration::from_secs(60), "Running at HEAD", |w| {
+            w["status"] == "Running" && w["revision"] == head.as_str()
+        })
+        .await
+        .expect("Running");
+    assert_eq!(running["labels"]["persys.io/repo"], "acme/private");
+    let served_log = server.log();
+    assert!(
+        served_log.contains("refused"),
+        "asked without credentials first: {served_log}"
+    );
+    assert!(
+        served_log.contains("git-upload-pack ok"),
+        "fetched with the token: {served_log}"
+    );
+    // Shallow: the checkout knows it lacks history.
+    let checkout = c.agents[0]
+        .data_dir
+        .join("projects")
+        .join(&id)
+        .join("git")
+        .join(&head);
+    assert!(
+        checkout.join(".git/shallow").exists(),
+        "a depth-1 clone at {}",
+        checkout.display()
+    );
+
+    let bad = c
+        .submit(json!({"name": "private-bad", "type": "git-compose", "gitRepo": url, "gitToken": "ghp_wrong-token-00"}))
+        .await
+        .expect("submitted");
+    let bad_id = bad["id"].as_str().expect("id").to_string();
+    let failed = c
+        .wait_status(&bad_id, "Failed", Duration::from_secs(60))
+        .await
+        .expect("Failed");
+    let reason = failed["statusReason"].as_str().unwrap_or_default();
+    assert!(reason.contains("authentication failed"), "{reason}");
+    assert!(
+        !failed.to_string().contains("ghp_wrong-token-00"),
+        "{failed}"
+    );
+    assert!(docker::workload_containers(&bad_id).is_empty());
+
+    let api = c.api().expect("api");
+    for path in [format!("/workloads/{id}"), "/workloads".to_string()] {
+        let (_, v) = api.get(&path).await.expect("get");
+        assert!(
+            !v.to_string().contains(PRIVATE_TOKEN),
+            "{path} shows the token"
+        );
+    }
+    let logs = c.all_logs();
+    assert!(
+        !logs.contains(PRIVATE_TOKEN),
+        "a log line carries the token"
+    );
+    assert!(
+        !logs.contains("ghp_wrong-token-00"),
+        "a log line carries the wrong token"
+    );
+    drop(server);
+}
