@@ -472,3 +472,63 @@ async fn the_cli_runs_a_compose_file_describes_its_services_logs_one_and_redeplo
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_project_deleted_while_it_starts_leaves_nothing_behind() {
+    let c = Cluster::start(one_agent()).await.expect("cluster starts");
+    let api = c.api().expect("api");
+    // `client` waits for a health check that passes only after a minute: the start is
+    // still in flight when the workload is deleted.
+    let yaml = r#"
+services:
+  slow:
+    image: busybox:local
+    command: ["sh", "-c", "sleep 60; touch /tmp/ready; sleep 3600"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 500ms
+      retries: 200
+  client:
+    image: busybox:local
+    depends_on:
+      slow: {condition: service_healthy}
+    command: ["sleep", "3600"]
+"#;
+    let w = c
+        .submit(json!({"name": "slow", "type": "docker-compose", "compose": b64(yaml)}))
+        .await
+        .expect("submitted");
+    let id = w["id"].as_str().expect("id").to_string();
+    // Wait until the first service's container exists: the start is under way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running_services(&id) != ["slow"] {
+        assert!(Instant::now() < deadline, "the slow service starts");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, _) = api.get(&format!("/workloads/{id}")).await.expect("get");
+    assert_eq!(s, 200);
+    let (s, v) = api
+        .delete(&format!("/workloads/{id}"))
+        .await
+        .expect("delete");
+    assert!((200..300).contains(&s), "delete answered {s}: {v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, _) = api.get(&format!("/workloads/{id}")).await.expect("get");
+        if s == 404 && docker::workload_containers(&id).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "record and containers removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing the cut-short start was making shows up afterwards.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        docker::workload_containers(&id).is_empty(),
+        "no container appeared after the delete"
+    );
+    assert!(
+        docker::labelled("network", "persys.workloadId", &id).is_empty(),
+        "no network left"
+    );
+}

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Why a project operation was refused (as opposed to a project that failed, which is
@@ -49,8 +50,8 @@ pub struct Projects {
     /// git checkouts.
     root: PathBuf,
     reports: ReportHandle,
-    /// Workload id → generation a task is starting now.
-    starting: Mutex<HashMap<String, u64>>,
+    /// Workload id → the start a task is making now.
+    starting: Mutex<HashMap<String, Start>>,
     tasks: TaskTracker,
 }
 
@@ -59,6 +60,23 @@ impl std::fmt::Debug for Projects {
         f.debug_struct("Projects")
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
+    }
+}
+
+/// A start in flight: its generation, how to cut it short, and when it has ended.
+struct Start {
+    generation: u64,
+    cancel: CancellationToken,
+    ended: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Start {
+    /// Cut the start short and wait until its task has let go of the engine, so that
+    /// nothing it was making appears after what comes next (a stop, a remove, a newer
+    /// generation).
+    async fn cancel_and_wait(mut self) {
+        self.cancel.cancel();
+        let _ = self.ended.wait_for(|ended| *ended).await;
     }
 }
 
@@ -123,7 +141,27 @@ impl Projects {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(workload_id)
-            == Some(&generation)
+            .is_some_and(|s| s.generation == generation)
+    }
+
+    /// Take the workload's start in flight, if any, out of the table.
+    fn take_start(&self, workload_id: &str) -> Option<Start> {
+        self.starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(workload_id)
+    }
+
+    /// Cut short the workload's start in flight (if any) and wait for its task to end.
+    async fn cancel_start(&self, workload_id: &str) {
+        if let Some(start) = self.take_start(workload_id) {
+            tracing::info!(
+                workload = workload_id,
+                generation = start.generation,
+                "cutting the project's start short"
+            );
+            start.cancel_and_wait().await;
+        }
     }
 
     /// Run the project of `req` (idempotent): answered at once; the start goes on in
@@ -141,28 +179,59 @@ impl Projects {
             }
         }
         let answer = creating(&req.workload_id, req.generation, None);
-        {
-            let mut starting = self.starting.lock().unwrap_or_else(|p| p.into_inner());
-            if starting.get(&req.workload_id) == Some(&req.generation) {
-                return Ok(answer);
-            }
-            starting.insert(req.workload_id.clone(), req.generation);
+        if self.is_starting(&req.workload_id, req.generation) {
+            return Ok(answer);
         }
         self.keep_request(req).await;
         self.spawn_start(req.clone());
         Ok(answer)
     }
 
+    /// Start `req` on a task of its own, after cutting short the start of an older
+    /// generation of the workload (if one is in flight).
     fn spawn_start(self: &Arc<Self>, req: RunRequest) {
+        let cancel = CancellationToken::new();
+        let (ended_tx, ended) = tokio::sync::watch::channel(false);
+        let replaced = self
+            .starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                req.workload_id.clone(),
+                Start {
+                    generation: req.generation,
+                    cancel: cancel.clone(),
+                    ended,
+                },
+            );
         let this = self.clone();
         self.tasks.spawn(async move {
-            let state = this.start(&req).await;
-            this.starting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&req.workload_id);
-            tracing::info!(workload = %req.workload_id, generation = req.generation, status = %state.status, reason = ?state.reason, "project start finished");
-            this.reports.push(state);
+            if let Some(older) = replaced {
+                older.cancel_and_wait().await;
+            }
+            let state = tokio::select! {
+                state = this.start(&req) => Some(state),
+                () = cancel.cancelled() => None,
+            };
+            {
+                let mut starting = this.starting.lock().unwrap_or_else(|p| p.into_inner());
+                if starting
+                    .get(&req.workload_id)
+                    .is_some_and(|s| s.generation == req.generation)
+                {
+                    starting.remove(&req.workload_id);
+                }
+            }
+            let _ = ended_tx.send(true);
+            match state {
+                Some(state) => {
+                    tracing::info!(workload = %req.workload_id, generation = req.generation, status = %state.status, reason = ?state.reason, "project start finished");
+                    this.reports.push(state);
+                }
+                None => {
+                    tracing::info!(workload = %req.workload_id, generation = req.generation, "project start cut short");
+                }
+            }
         });
     }
 
@@ -182,10 +251,6 @@ impl Projects {
                 continue;
             };
             tracing::info!(workload = %req.workload_id, generation = req.generation, "resuming the project kept from before the restart");
-            self.starting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(req.workload_id.clone(), req.generation);
             self.spawn_start(req);
         }
     }
@@ -414,7 +479,7 @@ impl Projects {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(w, g)| (w.clone(), *g))
+            .map(|(w, s)| (w.clone(), s.generation))
             .collect();
         let mut states = Vec::with_capacity(newest.len() + starting.len());
         for (w, g) in &starting {
@@ -468,6 +533,8 @@ impl Projects {
         workload_id: &str,
         timeout: Duration,
     ) -> Result<ContainerState, ProjectError> {
+        // A start still going on would start what this stops.
+        self.cancel_start(workload_id).await;
         let generation = self
             .newest_generation(workload_id)
             .await?
@@ -493,15 +560,17 @@ impl Projects {
             Some((w, g)) if !self.request_file(key).exists() => (w.to_string(), Some(g)),
             _ => (key.to_string(), None),
         };
+        match generation {
+            // A start still going on would make containers after the removal.
+            None => self.cancel_start(&workload).await,
+            Some(g) if self.is_starting(&workload, g) => self.cancel_start(&workload).await,
+            Some(_) => {}
+        }
         self.engine
             .down(&workload, generation, generation.is_none())
             .await
             .map_err(|e| ProjectError::Engine(e.to_string()))?;
         if generation.is_none() {
-            self.starting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&workload);
             if let Err(e) = tokio::fs::remove_dir_all(self.workload_dir(&workload)).await {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(workload = %workload, error = %e, "cannot remove the project's files");
