@@ -532,3 +532,64 @@ services:
         "no network left"
     );
 }
+
+#[tokio::test]
+async fn a_project_on_a_lost_node_is_placed_again_whole_on_another() {
+    let mut c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions::default(), AgentOptions::default()],
+        node_timeout_ms: Some(3000),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    let w = c
+        .submit(json!({
+            "name": "mover", "type": "docker-compose", "compose": b64(WEB_AND_CLIENT),
+            "restartPolicy": "always"
+        }))
+        .await
+        .expect("submitted");
+    let id = w["id"].as_str().expect("id").to_string();
+    let first = c
+        .wait_status(&id, "Running", Duration::from_secs(60))
+        .await
+        .expect("Running");
+    let lost = first["nodeId"].as_str().expect("placed").to_string();
+    let idx = c
+        .agents
+        .iter()
+        .position(|a| a.node_id == lost)
+        .expect("an agent of the cluster");
+    let gen1 = first["generation"].as_u64().expect("generation");
+    c.kill_agent(idx);
+    let moved = c
+        .wait_workload(
+            &id,
+            Duration::from_secs(90),
+            "Running on the other node",
+            |w| w["status"] == "Running" && w["nodeId"] != lost.as_str(),
+        )
+        .await
+        .expect("placed again");
+    let gen2 = moved["generation"].as_u64().expect("generation");
+    assert!(gen2 > gen1, "a new generation: {moved}");
+    let survivor = moved["nodeId"].as_str().expect("node").to_string();
+    // Both services run on the new node, of the new generation.
+    let mut on_new: Vec<String> = docker::running_workload_containers(&id)
+        .iter()
+        .filter_map(|c| docker::inspect(c))
+        .filter(|v| {
+            v["Config"]["Labels"]["persys.nodeId"] == survivor.as_str()
+                && v["Config"]["Labels"]["persys.generation"] == gen2.to_string().as_str()
+        })
+        .filter_map(|v| {
+            v["Config"]["Labels"]["persys.service"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    on_new.sort();
+    assert_eq!(on_new, ["client", "web"], "the whole project moved");
+    let client_log = wait_logs(&c, &id, "client", "fetched").await;
+    assert!(client_log.contains("hello-from-web"), "{client_log:?}");
+}
