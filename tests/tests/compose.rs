@@ -446,6 +446,21 @@ async fn the_cli_runs_a_compose_file_describes_its_services_logs_one_and_redeplo
         "redeploy: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // Make before break: web needs 2 s to turn healthy and client waits for it, so the
+    // old generation is seen running beside the new one while the new one comes up.
+    let old_generation = before.to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let gens = running_generations(&id);
+        if gens.contains(&old_generation) && gens.iter().any(|g| *g != old_generation) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old generation ran until the new one was up: {gens:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let after = c
         .wait_workload(
             &id,
