@@ -42,6 +42,15 @@ pub fn running_workload_containers(workload_id: &str) -> Vec<String> {
     .unwrap_or_default()
 }
 
+/// The labels of each running container of one workload.
+pub fn running_workload_labels(workload_id: &str) -> Vec<Value> {
+    running_workload_containers(workload_id)
+        .iter()
+        .filter_map(|c| inspect(c))
+        .map(|v| v["Config"]["Labels"].clone())
+        .collect()
+}
+
 /// `docker inspect` of one container.
 pub fn inspect(id: &str) -> Option<Value> {
     let text = docker(&["inspect", id])?;

@@ -13,6 +13,26 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("read {p}: {e}"))
 }
 
+/// `POST /workloads/schedule` of fixture `f` (`body`): the answer the original CLI
+/// needs (200, string `workloadId`, `nodeId`, `status`), placed on `node`.
+async fn schedule(
+    api: &persys_tests::Api,
+    f: &str,
+    body: Vec<u8>,
+    node: &str,
+) -> serde_json::Value {
+    let (status, v) = api
+        .post_raw("/workloads/schedule", body, "application/json")
+        .await
+        .expect("answer");
+    assert_eq!(status, 200, "{f}: {v}");
+    for key in ["workloadId", "nodeId", "status"] {
+        assert!(v[key].is_string(), "{f}: {key} is a string in {v}");
+    }
+    assert_eq!(v["nodeId"], node, "{f} placed");
+    v
+}
+
 #[tokio::test]
 async fn original_cli_bodies_are_accepted_stored_and_listed_in_original_shapes() {
     // schedule-full.json carries labels env=prod, region=us-west, which the original
@@ -57,15 +77,7 @@ async fn original_cli_bodies_are_accepted_stored_and_listed_in_original_shapes()
     let mut etcd = c.etcd.client().await.expect("etcd");
 
     for f in FIXTURES {
-        let (status, v) = api
-            .post_raw("/workloads/schedule", fixture(f), "application/json")
-            .await
-            .expect("answer");
-        assert_eq!(status, 200, "{f}: {v}");
-        for key in ["workloadId", "nodeId", "status"] {
-            assert!(v[key].is_string(), "{f}: {key} is a string in {v}");
-        }
-        assert_eq!(v["nodeId"], node.as_str(), "{f} placed");
+        let v = schedule(&api, f, fixture(f), &node).await;
         assert_eq!(v["node_id"], node.as_str(), "{f}: original server key");
         let id = v["workloadId"].as_str().expect("id");
         assert!(
@@ -197,15 +209,7 @@ async fn original_cli_compose_bodies_are_accepted_and_their_projects_run() {
             .expect("utf-8 fixture")
             .replace("file:///srv/git", &format!("file://{root_text}/git"))
             .replace("/srv/shop", local.to_str().expect("utf-8 path"));
-        let (status, v) = api
-            .post_raw("/workloads/schedule", body.into_bytes(), "application/json")
-            .await
-            .expect("answer");
-        assert_eq!(status, 200, "{f}: {v}");
-        for key in ["workloadId", "nodeId", "status"] {
-            assert!(v[key].is_string(), "{f}: {key} is a string in {v}");
-        }
-        assert_eq!(v["nodeId"], node.as_str(), "{f} placed");
+        let v = schedule(&api, f, body.into_bytes(), &node).await;
         assert!(
             !v.to_string().contains("ghp_compatTokenNeverShown"),
             "{f}: the token is not echoed: {v}"

@@ -65,16 +65,16 @@ async fn wait_logs(c: &Cluster, id: &str, service: &str, needle: &str) -> String
     }
 }
 
-fn running_services(workload: &str) -> Vec<String> {
-    docker::running_workload_containers(workload)
+/// One label's value on each running container of the project.
+fn running_label(workload: &str, label: &str) -> Vec<String> {
+    docker::running_workload_labels(workload)
         .iter()
-        .filter_map(|c| docker::inspect(c))
-        .filter_map(|v| {
-            v["Config"]["Labels"]["persys.service"]
-                .as_str()
-                .map(String::from)
-        })
+        .filter_map(|l| l[label].as_str().map(String::from))
         .collect()
+}
+
+fn running_services(workload: &str) -> Vec<String> {
+    running_label(workload, "persys.service")
 }
 
 #[tokio::test]
@@ -365,15 +365,7 @@ fn stdout(o: &std::process::Output) -> String {
 
 /// Generations of the project's running containers, one entry per container.
 fn running_generations(workload: &str) -> Vec<String> {
-    docker::running_workload_containers(workload)
-        .iter()
-        .filter_map(|c| docker::inspect(c))
-        .filter_map(|v| {
-            v["Config"]["Labels"]["persys.generation"]
-                .as_str()
-                .map(String::from)
-        })
-        .collect()
+    running_label(workload, "persys.generation")
 }
 
 #[tokio::test]

@@ -74,11 +74,9 @@ async fn logs(c: &Cluster, id: &str, service: &str, needle: &str) -> String {
 }
 
 fn generations_running(id: &str) -> Vec<(String, String)> {
-    docker::running_workload_containers(id)
+    docker::running_workload_labels(id)
         .iter()
-        .filter_map(|c| docker::inspect(c))
-        .map(|v| {
-            let l = &v["Config"]["Labels"];
+        .map(|l| {
             (
                 l["persys.service"].as_str().unwrap_or_default().to_string(),
                 l["persys.generation"]
