@@ -1,21 +1,12 @@
 //! Errors: [`StartError`] for what stops the gateway from starting, [`ApiFailure`] for
 //! every non-2xx answer (the contract's JSON `{"error","code","requestId"}`).
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use persys_proto::codes;
 use std::path::PathBuf;
 
-tokio::task_local! {
-    /// The id of the request being handled (set by the request-id middleware).
-    pub static REQUEST_ID: String;
-}
-
-/// The current request's id, or `""` outside a request.
-pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
-}
+pub use persys_http::error::{current_request_id, REQUEST_ID};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -172,19 +163,14 @@ impl ApiFailure {
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(request_id = %current_request_id(), status = %self.status, error = %self.message, "request failed");
+        persys_http::ErrorResponse {
+            status: self.status,
+            code: self.code,
+            message: self.message,
+            retry_after: self.retry_after,
+            extra: self.extra,
         }
-        let mut body = self.extra;
-        body.insert("error".into(), self.message.into());
-        body.insert("code".into(), self.code.into());
-        body.insert("requestId".into(), current_request_id().into());
-        let mut resp = (self.status, Json(serde_json::Value::Object(body))).into_response();
-        if let Some(secs) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        resp
+        .into_response()
     }
 }
 
@@ -200,7 +186,7 @@ mod tests {
             })
             .await;
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(resp.headers()[axum::http::header::RETRY_AFTER], "3");
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
             .await
             .expect("body");

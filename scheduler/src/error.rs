@@ -4,18 +4,9 @@
 use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use persys_proto::{codes, ApiError, ValidationError};
+use persys_proto::{codes, ValidationError};
 
-tokio::task_local! {
-    /// The request id of the request being handled (set by the request-id middleware).
-    pub static REQUEST_ID: String;
-}
-
-/// The current request's id, or `""` outside a request.
-pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
-}
+pub use persys_http::error::{current_request_id, REQUEST_ID};
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,38 +141,18 @@ impl From<crate::agent_client::AgentError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(status = %self.status, error = %self.message, "request failed");
-        } else {
-            tracing::debug!(status = %self.status, error = %self.message, "request refused");
+        let mut resp = persys_http::ErrorResponse {
+            status: self.status,
+            code: self.code,
+            message: self.message,
+            retry_after: self.retry_after_secs,
+            extra: serde_json::Map::new(),
         }
-        let body = ApiError {
-            error: self.message,
-            code: self.code.to_string(),
-            request_id: current_request_id(),
-        };
-        let mut resp = (self.status, Json(body)).into_response();
-        let retry_after = self
-            .retry_after_secs
-            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
-        if let Some(v) =
-            retry_after.and_then(|s| axum::http::HeaderValue::from_str(&s.to_string()).ok())
-        {
-            resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, v);
-        }
+        .into_response();
         if self.retry_on_leader {
             resp.headers_mut().insert(
                 crate::forward::RETRY_HEADER,
                 axum::http::HeaderValue::from_static("1"),
-            );
-        }
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of the body was not read; the connection cannot carry another
-            // request, so tell the client not to reuse it (hyper drops this on HTTP/2).
-            resp.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
             );
         }
         resp

@@ -7,8 +7,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use persys_proto::{codes, ApiError, REQUEST_ID_HEADER};
+use persys_proto::{codes, REQUEST_ID_HEADER};
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,19 +98,12 @@ impl From<QueryRejection> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let body = ApiError {
-            error: self.message,
-            code: self.code.to_string(),
-            request_id: String::new(),
-        };
-        let mut response = (self.status, Json(body.clone())).into_response();
-        // `stamp_request_id` fills in the id, which only the request knows.
-        response.extensions_mut().insert(body);
-        response
+        persys_http::ErrorResponse::new(self.status, self.code, self.message).into_response()
     }
 }
 
-/// Middleware: put the request id into error bodies made by [`AppError`].
+/// Middleware: the request's id (the scheduler's `X-Request-Id`) for the error bodies
+/// made while handling it, and back on the answer when it is an error.
 pub async fn stamp_request_id(request: Request, next: Next) -> Response {
     let id = request
         .headers()
@@ -119,15 +111,14 @@ pub async fn stamp_request_id(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let mut response = next.run(request).await;
-    if let Some(mut body) = response.extensions_mut().remove::<ApiError>() {
-        body.request_id = id.clone();
-        let status = response.status();
-        let mut stamped = (status, Json(body)).into_response();
+    let mut response = persys_http::REQUEST_ID
+        .scope(id.clone(), next.run(request))
+        .await;
+    let is_error = response.status().is_client_error() || response.status().is_server_error();
+    if is_error && !id.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&id) {
-            stamped.headers_mut().insert(REQUEST_ID_HEADER, v);
+            response.headers_mut().insert(REQUEST_ID_HEADER, v);
         }
-        return stamped;
     }
     response
 }
