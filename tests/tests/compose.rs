@@ -600,3 +600,43 @@ async fn a_project_on_a_lost_node_is_placed_again_whole_on_another() {
     let client_log = wait_logs(&c, &id, "client", "fetched").await;
     assert!(client_log.contains("hello-from-web"), "{client_log:?}");
 }
+
+#[tokio::test]
+async fn a_stopped_project_stays_stopped_across_an_agent_restart_until_started() {
+    let mut c = Cluster::start(one_agent()).await.expect("cluster starts");
+    let api = c.api().expect("api");
+    let yaml = "services:\n  web:\n    image: busybox:local\n    command: [\"sleep\", \"3600\"]\n";
+    let w = c
+        .submit(json!({"name": "held", "type": "docker-compose", "compose": b64(yaml)}))
+        .await
+        .expect("submitted");
+    let id = w["id"].as_str().expect("id").to_string();
+    c.wait_status(&id, "Running", Duration::from_secs(60))
+        .await
+        .expect("Running");
+    let (s, v) = api
+        .post(&format!("/workloads/{id}/stop"), &json!({}))
+        .await
+        .expect("stop");
+    assert!((200..300).contains(&s), "stop answered {s}: {v}");
+    c.wait_status(&id, "Stopped", Duration::from_secs(30))
+        .await
+        .expect("Stopped");
+    c.kill_agent(0);
+    c.start_agent(0).await.expect("agent back");
+    // The agent resumes the starts it kept; a stopped project is not one of them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        running_services(&id).is_empty(),
+        "the stopped project was started again by the agent's restart"
+    );
+    let (s, v) = api
+        .post(&format!("/workloads/{id}/start"), &json!({}))
+        .await
+        .expect("start");
+    assert!((200..300).contains(&s), "start answered {s}: {v}");
+    c.wait_status(&id, "Running", Duration::from_secs(60))
+        .await
+        .expect("Running again");
+    assert_eq!(running_services(&id), ["web"]);
+}

@@ -122,6 +122,12 @@ impl Projects {
         self.workload_dir(workload_id).join("run.json")
     }
 
+    /// Present while the project is stopped on request: an agent restart must not
+    /// start it again.
+    fn stopped_marker(&self, workload_id: &str) -> PathBuf {
+        self.workload_dir(workload_id).join("stopped")
+    }
+
     fn revision_file(&self, workload_id: &str, generation: u64) -> PathBuf {
         self.workload_dir(workload_id)
             .join(format!("g{generation}.revision"))
@@ -242,6 +248,9 @@ impl Projects {
             return;
         };
         while let Ok(Some(entry)) = dirs.next_entry().await {
+            if entry.path().join("stopped").exists() {
+                continue;
+            }
             let file = entry.path().join("run.json");
             let Ok(bytes) = tokio::fs::read(&file).await else {
                 continue;
@@ -259,6 +268,10 @@ impl Projects {
         let dir = self.workload_dir(&req.workload_id);
         let kept = async {
             tokio::fs::create_dir_all(&dir).await?;
+            match tokio::fs::remove_file(self.stopped_marker(&req.workload_id)).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             let bytes = serde_json::to_vec(req).map_err(std::io::Error::other)?;
             let tmp = dir.join("run.json.tmp");
             tokio::fs::write(&tmp, bytes).await?;
@@ -533,8 +546,13 @@ impl Projects {
         workload_id: &str,
         timeout: Duration,
     ) -> Result<ContainerState, ProjectError> {
-        // A start still going on would start what this stops.
+        // A start still going on would start what this stops; an agent restart would too.
         self.cancel_start(workload_id).await;
+        if self.workload_dir(workload_id).exists() {
+            if let Err(e) = tokio::fs::write(self.stopped_marker(workload_id), b"").await {
+                tracing::warn!(workload = workload_id, error = %e, "cannot mark the project stopped; an agent restart would start it again");
+            }
+        }
         let generation = self
             .newest_generation(workload_id)
             .await?
