@@ -394,8 +394,8 @@ pub struct AgentHealth {
 pub enum ClusterEvent {
     /// A workload record was written.
     Workload {
-        /// The record after the change.
-        workload: Box<Workload>,
+        /// The record after the change (shared with the scheduler's cache).
+        workload: std::sync::Arc<Workload>,
     },
     /// A workload record was removed.
     WorkloadDeleted {
@@ -404,15 +404,15 @@ pub enum ClusterEvent {
     },
     /// A node record was written.
     Node {
-        /// The record after the change.
-        node: Box<Node>,
+        /// The record after the change (shared with the scheduler's cache).
+        node: std::sync::Arc<Node>,
     },
 }
 
 impl Redact for ClusterEvent {
     fn redact(&mut self) {
         if let Self::Workload { workload } = self {
-            workload.redact();
+            std::sync::Arc::make_mut(workload).redact();
         }
     }
 }
@@ -518,7 +518,7 @@ mod tests {
         let list = serde_json::to_string(&crate::Public::new(vec![w.clone()])).expect("list");
         assert!(!list.contains("hunter2"));
         let ev = ClusterEvent::Workload {
-            workload: Box::new(w.clone()),
+            workload: std::sync::Arc::new(w.clone()),
         };
         let ev = serde_json::to_string(&crate::Public::new(ev)).expect("event");
         assert!(!ev.contains("hunter2") && ev.contains("DB_PASSWORD"));

@@ -195,7 +195,7 @@ mod tests {
 
     fn wl(id: &str, name: &str) -> ClusterEvent {
         ClusterEvent::Workload {
-            workload: Box::new(workload(id, name, WorkloadStatus::Running, None)),
+            workload: std::sync::Arc::new(workload(id, name, WorkloadStatus::Running, None)),
         }
     }
 

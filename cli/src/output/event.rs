@@ -107,7 +107,7 @@ mod tests {
         );
         w.generation = 2;
         let ev = ClusterEvent::Workload {
-            workload: Box::new(w),
+            workload: std::sync::Arc::new(w),
         };
         let cells = event_cells(&ev, &no_names);
         assert_eq!(
@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn node_event_shows_status_and_address() {
         let ev = ClusterEvent::Node {
-            node: Box::new(crate::output::node::tests::node(
+            node: std::sync::Arc::new(crate::output::node::tests::node(
                 "node-2",
                 NodeStatus::Inactive,
                 t(),

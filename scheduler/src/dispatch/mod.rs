@@ -99,7 +99,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             Some(id) = rx.recv() => start(&ctx, &mut running, &mut tasks, id),
             ev = changes.recv() => match ev {
-                Ok(ClusterEvent::Workload { workload }) => start(&ctx, &mut running, &mut tasks, workload.id),
+                Ok(ClusterEvent::Workload { workload }) => start(&ctx, &mut running, &mut tasks, workload.id.clone()),
                 // A node that is reachable again may have work that waited for it.
                 Ok(ClusterEvent::Node { node }) if node.status != NodeStatus::Inactive => {
                     for w in ctx.cache.workloads_on(&node.node_id) {

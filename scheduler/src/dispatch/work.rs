@@ -90,15 +90,23 @@ where
 {
     let permits = ctx.dispatcher.node_permits(&node.node_id);
     let _permit = permits.acquire_owned().await.ok();
-    call.retry(backoff())
-        .when(|e: &AgentError| e.is_retryable())
-        .await
-        .map_err(Failure::Agent)
+    // Boxed, so that a dispatch waiting for its node's permit is small: in a storm tens
+    // of thousands wait, and the agent call's future is kilobytes.
+    Box::pin(
+        call.retry(backoff())
+            .when(|e: &AgentError| e.is_retryable()),
+    )
+    .await
+    .map_err(Failure::Agent)
 }
 
 async fn run_on(ctx: &Ctx, w: &Workload, node: &Node) -> Result<(), Failure> {
-    let req = RunRequest::for_workload(w);
-    let state = with_permit(ctx, node, || ctx.agents.run(node, &req)).await?;
+    // The request is built once the permit is held, not kept by every waiting dispatch.
+    let state = with_permit(ctx, node, || {
+        let req = RunRequest::for_workload(w);
+        async move { ctx.agents.run(node, &req).await }
+    })
+    .await?;
     apply(ctx, node, &state).await
 }
 

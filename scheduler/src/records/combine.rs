@@ -155,7 +155,7 @@ async fn commit(store: &Store, cache: &Cache, batch: Vec<Member>) {
     for (m, answer) in batch.into_iter().zip(answers) {
         let answer = answer.map(|rev| {
             rev.map(|rev| {
-                events.push(StoreEvent::WorkloadPut(Box::new(m.workload.clone()), rev));
+                events.push(StoreEvent::WorkloadPut(Arc::new(m.workload.clone()), rev));
                 Versioned {
                     value: m.workload,
                     mod_revision: rev,

@@ -80,7 +80,7 @@ async fn concurrent_updates_all_land_and_a_stale_one_fails_only_itself() {
             .await
             .expect("put")
             .expect("new");
-        cache.apply(StoreEvent::WorkloadPut(Box::new(w), rev));
+        cache.apply(StoreEvent::WorkloadPut(Arc::new(w), rev));
     }
     // Another writer changes w05 behind the view's back: its update's compare fails.
     let mut behind = store

@@ -81,7 +81,7 @@ impl Records {
         let out = self.store.update(&keys::workload(id), f).await?;
         if let Updated::Written(v) = &out {
             self.applied(StoreEvent::WorkloadPut(
-                Box::new(v.value.clone()),
+                Arc::new(v.value.clone()),
                 v.mod_revision,
             ));
         }
@@ -98,7 +98,7 @@ impl Records {
         let out = self.store.update_seeded(&keys::node(id), seed, f).await?;
         if let Updated::Written(v) = &out {
             self.applied(StoreEvent::NodePut(
-                Box::new(v.value.clone()),
+                Arc::new(v.value.clone()),
                 v.mod_revision,
             ));
         }
@@ -112,7 +112,7 @@ impl Records {
             .put_if_absent(&keys::node(&node.node_id), node)
             .await?;
         if let Some(rev) = rev {
-            self.applied(StoreEvent::NodePut(Box::new(node.clone()), rev));
+            self.applied(StoreEvent::NodePut(Arc::new(node.clone()), rev));
         }
         Ok(rev)
     }
@@ -171,7 +171,7 @@ impl Records {
             .zip(workloads)
             .map(|(c, w)| match c {
                 Created::Stored(rev) => {
-                    events.push(StoreEvent::WorkloadPut(Box::new(w.clone()), rev));
+                    events.push(StoreEvent::WorkloadPut(Arc::new(w.clone()), rev));
                     NewWorkload::Stored(Versioned {
                         value: w.clone(),
                         mod_revision: rev,

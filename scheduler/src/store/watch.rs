@@ -3,16 +3,17 @@
 use super::StoreError;
 use etcd_client::{EventType, WatchClient, WatchOptions, WatchStream, Watcher};
 use persys_proto::{keys, Node, Workload};
+use std::sync::Arc;
 
 /// A change to a workload or node record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreEvent {
     /// A workload record was written at `revision`.
-    WorkloadPut(Box<Workload>, i64),
+    WorkloadPut(Arc<Workload>, i64),
     /// A workload record was deleted at `revision`.
     WorkloadDeleted(String, i64),
     /// A node record was written at `revision`.
-    NodePut(Box<Node>, i64),
+    NodePut(Arc<Node>, i64),
     /// A node record was deleted at `revision`.
     NodeDeleted(String, i64),
 }
@@ -79,7 +80,7 @@ impl StoreWatch {
                     out.push(StoreEvent::WorkloadDeleted(id.to_string(), rev));
                 } else {
                     match serde_json::from_slice::<Workload>(kv.value()) {
-                        Ok(w) => out.push(StoreEvent::WorkloadPut(Box::new(w), rev)),
+                        Ok(w) => out.push(StoreEvent::WorkloadPut(Arc::new(w), rev)),
                         Err(e) => tracing::warn!(%key, error = %e, "ignoring undecodable workload"),
                     }
                 }
@@ -88,7 +89,7 @@ impl StoreWatch {
                     out.push(StoreEvent::NodeDeleted(id.to_string(), rev));
                 } else {
                     match serde_json::from_slice::<Node>(kv.value()) {
-                        Ok(n) => out.push(StoreEvent::NodePut(Box::new(n), rev)),
+                        Ok(n) => out.push(StoreEvent::NodePut(Arc::new(n), rev)),
                         Err(e) => tracing::warn!(%key, error = %e, "ignoring undecodable node"),
                     }
                 }

@@ -124,7 +124,7 @@ impl Cache {
             for (id, w) in &new_w {
                 if inner.workloads.get(id).map(|o| o.mod_revision) != Some(w.mod_revision) {
                     changed.push(ClusterEvent::Workload {
-                        workload: Box::new((*w.value).clone()),
+                        workload: w.value.clone(),
                     });
                 }
             }
@@ -136,7 +136,7 @@ impl Cache {
             for (id, n) in &new_n {
                 if inner.nodes.get(id).map(|o| o.mod_revision) != Some(n.mod_revision) {
                     changed.push(ClusterEvent::Node {
-                        node: Box::new((*n.value).clone()),
+                        node: n.value.clone(),
                     });
                 }
             }
@@ -466,7 +466,8 @@ fn apply_locked(inner: &mut Inner, event: StoreEvent) -> Option<ClusterEvent> {
             if let Some(old) = inner.workloads.get(&w.id).map(|v| v.value.clone()) {
                 inner.index.remove(&old);
             }
-            let record = Arc::new((*w).clone());
+            // One record, shared by the view and every subscriber of the change.
+            let record = w.clone();
             inner.index.insert(&record);
             inner.workloads.insert(
                 w.id.clone(),
@@ -507,7 +508,7 @@ fn apply_locked(inner: &mut Inner, event: StoreEvent) -> Option<ClusterEvent> {
             inner.nodes.insert(
                 n.node_id.clone(),
                 Versioned {
-                    value: Arc::new((*n).clone()),
+                    value: n.clone(),
                     mod_revision: rev,
                 },
             );
@@ -544,8 +545,8 @@ mod tests {
     #[test]
     fn older_revision_does_not_overwrite_newer() {
         let c = Cache::new();
-        c.apply(StoreEvent::WorkloadPut(Box::new(workload("a", "new")), 10));
-        c.apply(StoreEvent::WorkloadPut(Box::new(workload("a", "old")), 5));
+        c.apply(StoreEvent::WorkloadPut(Arc::new(workload("a", "new")), 10));
+        c.apply(StoreEvent::WorkloadPut(Arc::new(workload("a", "old")), 5));
         let w = c.workload("a").expect("present");
         assert_eq!(w.value.spec.name, "new");
         assert_eq!(w.mod_revision, 10);
@@ -554,9 +555,9 @@ mod tests {
     #[test]
     fn late_put_does_not_resurrect_a_deleted_workload() {
         let c = Cache::new();
-        c.apply(StoreEvent::WorkloadPut(Box::new(workload("a", "x")), 5));
+        c.apply(StoreEvent::WorkloadPut(Arc::new(workload("a", "x")), 5));
         c.apply(StoreEvent::WorkloadDeleted("a".into(), 7));
-        c.apply(StoreEvent::WorkloadPut(Box::new(workload("a", "x")), 5));
+        c.apply(StoreEvent::WorkloadPut(Arc::new(workload("a", "x")), 5));
         assert!(c.workload("a").is_none());
     }
 
@@ -565,8 +566,8 @@ mod tests {
         let c = Cache::new();
         let mut rx = c.subscribe();
         let w = workload("a", "x");
-        c.apply(StoreEvent::WorkloadPut(Box::new(w.clone()), 3));
-        c.apply(StoreEvent::WorkloadPut(Box::new(w), 3));
+        c.apply(StoreEvent::WorkloadPut(Arc::new(w.clone()), 3));
+        c.apply(StoreEvent::WorkloadPut(Arc::new(w), 3));
         assert!(matches!(rx.try_recv(), Ok(ClusterEvent::Workload { .. })));
         assert!(rx.try_recv().is_err());
     }
