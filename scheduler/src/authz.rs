@@ -94,7 +94,7 @@ pub fn check(
 
 /// A node's certificate is refused once a re-registration replaced it.
 fn current_certificate(ctx: &Ctx, peer: &PeerIdentity) -> Result<(), AppError> {
-    let Some(node) = ctx.cache.node(&peer.identity.name) else {
+    let Some(node) = ctx.cache().node(&peer.identity.name) else {
         // Unknown nodes are told to register (heartbeat) or refused (status) later.
         return Ok(());
     };

@@ -11,46 +11,40 @@ use crate::store::Store;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// Everything the scheduler's parts share. Held as `Arc<Ctx>`.
+/// Everything the scheduler's parts share. Held as `Arc<Ctx>`; each part is reached
+/// through its accessor, so what a handler may touch is what the parts' own methods
+/// allow (e.g. records are written only through [`crate::records::Records`]).
 pub struct Ctx {
     /// Flags.
-    pub config: Config,
-    /// etcd.
-    pub store: Store,
+    config: Config,
+    /// etcd (reads; writes go through [`Ctx::records`]).
+    store: Store,
     /// In-memory view of workloads and nodes (read side).
-    pub cache: Arc<Cache>,
+    cache: Arc<Cache>,
     /// The only writer of records: etcd first, then the view.
-    pub records: crate::records::Records,
+    records: crate::records::Records,
     /// The single placer (serialises placement decisions).
-    pub placer: Placer,
+    placer: Placer,
     /// Heartbeats in memory.
-    pub liveness: Liveness,
+    liveness: Liveness,
     /// Prometheus metrics.
-    pub metrics: Metrics,
+    metrics: Metrics,
     /// Client for agents.
-    pub agents: AgentClient,
+    agents: AgentClient,
     /// Queue of workloads whose desired state must be carried to their agent.
-    pub dispatcher: Dispatcher,
+    dispatcher: Dispatcher,
     /// Nodes to reconcile now (the backstop, on demand).
-    pub node_queue: crate::reconcile::NodeQueue,
+    node_queue: crate::reconcile::NodeQueue,
     /// The cluster policy as this leader last read it.
-    pub policy: crate::policy_cache::PolicyCache,
-    /// Wakes the pending re-placement (capacity may have appeared).
-    pub pending_kick: Notify,
-    /// Cluster CA certificate (PEM), returned to registering agents.
-    pub ca_pem: String,
-    /// The CA, for signing agents' CSRs.
-    pub ca: persys_certs::CertificateAuthority,
-    /// Hash of the CA certificate (what join tokens carry).
-    pub ca_hash: String,
-    /// The key credential records in etcd are signed with.
-    pub record_key: persys_certs::RecordKey,
-    /// Failed joins per source address (guessing the join token is rate limited).
-    pub join_failures: persys_certs::auth_failures::AuthFailures,
+    policy: crate::policy_cache::PolicyCache,
+    /// The CA, the record key and the join limiter.
+    trust: crate::trust::Trust,
     /// Cancelled at shutdown (ends long-lived streams).
-    pub shutdown: tokio_util::sync::CancellationToken,
+    shutdown: tokio_util::sync::CancellationToken,
     /// This replica's part in the leader election (standalone unless set by `start`).
-    pub leadership: crate::leader::Leadership,
+    leadership: crate::leader::Leadership,
+    /// Wakes the pending re-placement (capacity may have appeared).
+    pending_kick: Notify,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -78,14 +72,13 @@ impl Ctx {
             node_queue: crate::reconcile::NodeQueue::default(),
             pending_kick: Notify::new(),
             policy: Default::default(),
-            ca_pem: pki.ca.cert_pem().to_string(),
-            ca_hash: pki.ca.fingerprint(),
-            record_key: pki.record_key(),
-            join_failures: persys_certs::auth_failures::AuthFailures::new(
-                config.join_failure_limit,
-                std::time::Duration::from_millis(config.join_failure_window_ms),
+            trust: crate::trust::Trust::new(
+                pki,
+                persys_certs::auth_failures::AuthFailures::new(
+                    config.join_failure_limit,
+                    std::time::Duration::from_millis(config.join_failure_window_ms),
+                ),
             ),
-            ca: pki.ca,
             records: crate::records::Records::new(store.clone(), cache.clone()),
             config,
             store,
@@ -99,5 +92,85 @@ impl Ctx {
     /// Ask the pending re-placement to run soon.
     pub fn kick_pending(&self) {
         self.pending_kick.notify_one();
+    }
+
+    /// Resolves once [`Ctx::kick_pending`] was called (the pending loop's wake-up).
+    pub async fn pending_kicked(&self) {
+        self.pending_kick.notified().await;
+    }
+
+    /// Take part in a leader election instead of standing alone (before sharing).
+    pub fn set_leadership(&mut self, leadership: crate::leader::Leadership) {
+        self.leadership = leadership;
+    }
+
+    /// Flags.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// etcd (reads; writes go through [`Ctx::records`]).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// In-memory view of workloads and nodes (read side).
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    /// The only writer of records: etcd first, then the view.
+    pub fn records(&self) -> &crate::records::Records {
+        &self.records
+    }
+
+    /// The single placer (serialises placement decisions).
+    pub fn placer(&self) -> &Placer {
+        &self.placer
+    }
+
+    /// Heartbeats in memory.
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+
+    /// Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Client for agents.
+    pub fn agents(&self) -> &AgentClient {
+        &self.agents
+    }
+
+    /// Queue of workloads whose desired state must be carried to their agent.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Nodes to reconcile now (the backstop, on demand).
+    pub fn node_queue(&self) -> &crate::reconcile::NodeQueue {
+        &self.node_queue
+    }
+
+    /// The cluster policy as this leader last read it.
+    pub fn policy(&self) -> &crate::policy_cache::PolicyCache {
+        &self.policy
+    }
+
+    /// The CA, the record key and the join limiter.
+    pub fn trust(&self) -> &crate::trust::Trust {
+        &self.trust
+    }
+
+    /// Cancelled at shutdown (ends long-lived streams).
+    pub fn shutdown(&self) -> &tokio_util::sync::CancellationToken {
+        &self.shutdown
+    }
+
+    /// This replica's part in the leader election (standalone unless set by `start`).
+    pub fn leadership(&self) -> &crate::leader::Leadership {
+        &self.leadership
     }
 }

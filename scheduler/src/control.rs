@@ -16,7 +16,7 @@ pub async fn update_workload<F>(ctx: &Ctx, id: &str, f: F) -> Result<Updated<Wor
 where
     F: FnMut(&Workload) -> Option<Workload>,
 {
-    ctx.records.update_workload(id, f).await
+    ctx.records().update_workload(id, f).await
 }
 
 /// CAS-update a node record; a written record is applied to the cache.
@@ -24,7 +24,7 @@ pub async fn update_node<F>(ctx: &Ctx, id: &str, f: F) -> Result<Updated<Node>, 
 where
     F: FnMut(&Node) -> Option<Node>,
 {
-    ctx.records.update_node(id, f).await
+    ctx.records().update_node(id, f).await
 }
 
 /// Delete a workload record if `still` holds for its current value (re-read on every
@@ -33,7 +33,7 @@ pub async fn delete_workload_if<F>(ctx: &Ctx, id: &str, still: F) -> Result<bool
 where
     F: FnMut(&Workload) -> bool,
 {
-    let deleted = ctx.records.delete_workload_if(id, still).await?;
+    let deleted = ctx.records().delete_workload_if(id, still).await?;
     if deleted {
         // Capacity was freed.
         ctx.kick_pending();
@@ -67,7 +67,7 @@ pub async fn apply_state(
     state: &ContainerState,
 ) -> Result<(), StoreError> {
     // Checked against the cache first so that a no-op push costs no etcd read.
-    let Some(cached) = ctx.cache.workload(&state.workload_id) else {
+    let Some(cached) = ctx.cache().workload(&state.workload_id) else {
         return Ok(());
     };
     if cached.value.node_id.as_deref() != Some(node_id)
@@ -116,7 +116,7 @@ pub async fn apply_report(
             .iter()
             .map(|c| c.workload_id.as_str())
             .collect();
-        for w in ctx.cache.workloads_on(node_id) {
+        for w in ctx.cache().workloads_on(node_id) {
             if w.node_id.as_deref() != Some(node_id) || listed.contains(w.id.as_str()) {
                 continue;
             }

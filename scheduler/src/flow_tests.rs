@@ -80,14 +80,16 @@ async fn fake_agent(app: &TestApp, node_id: &str, calls: Arc<Calls>) {
         .with_state(calls);
     let cert = app
         .ctx
-        .ca
+        .trust()
+        .ca()
         .issue_dual(
             &persys_certs::Identity::node(node_id),
             &["127.0.0.1".into()],
         )
         .expect("agent cert");
-    let tls = persys_certs::server_config_mtls(&app.ctx.ca_pem, &cert.cert_pem, &cert.key_pem)
-        .expect("tls");
+    let tls =
+        persys_certs::server_config_mtls(app.ctx.trust().ca_pem(), &cert.cert_pem, &cert.key_pem)
+            .expect("tls");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -114,11 +116,11 @@ async fn submit(app: &TestApp, json: serde_json::Value) -> Workload {
         .validate()
         .expect("valid");
     let w = Workload::new(uuid::Uuid::new_v4().to_string(), spec, Utc::now());
-    app.ctx.placer.submit(&app.ctx, w).await.expect("stored")
+    app.ctx.placer().submit(&app.ctx, w).await.expect("stored")
 }
 
 fn status_of(app: &TestApp, id: &str) -> Option<WorkloadStatus> {
-    app.ctx.cache.workload(id).map(|w| w.value.status)
+    app.ctx.cache().workload(id).map(|w| w.value.status)
 }
 
 #[tokio::test]
@@ -151,7 +153,7 @@ async fn stored_workload_is_run_stopped_and_deleted_through_the_agent() {
     assert_eventually!(5, status_of(&app, &w.id).is_none());
     let stored = app
         .ctx
-        .store
+        .store()
         .get::<Workload>(&keys::workload(&w.id))
         .await
         .expect("get");
@@ -199,15 +201,19 @@ async fn workloads_of_a_lost_node_move_by_restart_policy() {
         .expect("inactive");
     app.add_node("b", 2.0, 1024, &[]).await;
     assert_eq!(
-        app.ctx.placer.reconcile(&app.ctx).await.expect("reconcile"),
+        app.ctx
+            .placer()
+            .reconcile(&app.ctx)
+            .await
+            .expect("reconcile"),
         1
     );
-    let moved = app.ctx.cache.workload(&mover.id).expect("mover").value;
+    let moved = app.ctx.cache().workload(&mover.id).expect("mover").value;
     assert_eq!(
         (moved.node_id.as_deref(), moved.generation, moved.status),
         (Some("b"), 2, WorkloadStatus::Scheduled)
     );
-    let kept = app.ctx.cache.workload(&keep.id).expect("keep").value;
+    let kept = app.ctx.cache().workload(&keep.id).expect("keep").value;
     assert_eq!(
         (kept.node_id.as_deref(), kept.status),
         (Some("a"), WorkloadStatus::Unknown)

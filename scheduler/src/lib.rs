@@ -1,7 +1,9 @@
 //! persys scheduler: the API, placement, the etcd store, dispatch to agents, liveness
 //! and reconciliation. [`run`] is the whole service; `main.rs` only parses flags.
 //!
-//! - [`config`]: flags. [`pki`]: CA, certificates, join token. [`store`]: etcd.
+//! - [`config`]: flags. [`pki`]: CA, certificates, join token; [`trust`]: what the
+//!   running scheduler signs and checks with. [`store`]: etcd. [`context`]: the parts
+//!   every handler and loop shares, each behind an accessor.
 //! - [`records`]: the only writer of workload and node records (etcd first, then the
 //!   view); [`cache`]: that view, fed by the etcd watch, with indexes, read by all.
 //! - [`placement`]: pure placement (and its explanation); [`placer`]: serialised,
@@ -40,6 +42,7 @@ pub mod reconcile;
 pub mod records;
 pub mod status;
 pub mod store;
+pub mod trust;
 
 /// The in-memory view (read side of [`records`]).
 pub use records::cache;
@@ -221,7 +224,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         strategy,
         shutdown.clone(),
     );
-    ctx.leadership = leader::Leadership::replica(me, forwarder);
+    ctx.set_leadership(leader::Leadership::replica(me, forwarder));
     let ctx = Arc::new(ctx);
 
     let tracker = TaskTracker::new();
@@ -237,7 +240,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let servers = TaskTracker::new();
     tracker.spawn(leader::run(ctx.clone(), election.clone()));
     let limits = ctx
-        .config
+        .config()
         .listener
         .limits(persys_certs::limits::DEFAULT_MAX_CONNECTIONS_SCHEDULER);
     for (listener, tls, router, addr, name) in [
@@ -259,7 +262,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let (token, failed) = (shutdown.clone(), failed.clone());
         let options = persys_certs::ServeOptions {
             limits,
-            metrics: ctx.metrics.connections.listener(name),
+            metrics: ctx.metrics().connections.listener(name),
         };
         servers.spawn(async move {
             if let Err(source) =
@@ -281,7 +284,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         });
     }
     tracker.close();
-    let mut role = ctx.leadership.subscribe();
+    let mut role = ctx.leadership().subscribe();
     // The borrow is dropped at once: holding it would block the election's writer.
     let known = tokio::time::timeout(LEADER_STARTUP_WAIT, async {
         role.wait_for(|r| !matches!(r, leader::Role::Follower { leader: None }))
@@ -292,8 +295,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     if known.is_err() {
         tracing::warn!("no scheduler leader known yet; writes answer 503 until one is elected");
     }
-    let me = ctx.leadership.me();
-    tracing::info!(replica = %me.id, url = %me.url, leader = ctx.leadership.is_leader(), "leader election joined");
+    let me = ctx.leadership().me();
+    tracing::info!(replica = %me.id, url = %me.url, leader = ctx.leadership().is_leader(), "leader election joined");
     tracing::info!(api = %api_addr, bootstrap = %bootstrap_addr, nodes = cache.nodes().len(), workloads = cache.counts().total, "ready");
     Ok(Running {
         api_addr,

@@ -121,8 +121,8 @@ impl Liveness {
 /// every [`TICK`], until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let now = Instant::now();
-    for node in ctx.cache.nodes() {
-        ctx.liveness.grace(&node.node_id, now);
+    for node in ctx.cache().nodes() {
+        ctx.liveness().grace(&node.node_id, now);
     }
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -136,8 +136,8 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         let now = Instant::now();
         let mut failed = None;
         let mut attempted = false;
-        for node in ctx.cache.nodes() {
-            if node.status != NodeStatus::Active || !ctx.liveness.is_expired(&node.node_id, now) {
+        for node in ctx.cache().nodes() {
+            if node.status != NodeStatus::Active || !ctx.liveness().is_expired(&node.node_id, now) {
                 continue;
             }
             attempted = true;
@@ -166,7 +166,7 @@ async fn expire(ctx: &Ctx, node_id: &str) -> Result<(), crate::store::StoreError
     if let Updated::Written(_) = out {
         tracing::warn!(node = %node_id, "node stopped heartbeating; marked Inactive");
     }
-    for w in ctx.cache.workloads_on(node_id) {
+    for w in ctx.cache().workloads_on(node_id) {
         if w.node_id.as_deref() != Some(node_id) {
             continue;
         }
@@ -188,10 +188,10 @@ pub async fn heartbeat(
     hb: &NodeHeartbeat,
 ) -> Result<bool, crate::store::StoreError> {
     // The status only: a heartbeat copies no record (thousands arrive each second).
-    let Some(status) = ctx.cache.node_status(node_id) else {
+    let Some(status) = ctx.cache().node_status(node_id) else {
         return Ok(false);
     };
-    ctx.liveness.beat(node_id, hb, Instant::now());
+    ctx.liveness().beat(node_id, hb, Instant::now());
     if status == NodeStatus::Inactive {
         let out =
             control::set_node_status(ctx, node_id, NodeStatus::Active, Some(NodeStatus::Inactive))
@@ -200,7 +200,7 @@ pub async fn heartbeat(
             tracing::info!(node = %node_id, "node heartbeating again; marked Active");
             ctx.kick_pending();
             // Its workloads are Unknown: learn their real states now.
-            ctx.node_queue.request(node_id);
+            ctx.node_queue().request(node_id);
         }
     }
     Ok(true)

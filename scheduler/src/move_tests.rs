@@ -101,11 +101,13 @@ async fn agent(
         .with_state(a.clone());
     let cert = app
         .ctx
-        .ca
+        .trust()
+        .ca()
         .issue_dual(&persys_certs::Identity::node(node), &["127.0.0.1".into()])
         .expect("agent cert");
-    let tls = persys_certs::server_config_mtls(&app.ctx.ca_pem, &cert.cert_pem, &cert.key_pem)
-        .expect("tls");
+    let tls =
+        persys_certs::server_config_mtls(app.ctx.trust().ca_pem(), &cert.cert_pem, &cert.key_pem)
+            .expect("tls");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -172,7 +174,7 @@ async fn submit(app: &TestApp, policy: &str) -> Workload {
 }
 
 fn record(app: &TestApp, id: &str) -> Workload {
-    app.ctx.cache.workload(id).expect("record").value
+    app.ctx.cache().workload(id).expect("record").value
 }
 
 #[tokio::test]
@@ -192,7 +194,7 @@ async fn drain_starts_a_service_elsewhere_before_removing_its_old_copy() {
         (Some("Draining"), Some(false))
     );
     assert_eq!(node["statusReason"], "draining: 1 workload to move");
-    assert_eq!(app.ctx.placer.reconcile(&app.ctx).await.expect("pass"), 1);
+    assert_eq!(app.ctx.placer().reconcile(&app.ctx).await.expect("pass"), 1);
     let moved = record(&app, &w.id);
     assert_eq!(
         (moved.node_id.as_deref(), moved.generation),
@@ -245,7 +247,7 @@ async fn drain_stops_a_job_before_its_new_copy_runs() {
     assert_eventually!(5, record(&app, &w.id).status == WorkloadStatus::Running);
     agent(&app, "node-2", &calls, WorkloadStatus::Running).await;
     call(&app, Method::POST, "/nodes/node-1/drain", None).await;
-    app.ctx.placer.reconcile(&app.ctx).await.expect("pass");
+    app.ctx.placer().reconcile(&app.ctx).await.expect("pass");
     assert_eventually!(
         5,
         record(&app, &w.id).status == WorkloadStatus::Running
@@ -270,7 +272,7 @@ async fn a_finished_job_stays_on_its_draining_node_which_counts_as_drained() {
     agent(&app, "node-2", &calls, WorkloadStatus::Running).await;
     let (_, node) = call(&app, Method::POST, "/nodes/node-1/drain", None).await;
     assert_eq!(node["drained"], true);
-    assert_eq!(app.ctx.placer.reconcile(&app.ctx).await.expect("pass"), 0);
+    assert_eq!(app.ctx.placer().reconcile(&app.ctx).await.expect("pass"), 0);
     assert_eq!(record(&app, &w.id).node_id.as_deref(), Some("node-1"));
 }
 
@@ -355,7 +357,7 @@ async fn the_backstop_leaves_a_retiring_copy_to_dispatch_and_removes_it_once_for
     .await
     .expect("moved");
     *old.listed.lock().expect("lock") = vec![state(&w.id, 1, WorkloadStatus::Running)];
-    let node_1 = app.ctx.cache.node("node-1").expect("node").value;
+    let node_1 = app.ctx.cache().node("node-1").expect("node").value;
     crate::reconcile::reconcile_node(&app.ctx, &node_1)
         .await
         .expect("reconciled");

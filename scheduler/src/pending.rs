@@ -20,9 +20,9 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
-            _ = ctx.pending_kick.notified() => {}
+            _ = ctx.pending_kicked() => {}
         }
-        match ctx.placer.reconcile(&ctx).await {
+        match ctx.placer().reconcile(&ctx).await {
             Ok(n) => {
                 outage.succeeded("re-placement");
                 if n > 0 {

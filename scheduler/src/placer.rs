@@ -139,7 +139,7 @@ impl<'a> Candidates<'a> {
 /// each member. Runs holding the placer's lock.
 async fn place_and_store(ctx: &Ctx, strategy: Strategy, batch: Vec<Submission>) {
     let timer = std::time::Instant::now();
-    let view = ctx.cache.placement_view();
+    let view = ctx.cache().placement_view();
     let mut candidates = Candidates::new(&view.nodes, &view.allocs);
     let mut placed = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
@@ -150,18 +150,18 @@ async fn place_and_store(ctx: &Ctx, strategy: Strategy, batch: Vec<Submission>) 
         records.push(w);
         replies.push(s.reply);
     }
-    match ctx.records.create_workloads(&records).await {
+    match ctx.records().create_workloads(&records).await {
         Ok(results) => {
             let took = timer.elapsed().as_secs_f64();
-            ctx.metrics
+            ctx.metrics()
                 .placement_batch_size
                 .observe(records.len() as f64);
             for ((result, reply), placed) in results.into_iter().zip(replies).zip(placed) {
                 let answer = match result {
                     NewWorkload::Stored(stored) => {
-                        ctx.metrics.placement_seconds.observe(took);
+                        ctx.metrics().placement_seconds.observe(took);
                         if placed {
-                            ctx.metrics.workloads_scheduled.inc();
+                            ctx.metrics().workloads_scheduled.inc();
                         }
                         let w = stored.value;
                         tracing::debug!(workload = %w.id, name = %w.spec.name, node = ?w.node_id, status = %w.status, "workload stored");
@@ -230,7 +230,7 @@ impl Placer {
     /// if it still fits there, else moved. Stored before anything is dispatched.
     pub async fn redeploy(&self, ctx: &Ctx, id: &str) -> Result<Redeployed, StoreError> {
         let _guard = self.lock.lock().await;
-        let view = ctx.cache.placement_view();
+        let view = ctx.cache().placement_view();
         let (nodes, allocs) = (view.nodes, view.allocs);
         let mut refused = None;
         let out = crate::control::update_workload(ctx, id, |cur| {
@@ -254,7 +254,7 @@ impl Placer {
                 let w = v.value;
                 tracing::info!(workload = %w.id, node = ?w.node_id, generation = w.generation, status = %w.status, "workload redeployed");
                 if w.node_id.is_some() {
-                    ctx.metrics.workloads_scheduled.inc();
+                    ctx.metrics().workloads_scheduled.inc();
                 }
                 Redeployed::Done(Box::new(w))
             }
@@ -269,7 +269,7 @@ impl Placer {
     /// that change. Returns how many were placed.
     pub async fn reconcile(&self, ctx: &Ctx) -> Result<usize, StoreError> {
         let mut memory = self.lock.lock().await;
-        let view = ctx.cache.placement_view();
+        let view = ctx.cache().placement_view();
         let nodes = view.nodes;
         let status_of: HashMap<&str, NodeStatus> = nodes
             .iter()
@@ -283,13 +283,13 @@ impl Placer {
         };
         // Only what may need placing: the Pending queue and the workloads of lost and
         // draining nodes, from the indexes (never a scan of every workload).
-        let mut workloads = ctx.cache.pending();
+        let mut workloads = ctx.cache().pending();
         for node in nodes
             .iter()
             .filter(|n| matches!(n.status, NodeStatus::Inactive | NodeStatus::Draining))
         {
             workloads.extend(
-                ctx.cache
+                ctx.cache()
                     .workloads_on(&node.node_id)
                     .into_iter()
                     .filter(|w| w.node_id.as_deref() == Some(node.node_id.as_str())),
@@ -342,7 +342,7 @@ impl Placer {
             .await?;
             if was_placed && matches!(written, Updated::Written(_)) {
                 placed += 1;
-                ctx.metrics.workloads_scheduled.inc();
+                ctx.metrics().workloads_scheduled.inc();
                 tracing::info!(workload = %w.id, node = ?next.node_id, reason = ?next.status_reason, "workload placed");
             }
         }
@@ -368,7 +368,7 @@ fn note_drain_progress(
     let mut drained = HashSet::new();
     for node in nodes.iter().filter(|n| {
         n.status == NodeStatus::Draining
-            && moves::is_drained(n, ctx.cache.workloads_on(&n.node_id).iter().map(|w| &**w))
+            && moves::is_drained(n, ctx.cache().workloads_on(&n.node_id).iter().map(|w| &**w))
     }) {
         if !memory.drained.contains(&node.node_id) {
             tracing::info!(node = %node.node_id, "node drained");

@@ -37,7 +37,7 @@ impl NodeQueue {
 /// Run until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let Some(mut requests) = ctx
-        .node_queue
+        .node_queue()
         .rx
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -48,7 +48,10 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     };
     run_with(&ctx, &mut requests, &shutdown).await;
     // The next leadership term's loop takes the queue again.
-    *ctx.node_queue.rx.lock().unwrap_or_else(|e| e.into_inner()) = Some(requests);
+    *ctx.node_queue()
+        .rx
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(requests);
 }
 
 async fn run_with(
@@ -56,7 +59,7 @@ async fn run_with(
     requests: &mut mpsc::UnboundedReceiver<String>,
     shutdown: &CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(ctx.config.monitor_interval());
+    let mut tick = tokio::time::interval(ctx.config().monitor_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick fires at once; the start-up state is fresh, so skip it.
     tick.tick().await;
@@ -66,7 +69,7 @@ async fn run_with(
             _ = tick.tick() => None,
             Some(id) = requests.recv() => Some(id),
         };
-        for node in ctx.cache.nodes() {
+        for node in ctx.cache().nodes() {
             if only.as_ref().is_some_and(|id| *id != node.node_id) {
                 continue;
             }
@@ -97,9 +100,9 @@ pub enum ReconcileError {
 
 /// Compare one node's containers with the records and correct the difference.
 pub async fn reconcile_node(ctx: &Ctx, node: &Node) -> Result<(), ReconcileError> {
-    let containers = ctx.agents.list(node).await?;
+    let containers = ctx.agents().list(node).await?;
     for c in &containers {
-        let owner = ctx.cache.workload(&c.workload_id).map(|v| v.value);
+        let owner = ctx.cache().workload(&c.workload_id).map(|v| v.value);
         let unwanted = match &owner {
             None => true,
             // An old copy of a move is removed by dispatch once its replacement allows.
@@ -118,7 +121,7 @@ pub async fn reconcile_node(ctx: &Ctx, node: &Node) -> Result<(), ReconcileError
                 .container_id
                 .clone()
                 .unwrap_or_else(|| persys_proto::container_name(&c.workload_id, c.generation));
-            ctx.agents.remove(node, &target).await?;
+            ctx.agents().remove(node, &target).await?;
         }
     }
     let report = StatusReport {

@@ -199,12 +199,12 @@ impl TestApp {
             cert_serial: None,
         };
         self.ctx
-            .records
+            .records()
             .create_node(&node)
             .await
             .expect("put node")
             .expect("new node");
-        self.ctx.liveness.grace(id, tokio::time::Instant::now());
+        self.ctx.liveness().grace(id, tokio::time::Instant::now());
     }
 }
 

@@ -40,7 +40,7 @@ pub async fn heartbeat_stream(
     CallingNode(cn): CallingNode,
     body: Body,
 ) -> Result<StatusCode, AppError> {
-    if ctx.cache.node_status(&cn).is_none() {
+    if ctx.cache().node_status(&cn).is_none() {
         return Err(AppError::not_found(format!("node {cn} is not registered")));
     }
     let mut frames = body.into_data_stream();
@@ -49,7 +49,7 @@ pub async fn heartbeat_stream(
     loop {
         let frame = tokio::select! {
             // Our own shutdown ends the stream; that says nothing about the node.
-            _ = ctx.shutdown.cancelled() => return Ok(StatusCode::NO_CONTENT),
+            _ = ctx.shutdown().cancelled() => return Ok(StatusCode::NO_CONTENT),
             f = frames.next() => f,
         };
         let bytes = match frame {
@@ -62,8 +62,8 @@ pub async fn heartbeat_stream(
             }
             // Cut off mid-stream: the agent's connection broke (its process died).
             Some(Err(_)) => {
-                let confirm = ctx.config.suspect_confirm();
-                ctx.liveness
+                let confirm = ctx.config().suspect_confirm();
+                ctx.liveness()
                     .suspect(&cn, tokio::time::Instant::now(), confirm);
                 tracing::info!(node = %cn, confirm_ms = confirm.as_millis() as u64, "heartbeat stream broke; node suspected");
                 return Ok(StatusCode::NO_CONTENT);
@@ -105,7 +105,7 @@ pub async fn status(
             "certificate {cn:?} may not report for node {id:?}"
         )));
     }
-    if ctx.cache.node(&id).is_none() {
+    if ctx.cache().node(&id).is_none() {
         return Err(AppError::not_found(format!("node {id} is not registered")));
     }
     control::apply_report(&ctx, &id, &report).await?;

@@ -34,17 +34,17 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// `GET /readyz`: etcd answers.
 pub async fn readyz(State(ctx): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
-    ctx.store.ping().await?;
+    ctx.store().ping().await?;
     Ok(Json(serde_json::json!({"status": "ready"})))
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(ctx): State<AppState>) -> impl IntoResponse {
-    ctx.metrics
-        .set_nodes(ctx.cache.nodes().iter().map(|n| n.status.as_str()));
+    ctx.metrics()
+        .set_nodes(ctx.cache().nodes().iter().map(|n| n.status.as_str()));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        ctx.metrics.render(),
+        ctx.metrics().render(),
     )
 }
 
@@ -60,7 +60,7 @@ async fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<(), AppError> {
         .or_else(|| value.strip_prefix("bearer "))
         .ok_or_else(denied)?;
     let token = JoinToken::parse(raw).map_err(|_| denied())?;
-    if !constant_time_eq(token.ca_hash.as_bytes(), ctx.ca_hash.as_bytes()) {
+    if !constant_time_eq(token.ca_hash.as_bytes(), ctx.trust().ca_hash().as_bytes()) {
         return Err(AppError::unauthenticated(
             "join token is for another cluster CA",
         ));
@@ -69,10 +69,10 @@ async fn authenticate(ctx: &Ctx, headers: &HeaderMap) -> Result<(), AppError> {
     // Only the presented token's record: a lookup by its hash reveals nothing about
     // other secrets, and the MAC shows persys wrote it (a raw etcd write mints none).
     let record = ctx
-        .store
+        .store()
         .get::<TokenRecord>(&keys::token(&presented))
         .await?;
-    let ok = record.is_some_and(|r| r.value.is_join_for(&ctx.record_key, &presented));
+    let ok = record.is_some_and(|r| r.value.is_join_for(ctx.trust().record_key(), &presented));
     if ok {
         Ok(())
     } else {
@@ -150,7 +150,11 @@ pub async fn register(
 ) -> Result<Json<RegisterResponse>, AppError> {
     let from = source.as_ref().map(|Extension(a)| a.0);
     if let Some(ip) = from {
-        if let Err(wait) = ctx.join_failures.check(ip, std::time::Instant::now()) {
+        if let Err(wait) = ctx
+            .trust()
+            .join_failures()
+            .check(ip, std::time::Instant::now())
+        {
             return Err(AppError::too_many_failures(
                 format!("too many failed registrations from {ip}; try again later"),
                 wait,
@@ -159,9 +163,10 @@ pub async fn register(
     }
     if let Err(refused) = authenticate(&ctx, &headers).await {
         if let Some(ip) = from.filter(|_| refused.status == StatusCode::UNAUTHORIZED) {
-            ctx.join_failures
+            ctx.trust()
+                .join_failures()
                 .record_failure(ip, std::time::Instant::now());
-            ctx.metrics.join_failures.inc();
+            ctx.metrics().join_failures.inc();
         }
         return Err(refused);
     }
@@ -201,7 +206,7 @@ pub async fn register(
             ));
         }
     }
-    if let Some(existing) = ctx.cache.node(&node_id) {
+    if let Some(existing) = ctx.cache().node(&node_id) {
         // Checked again in the write (a registration may race this one).
         if !may_reregister(&existing.value, peer.as_ref()) {
             return Err(taken(&node_id));
@@ -220,7 +225,8 @@ pub async fn register(
     // make its certificate pass for another server's.
     let sans = vec![ip.to_string()];
     let certificate = ctx
-        .ca
+        .trust()
+        .ca()
         .sign_csr(&req.csr, &Identity::node(&node_id), &sans)
         .map_err(|e| AppError::invalid_field("csr", e))?;
     let serial = persys_certs::pem::parse_certs(&certificate)
@@ -233,15 +239,15 @@ pub async fn register(
 
     // The grace period starts before the record is Active: a liveness pass between the
     // two would otherwise find an Active node that never beat and mark it Inactive.
-    ctx.liveness.grace(&node_id, Instant::now());
+    ctx.liveness().grace(&node_id, Instant::now());
     store_node(&ctx, &req, &node_id, &serial, peer.as_ref()).await?;
     let record = DnsRecord {
         host: ip.to_string(),
         ttl: dns::TTL,
     };
-    ctx.store
+    ctx.store()
         .put_if_changed(
-            &dns::node_key(&ctx.config.cluster_domain, &node_id),
+            &dns::node_key(&ctx.config().cluster_domain, &node_id),
             &record,
         )
         .await?;
@@ -250,9 +256,9 @@ pub async fn register(
     Ok(Json(RegisterResponse {
         node_id: node_id.clone(),
         certificate,
-        ca_certificate: ctx.ca_pem.clone(),
-        domain_name: dns::node_fqdn(&ctx.config.cluster_domain, &node_id),
-        heartbeat_interval_ms: ctx.config.heartbeat_interval_ms,
+        ca_certificate: ctx.trust().ca_pem().to_string(),
+        domain_name: dns::node_fqdn(&ctx.config().cluster_domain, &node_id),
+        heartbeat_interval_ms: ctx.config().heartbeat_interval_ms,
     }))
 }
 
@@ -263,7 +269,7 @@ async fn store_node(
     serial: &str,
     presented: Option<&PeerIdentity>,
 ) -> Result<(), AppError> {
-    let domain = ctx.config.cluster_domain.clone();
+    let domain = ctx.config().cluster_domain.clone();
     for _ in 0..8 {
         let mut refused = false;
         let out = control::update_node(ctx, node_id, |prev| {
@@ -282,7 +288,7 @@ async fn store_node(
             return Ok(());
         }
         let node = registered(None, req, node_id, &domain, serial);
-        if ctx.records.create_node(&node).await?.is_some() {
+        if ctx.records().create_node(&node).await?.is_some() {
             return Ok(());
         }
     }

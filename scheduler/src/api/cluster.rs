@@ -8,13 +8,13 @@ use persys_proto::{ClusterMetrics, LeaderInfo, WorkloadStatus};
 
 /// `GET /cluster/leader`: `{"leader", "url", "self"}` as this replica sees it.
 pub async fn leader(State(ctx): State<AppState>) -> Json<LeaderInfo> {
-    Json(ctx.leadership.info())
+    Json(ctx.leadership().info())
 }
 
 /// Nodes, workload counts by status, capacity and allocation totals.
 pub async fn metrics(State(ctx): State<AppState>) -> Json<ClusterMetrics> {
     let nodes = decorated_nodes(&ctx);
-    let counts = ctx.cache.counts();
+    let counts = ctx.cache().counts();
     let mut m = ClusterMetrics {
         total_workloads: counts.total,
         ..Default::default()

@@ -23,7 +23,7 @@ fn kind(ev: &ClusterEvent) -> &'static str {
 pub async fn events(
     State(ctx): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = BroadcastStream::new(ctx.cache.subscribe())
+    let stream = BroadcastStream::new(ctx.cache().subscribe())
         .map(|item| {
             Ok(match item {
                 // Redacted: no secret value leaves the scheduler in an event.
@@ -36,6 +36,6 @@ pub async fn events(
                 }
             })
         })
-        .take_until(ctx.shutdown.clone().cancelled_owned());
+        .take_until(ctx.shutdown().clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -56,7 +56,7 @@ pub async fn logs(
 ) -> Result<Response, AppError> {
     let query = parse_query(&q)?;
     let w = ctx
-        .cache
+        .cache()
         .workload(&id)
         .ok_or_else(|| AppError::not_found(format!("workload {id} not found")))?
         .value;
@@ -67,11 +67,11 @@ pub async fn logs(
         ))
     })?;
     let node = ctx
-        .cache
+        .cache()
         .node(&node_id)
         .ok_or_else(|| AppError::not_found(format!("node {node_id} of workload {id} not found")))?
         .value;
-    let upstream = ctx.agents.logs(&node, &id, &query).await?;
+    let upstream = ctx.agents().logs(&node, &id, &query).await?;
     let content_type = upstream
         .headers()
         .get(header::CONTENT_TYPE)
@@ -80,7 +80,7 @@ pub async fn logs(
     // End followed streams at shutdown so that draining does not wait for them.
     let stream = upstream
         .bytes_stream()
-        .take_until(ctx.shutdown.clone().cancelled_owned());
+        .take_until(ctx.shutdown().clone().cancelled_owned());
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, content_type);

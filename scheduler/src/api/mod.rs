@@ -35,7 +35,7 @@ pub type AppState = Arc<Ctx>;
 /// The scheduler API (8085). Every route expects the TLS layer to have verified a
 /// client certificate of the cluster CA; node routes further check the node's own CN.
 pub fn router(ctx: AppState) -> Router {
-    let limit = ctx.config.max_body_bytes;
+    let limit = ctx.config().max_body_bytes;
     Router::new()
         .route("/workloads", post(workloads::create).get(workloads::list))
         .route("/workloads/schedule", post(workloads::schedule))
@@ -75,7 +75,7 @@ pub fn router(ctx: AppState) -> Router {
 
 /// The bootstrap port (8084): TLS with a server certificate only.
 pub fn bootstrap_router(ctx: AppState) -> Router {
-    let limit = ctx.config.max_body_bytes;
+    let limit = ctx.config().max_body_bytes;
     Router::new()
         .route("/nodes/register", post(bootstrap::register))
         .route("/healthz", get(bootstrap::healthz))
@@ -129,7 +129,7 @@ async fn request_context(State(ctx): State<AppState>, req: Request, next: Next) 
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
     }
     let status = resp.status();
-    ctx.metrics
+    ctx.metrics()
         .http_requests
         .with_label_values(&[route.as_str(), method_label(&method), status.as_str()])
         .inc();

@@ -43,7 +43,7 @@ impl NodeView {
                 status_reason: None,
             };
         }
-        let on_node = ctx.cache.workloads_on(&node.node_id);
+        let on_node = ctx.cache().workloads_on(&node.node_id);
         let progress = DrainProgress::of(&node.node_id, on_node.iter().map(|w| &**w));
         Self {
             node,
@@ -66,7 +66,7 @@ fn decorate(ctx: &Ctx, node: &Node, allocated: Allocation) -> Node {
     let mut n = node.clone();
     n.allocated_cpu = allocated.cpu;
     n.allocated_memory = allocated.memory;
-    if let Some(b) = ctx.liveness.get(&n.node_id) {
+    if let Some(b) = ctx.liveness().get(&n.node_id) {
         if b.wall.is_some() {
             n.last_heartbeat = b.wall;
             n.available_cpu = b.available_cpu;
@@ -78,7 +78,7 @@ fn decorate(ctx: &Ctx, node: &Node, allocated: Allocation) -> Node {
 
 /// Every node, decorated (see [`decorate`]).
 pub fn decorated_nodes(ctx: &Ctx) -> Vec<Node> {
-    let view = ctx.cache.placement_view();
+    let view = ctx.cache().placement_view();
     view.nodes
         .iter()
         .map(|n| {
@@ -105,11 +105,11 @@ pub async fn list(
         Some(t) => Some(parse_node_token(t).map_err(|e| AppError::invalid_field("continue", e))?),
         None => None,
     };
-    let page = ctx.cache.node_page(after.as_deref(), limit);
+    let page = ctx.cache().node_page(after.as_deref(), limit);
     let items: Vec<NodeView> = page
         .items
         .iter()
-        .map(|n| NodeView::of(&ctx, decorate(&ctx, n, ctx.cache.allocation(&n.node_id))))
+        .map(|n| NodeView::of(&ctx, decorate(&ctx, n, ctx.cache().allocation(&n.node_id))))
         .collect();
     Ok(Json(super::paging::Page {
         items,
@@ -131,8 +131,8 @@ pub async fn get_one(
 }
 
 fn view(ctx: &Ctx, id: &str) -> Option<NodeView> {
-    let node = ctx.cache.node(id)?.value;
-    let node = decorate(ctx, &node, ctx.cache.allocation(id));
+    let node = ctx.cache().node(id)?.value;
+    let node = decorate(ctx, &node, ctx.cache().allocation(id));
     Some(NodeView::of(ctx, node))
 }
 
@@ -210,11 +210,11 @@ pub async fn remove(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<NodeView>, AppError> {
-    let Some(current) = ctx.cache.node(&id) else {
+    let Some(current) = ctx.cache().node(&id) else {
         return Err(not_found(&id));
     };
     let placed = ctx
-        .cache
+        .cache()
         .workloads_on(&id)
         .iter()
         .filter(|w| w.node_id.as_deref() == Some(id.as_str()))
@@ -225,7 +225,7 @@ pub async fn remove(
         )));
     }
     if ctx
-        .records
+        .records()
         .delete_node_at(&id, current.mod_revision)
         .await?
         .is_none()
@@ -234,11 +234,11 @@ pub async fn remove(
             "node {id} changed while being removed; try again"
         )));
     }
-    ctx.store
-        .delete(&crate::dns::node_key(&ctx.config.cluster_domain, &id))
+    ctx.store()
+        .delete(&crate::dns::node_key(&ctx.config().cluster_domain, &id))
         .await?;
-    ctx.liveness.forget(&id);
-    ctx.agents.forget(&id);
+    ctx.liveness().forget(&id);
+    ctx.agents().forget(&id);
     tracing::info!(node = %id, "node removed; its certificate no longer works");
     Ok(Json(NodeView {
         node: current.value,

@@ -32,15 +32,15 @@ struct Inputs {
 /// workload changed between them, so that the reservation left out is the one the
 /// view counts.
 fn candidates(ctx: &Ctx, id: &str) -> Option<Inputs> {
-    let mut before = ctx.cache.workload(id)?;
-    let mut view = ctx.cache.placement_view();
+    let mut before = ctx.cache().workload(id)?;
+    let mut view = ctx.cache().placement_view();
     for _ in 1..CONSISTENT_READS {
-        let after = ctx.cache.workload(id)?;
+        let after = ctx.cache().workload(id)?;
         if after.mod_revision == before.mod_revision {
             break;
         }
         before = after;
-        view = ctx.cache.placement_view();
+        view = ctx.cache().placement_view();
     }
     let workload = before.value;
     let mut allocations = view.allocs;
@@ -59,7 +59,7 @@ fn candidates(ctx: &Ctx, id: &str) -> Option<Inputs> {
 /// The strategy the placer uses: the scheduler refuses to start with an unknown one,
 /// so the default is only a fallback that cannot happen.
 fn strategy(ctx: &Ctx) -> Strategy {
-    ctx.config.placement.parse().unwrap_or_default()
+    ctx.config().placement.parse().unwrap_or_default()
 }
 
 /// `GET /workloads/{id}/placement`: 200 with the explanation, 404 for an unknown

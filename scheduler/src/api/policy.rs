@@ -22,9 +22,9 @@ pub async fn set(
     JsonBody(policy): JsonBody<ClusterPolicy>,
 ) -> Result<Json<ClusterPolicy>, AppError> {
     policy.validate().map_err(|e| AppError::invalid(&e))?;
-    let changed = ctx.store.put_if_changed(keys::POLICY, &policy).await;
+    let changed = ctx.store().put_if_changed(keys::POLICY, &policy).await;
     // Whatever the outcome, the next create reads the policy from etcd again.
-    ctx.policy.invalidate();
+    ctx.policy().invalidate();
     let changed = changed?;
     if changed {
         tracing::info!(policy = ?policy, "cluster policy changed");

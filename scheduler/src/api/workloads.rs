@@ -46,25 +46,25 @@ async fn submit(
     crate::admission::admit(&spec, &policy).map_err(|d| AppError::policy_denied(&d))?;
     let w = Workload::new(id, spec, Utc::now());
     check_record_size(&w)?;
-    Ok(ctx.placer.submit(ctx, w).await?)
+    Ok(ctx.placer().submit(ctx, w).await?)
 }
 
 /// The cluster policy (the default when none was set): on the leader from memory once
 /// read in its term (see [`crate::policy_cache`]), else one etcd read.
 pub async fn current_policy(ctx: &AppState) -> Result<ClusterPolicy, AppError> {
-    let term = ctx.store.fence_term();
-    if let Some(p) = term.and_then(|t| ctx.policy.get(t)) {
+    let term = ctx.store().fence_term();
+    if let Some(p) = term.and_then(|t| ctx.policy().get(t)) {
         return Ok(p);
     }
-    let generation = ctx.policy.generation();
+    let generation = ctx.policy().generation();
     let policy = ctx
-        .store
+        .store()
         .get::<ClusterPolicy>(keys::POLICY)
         .await?
         .map(|v| v.value)
         .unwrap_or_default();
     if let Some(t) = term {
-        ctx.policy.fill(generation, t, policy.clone());
+        ctx.policy().fill(generation, t, policy.clone());
     }
     Ok(policy)
 }
@@ -135,7 +135,7 @@ pub async fn list(
     let filter = parse_filter(&q)?;
     let public = |w: &Arc<Workload>| Public::new((**w).clone());
     let Some(limit) = paging::limit(&q)? else {
-        let all: Vec<Public<Workload>> = ctx.cache.list(&filter).iter().map(public).collect();
+        let all: Vec<Public<Workload>> = ctx.cache().list(&filter).iter().map(public).collect();
         return Ok(Json(all).into_response());
     };
     let after = match paging::token(&q) {
@@ -144,7 +144,7 @@ pub async fn list(
         }
         None => None,
     };
-    let page = ctx.cache.page(&filter, after.as_ref(), limit);
+    let page = ctx.cache().page(&filter, after.as_ref(), limit);
     Ok(Json(paging::Page {
         items: page.items.iter().map(public).collect(),
         next: page.next.as_ref().map(workload_token),
@@ -161,7 +161,7 @@ pub async fn get_one(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Public<Workload>>, AppError> {
-    ctx.cache
+    ctx.cache()
         .workload(&id)
         .map(|v| Json(Public::new(v.value)))
         .ok_or_else(|| not_found(&id))
@@ -270,7 +270,7 @@ pub async fn redeploy(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Public<Workload>>, AppError> {
-    match ctx.placer.redeploy(&ctx, &id).await? {
+    match ctx.placer().redeploy(&ctx, &id).await? {
         Redeployed::Done(w) => Ok(Json(Public::new(*w))),
         Redeployed::Refused(e) => Err(AppError::conflict(e.to_string())),
         Redeployed::Missing => Err(not_found(&id)),
@@ -283,7 +283,7 @@ pub async fn delete(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Public<Workload>>, AppError> {
-    let Some(cached) = ctx.cache.workload(&id) else {
+    let Some(cached) = ctx.cache().workload(&id) else {
         return Err(not_found(&id));
     };
     if cached.value.node_id.is_none() {

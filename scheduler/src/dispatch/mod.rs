@@ -76,7 +76,7 @@ impl Dispatcher {
 /// The controller loop, until `shutdown`.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let Some(mut rx) = ctx
-        .dispatcher
+        .dispatcher()
         .rx
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -85,10 +85,10 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         tracing::error!("dispatch loop started twice");
         return;
     };
-    let mut changes = ctx.cache.subscribe();
+    let mut changes = ctx.cache().subscribe();
     // Everything already loaded: finishes dispatches stored but never confirmed.
-    for id in ctx.cache.workload_ids() {
-        ctx.dispatcher.enqueue(&id);
+    for id in ctx.cache().workload_ids() {
+        ctx.dispatcher().enqueue(&id);
     }
     let mut running: HashMap<String, bool> = HashMap::new(); // id → dirty
     let mut failures: HashMap<String, backon::ExponentialBackoff> = HashMap::new();
@@ -102,7 +102,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 Ok(ClusterEvent::Workload { workload }) => start(&ctx, &mut running, &mut tasks, workload.id.clone()),
                 // A node that is reachable again may have work that waited for it.
                 Ok(ClusterEvent::Node { node }) if node.status != NodeStatus::Inactive => {
-                    for w in ctx.cache.workloads_on(&node.node_id) {
+                    for w in ctx.cache().workloads_on(&node.node_id) {
                         if action_for(&w).is_some() {
                             start(&ctx, &mut running, &mut tasks, w.id.clone());
                         }
@@ -110,7 +110,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    for id in ctx.cache.workload_ids() {
+                    for id in ctx.cache().workload_ids() {
                         start(&ctx, &mut running, &mut tasks, id);
                     }
                 }
@@ -125,7 +125,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                         .or_insert_with(requeue_backoff)
                         .next()
                         .unwrap_or(MAX_REQUEUE);
-                    let tx = ctx.dispatcher.tx.clone();
+                    let tx = ctx.dispatcher().tx.clone();
                     let token = shutdown.clone();
                     timers.spawn(async move {
                         tokio::select! {
@@ -147,7 +147,10 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     tasks.shutdown().await;
     timers.shutdown().await;
     // The next leadership term's loop takes the queue again.
-    *ctx.dispatcher.rx.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
+    *ctx.dispatcher()
+        .rx
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(rx);
 }
 
 fn start(

@@ -17,14 +17,14 @@ use std::time::Duration;
 
 /// Reconcile one workload.
 pub async fn reconcile(ctx: &Ctx, id: &str) -> Next {
-    let Some(w) = ctx.cache.workload(id).map(|v| v.value) else {
+    let Some(w) = ctx.cache().workload(id).map(|v| v.value) else {
         return Next::Done;
     };
     // Before the action: a job's old copy must be gone before its new one runs.
     if retire_due(&w) {
         if let Err(e) = retire(ctx, &w).await {
             tracing::warn!(workload = %id, error = %e, "removing old copies failed; will retry");
-            ctx.metrics.dispatch_errors.inc();
+            ctx.metrics().dispatch_errors.inc();
             return Next::Retry;
         }
     }
@@ -34,7 +34,7 @@ pub async fn reconcile(ctx: &Ctx, id: &str) -> Next {
     let node = w
         .node_id
         .as_deref()
-        .and_then(|n| ctx.cache.node(n))
+        .and_then(|n| ctx.cache().node(n))
         .map(|v| v.value);
     let result = match (action, node) {
         (Action::RecordOnly, _) | (_, None) => record_only(ctx, &w).await.map_err(Failure::Store),
@@ -52,7 +52,7 @@ pub async fn reconcile(ctx: &Ctx, id: &str) -> Next {
         Ok(()) => Next::Done,
         Err(Failure::Agent(e)) if !e.is_retryable() => {
             tracing::warn!(workload = %id, error = %e, "agent refused");
-            ctx.metrics.dispatch_errors.inc();
+            ctx.metrics().dispatch_errors.inc();
             if let Err(e) = mark_failed(ctx, &w, &e.to_string()).await {
                 tracing::warn!(workload = %id, error = %e, "recording dispatch failure failed");
                 return Next::Retry;
@@ -61,7 +61,7 @@ pub async fn reconcile(ctx: &Ctx, id: &str) -> Next {
         }
         Err(e) => {
             tracing::warn!(workload = %id, error = %e, "dispatch failed; will retry");
-            ctx.metrics.dispatch_errors.inc();
+            ctx.metrics().dispatch_errors.inc();
             Next::Retry
         }
     }
@@ -88,7 +88,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, AgentError>>,
 {
-    let permits = ctx.dispatcher.node_permits(&node.node_id);
+    let permits = ctx.dispatcher().node_permits(&node.node_id);
     let _permit = permits.acquire_owned().await.ok();
     // Boxed, so that a dispatch waiting for its node's permit is small: in a storm tens
     // of thousands wait, and the agent call's future is kilobytes.
@@ -104,14 +104,14 @@ async fn run_on(ctx: &Ctx, w: &Workload, node: &Node) -> Result<(), Failure> {
     // The request is built once the permit is held, not kept by every waiting dispatch.
     let state = with_permit(ctx, node, || {
         let req = RunRequest::for_workload(w);
-        async move { ctx.agents.run(node, &req).await }
+        async move { ctx.agents().run(node, &req).await }
     })
     .await?;
     apply(ctx, node, &state).await
 }
 
 async fn stop_on(ctx: &Ctx, w: &Workload, node: &Node) -> Result<(), Failure> {
-    match with_permit(ctx, node, || ctx.agents.stop(node, &w.id)).await {
+    match with_permit(ctx, node, || ctx.agents().stop(node, &w.id)).await {
         Ok(state) => apply(ctx, node, &state).await,
         // No container: nothing runs, which is what the user asked for.
         Err(Failure::Agent(e)) if e.is_not_found() => {
@@ -122,7 +122,7 @@ async fn stop_on(ctx: &Ctx, w: &Workload, node: &Node) -> Result<(), Failure> {
 }
 
 async fn remove_on(ctx: &Ctx, w: &Workload, node: &Node) -> Result<(), Failure> {
-    with_permit(ctx, node, || ctx.agents.remove(node, &w.id)).await?;
+    with_permit(ctx, node, || ctx.agents().remove(node, &w.id)).await?;
     record_only(ctx, w).await.map_err(Failure::Store)
 }
 
@@ -134,11 +134,11 @@ async fn retire(ctx: &Ctx, w: &Workload) -> Result<(), Failure> {
     let mut done: Vec<RetiringCopy> = Vec::new();
     let mut failed = None;
     for copy in &w.retiring {
-        let node = ctx.cache.node(&copy.node_id).map(|v| v.value);
+        let node = ctx.cache().node(&copy.node_id).map(|v| v.value);
         let Some(node) = node.filter(|n| {
             n.status != NodeStatus::Inactive
                 && !ctx
-                    .liveness
+                    .liveness()
                     .is_expired(&n.node_id, tokio::time::Instant::now())
         }) else {
             tracing::info!(workload = %w.id, node = %copy.node_id, generation = copy.generation, "old copy's node is gone; the backstop removes it if it returns");
@@ -146,7 +146,7 @@ async fn retire(ctx: &Ctx, w: &Workload) -> Result<(), Failure> {
             continue;
         };
         let name = container_name(&w.id, copy.generation);
-        match with_permit(ctx, &node, || ctx.agents.remove(&node, &name)).await {
+        match with_permit(ctx, &node, || ctx.agents().remove(&node, &name)).await {
             Ok(()) => {
                 tracing::info!(workload = %w.id, node = %copy.node_id, generation = copy.generation, "old copy removed");
                 done.push(copy.clone());

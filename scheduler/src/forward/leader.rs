@@ -103,11 +103,11 @@ pub async fn send(
     hop: &Hop<'_>,
     repeatable: bool,
 ) -> Response {
-    let Some(forwarder) = ctx.leadership.forwarder.as_ref() else {
+    let Some(forwarder) = ctx.leadership().forwarder.as_ref() else {
         return unavailable("this scheduler cannot reach the leader");
     };
     let mut headers = copy_headers(&parts.headers);
-    let me = &ctx.leadership.me().id;
+    let me = &ctx.leadership().me().id;
     let left = hop.deadline.saturating_duration_since(Instant::now());
     let left_ms = left.as_millis().to_string();
     for (name, value) in [

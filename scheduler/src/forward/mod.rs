@@ -158,7 +158,7 @@ pub async fn api(State(ctx): State<AppState>, mut req: Request, next: Next) -> R
     }
     if req.uri().path() == HEARTBEAT_STREAM {
         // Never buffered or forwarded: it lasts as long as the agent, on the leader.
-        if ctx.leadership.is_leader() {
+        if ctx.leadership().is_leader() {
             return next.run(req).await;
         }
         return finish(
@@ -188,10 +188,10 @@ async fn ride(
     once: bool,
     base: impl Fn(&persys_proto::LeaderRecord) -> String,
 ) -> Response {
-    let most = ctx.config.write_deadline();
+    let most = ctx.config().write_deadline();
     let deadline = Instant::now() + arrival.budget.map_or(most, |b| b.min(most));
     let (parts, body) = req.into_parts();
-    let body = match leader::buffer(body, ctx.config.max_body_bytes).await {
+    let body = match leader::buffer(body, ctx.config().max_body_bytes).await {
         Ok(b) => b,
         Err(refused) => return refused,
     };
@@ -209,17 +209,17 @@ async fn ride(
         .with_jitter()
         .without_max_times()
         .build();
-    let mut roles = ctx.leadership.subscribe();
+    let mut roles = ctx.leadership().subscribe();
     loop {
         roles.borrow_and_update();
-        let resp = if ctx.leadership.is_leader() {
+        let resp = if ctx.leadership().is_leader() {
             let mut req = Request::from_parts(parts.clone(), Body::from(body.clone()));
             req.extensions_mut().insert(WriteId(write_id.clone()));
             crate::store::within(deadline, next.clone().run(req)).await
         } else if arrival.forwarded {
             // The sender believed we lead; it waits for the leader, not us.
             retry_on_leader("this scheduler replica is no longer the leader; try again")
-        } else if let Some(l) = ctx.leadership.leader() {
+        } else if let Some(l) = ctx.leadership().leader() {
             let hop = leader::Hop {
                 identity: arrival.identity.as_deref(),
                 source: arrival.source.as_deref(),

@@ -81,17 +81,26 @@ async fn a_leader_change_in_the_middle_of_batches_loses_no_acknowledged_workload
         "most requests were answered: {}",
         acked.len()
     );
-    let batched = a.running.ctx.metrics.placement_batch_size.get_sample_sum()
-        + b.running.ctx.metrics.placement_batch_size.get_sample_sum();
+    let batched = a
+        .running
+        .ctx
+        .metrics()
+        .placement_batch_size
+        .get_sample_sum()
+        + b.running
+            .ctx
+            .metrics()
+            .placement_batch_size
+            .get_sample_sum();
     let batches = a
         .running
         .ctx
-        .metrics
+        .metrics()
         .placement_batch_size
         .get_sample_count()
         + b.running
             .ctx
-            .metrics
+            .metrics()
             .placement_batch_size
             .get_sample_count();
     assert!(

@@ -16,7 +16,7 @@ async fn two_replicas_elect_exactly_one_leader_and_report_it() {
     let l = one_leader(&[&a, &b], 3.0).await;
     // The first to start wins; the other follows it.
     assert_eq!(l, 0);
-    let leader_id = a.running.ctx.leadership.me().id.clone();
+    let leader_id = a.running.ctx.leadership().me().id.clone();
     let http = admin(dir.path());
     for (r, is_self) in [(&a, true), (&b, false)] {
         let info: LeaderInfo = http
@@ -31,8 +31,8 @@ async fn two_replicas_elect_exactly_one_leader_and_report_it() {
         assert_eq!(info.url.as_deref(), Some(a.url().as_str()));
         assert_eq!(info.is_self, is_self);
     }
-    assert_eq!(a.running.ctx.metrics.is_leader.get(), 1);
-    assert_eq!(b.running.ctx.metrics.is_leader.get(), 0);
+    assert_eq!(a.running.ctx.metrics().is_leader.get(), 1);
+    assert_eq!(b.running.ctx.metrics().is_leader.get(), 0);
     // Still exactly one a while later: no flapping.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(leaders(&[&a, &b]), vec![0]);
@@ -55,7 +55,7 @@ async fn the_follower_takes_over_when_the_leader_stops() {
     );
     let took = stopped.elapsed();
     assert!(took < Duration::from_secs(3), "{took:?}");
-    assert_eq!(b.running.ctx.metrics.is_leader.get(), 1);
+    assert_eq!(b.running.ctx.metrics().is_leader.get(), 1);
     b.stop().await;
 }
 
@@ -68,7 +68,7 @@ async fn a_leader_whose_key_vanishes_stops_acting_at_once_and_a_new_term_starts(
     one_leader(&[&a, &b], 3.0).await;
     let observer = etcd.store().await;
     let term = observer.leader_term().await.expect("read").expect("held");
-    let mut role = a.running.ctx.leadership.subscribe();
+    let mut role = a.running.ctx.leadership().subscribe();
     // As if the lease had expired under the leader (a pause, a partition).
     observer.delete(keys::LEADER).await.expect("delete");
     let left = tokio::time::timeout(
@@ -141,7 +141,7 @@ async fn a_replica_follows_a_foreign_leader_until_its_lease_is_gone() {
     let a = replica(&etcd, dir.path(), None).await;
     assert!(!a.is_leader());
     assert_eq!(
-        a.running.ctx.leadership.leader().map(|l| l.id),
+        a.running.ctx.leadership().leader().map(|l| l.id),
         Some("ghost".to_string())
     );
     // Writes cannot reach the ghost: 503 with Retry-After, nothing written.
@@ -155,7 +155,7 @@ async fn a_replica_follows_a_foreign_leader_until_its_lease_is_gone() {
     assert_eq!(resp.headers()["retry-after"], "1");
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["code"], "unavailable");
-    assert_eq!(a.running.ctx.cache.counts().total, 0);
+    assert_eq!(a.running.ctx.cache().counts().total, 0);
     store.revoke_lease(lease).await.expect("revoke");
     assert!(wait_until(2.0, || a.is_leader()).await);
     a.stop().await;

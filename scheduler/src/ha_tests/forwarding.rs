@@ -104,9 +104,17 @@ async fn a_write_to_the_follower_is_forwarded_keeping_its_request_id() {
         .await
         .expect("read");
     assert!(stored.is_some());
-    assert!(leader.running.ctx.cache.workload(&w.id).is_some());
+    assert!(leader.running.ctx.cache().workload(&w.id).is_some());
     // … and readable on the follower through its watch.
-    assert!(wait_until(2.0, || follower.running.ctx.cache.workload(&w.id).is_some()).await);
+    assert!(
+        wait_until(2.0, || follower
+            .running
+            .ctx
+            .cache()
+            .workload(&w.id)
+            .is_some())
+        .await
+    );
     let got = http
         .get(format!("{}/workloads/{}", follower.url(), w.id))
         .send()
@@ -131,7 +139,7 @@ async fn agents_can_join_heartbeat_and_report_through_a_follower() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (leader, follower) = two(&etcd, dir.path()).await;
     let node = join(dir.path(), &follower, "node-1").await;
-    assert!(leader.running.ctx.cache.node("node-1").is_some());
+    assert!(leader.running.ctx.cache().node("node-1").is_some());
 
     let resp = node
         .post(format!("{}/nodes/heartbeat", follower.url()))
@@ -142,7 +150,7 @@ async fn agents_can_join_heartbeat_and_report_through_a_follower() {
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["reregister"], false);
-    let beat = leader.running.ctx.liveness.get("node-1").expect("beat");
+    let beat = leader.running.ctx.liveness().get("node-1").expect("beat");
     assert!(beat.wall.is_some(), "the leader recorded the heartbeat");
     assert_eq!(beat.available_memory, 512);
 
@@ -186,7 +194,7 @@ async fn an_identity_header_is_believed_only_from_a_scheduler_replica() {
     assert!(leader
         .running
         .ctx
-        .liveness
+        .liveness()
         .get("node-1")
         .is_some_and(|b| b.wall.is_none()));
     // node-1 claims to be node-2 through the follower: still node-1.

@@ -28,7 +28,7 @@ impl Replica {
     }
 
     pub fn is_leader(&self) -> bool {
-        self.running.ctx.leadership.is_leader()
+        self.running.ctx.leadership().is_leader()
     }
 
     /// Stop it (a graceful shutdown: loops stop, then it resigns) and wait.
@@ -64,11 +64,11 @@ pub(super) async fn one_leader(replicas: &[&Replica], secs: f64) -> usize {
     let settled = wait_until(secs, || {
         let l = leaders(replicas);
         l.len() == 1 && {
-            let id = &replicas[l[0]].running.ctx.leadership.me().id;
+            let id = &replicas[l[0]].running.ctx.leadership().me().id;
             replicas.iter().all(|r| {
                 r.running
                     .ctx
-                    .leadership
+                    .leadership()
                     .leader()
                     .is_some_and(|x| &x.id == id)
             })

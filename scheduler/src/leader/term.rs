@@ -45,7 +45,7 @@ fn spawn_loops(ctx: &Arc<Ctx>, tracker: &TaskTracker, term: &CancellationToken) 
 /// Take part in the election until `shutdown`: campaign, lead a term or follow the
 /// leader, and again. On shutdown a leader stops its loops, then resigns.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let store = ctx.store.clone();
+    let store = ctx.store().clone();
     store.fence_all();
     // An etcd outage is logged once, not at every retry.
     let mut failing = false;
@@ -70,7 +70,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             }
             Ok(Round::Again) => {}
             Err(e) => {
-                ctx.leadership.set(Role::Follower { leader: None });
+                ctx.leadership().set(Role::Follower { leader: None });
                 if !std::mem::replace(&mut failing, true) {
                     tracing::warn!(error = %e, "leader election: etcd failed; retrying until it answers");
                 } else {
@@ -123,7 +123,7 @@ fn drop_lease(store: &Store, lease: i64) {
 /// One campaign. With `reclaim` (this process's first round), a key held under our own
 /// replica id is taken back at once.
 async fn campaign(ctx: &Ctx, reclaim: bool) -> Result<Round, StoreError> {
-    let store = &ctx.store;
+    let store = &ctx.store();
     // etcd counts the TTL from when it handled the grant or renewal, after this.
     let sent = Instant::now();
     let lease = store.grant_lease(LEASE_TTL_SECS).await?;
@@ -134,7 +134,7 @@ async fn campaign(ctx: &Ctx, reclaim: bool) -> Result<Round, StoreError> {
             return Err(e);
         }
     };
-    let outcome = match store.campaign(ctx.leadership.me(), lease).await {
+    let outcome = match store.campaign(ctx.leadership().me(), lease).await {
         Ok(o) => o,
         Err(e) => {
             drop_lease(store, lease);
@@ -157,7 +157,7 @@ async fn campaign(ctx: &Ctx, reclaim: bool) -> Result<Round, StoreError> {
             drop_lease(store, lease);
             let mine = holder
                 .as_ref()
-                .is_some_and(|h| h.id == ctx.leadership.me().id);
+                .is_some_and(|h| h.id == ctx.leadership().me().id);
             if mine && reclaim && term > 0 {
                 // Our own id holds the key at our start: an earlier run of this replica,
                 // killed before its lease ran out. Ids are unique per replica, so
@@ -194,12 +194,12 @@ async fn follow(
     revision: i64,
     shutdown: &CancellationToken,
 ) {
-    if ctx.leadership.leader() != leader {
+    if ctx.leadership().leader() != leader {
         tracing::info!(leader = ?leader.as_ref().map(|l| &l.id), term, "following");
     }
-    ctx.leadership.set(Role::Follower { leader });
-    ctx.metrics.is_leader.set(0);
-    let mut watch = match ctx.store.watch_leader(revision + 1).await {
+    ctx.leadership().set(Role::Follower { leader });
+    ctx.metrics().is_leader.set(0);
+    let mut watch = match ctx.store().watch_leader(revision + 1).await {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch the leader key; campaigning again");
@@ -220,7 +220,7 @@ async fn follow(
                                 if t != term {
                                     return;
                                 }
-                                ctx.leadership.set(Role::Follower { leader: holder });
+                                ctx.leadership().set(Role::Follower { leader: holder });
                             }
                         }
                     }
@@ -232,7 +232,7 @@ async fn follow(
                 }
             },
             _ = resync.tick() => {
-                if !matches!(ctx.store.leader_term().await, Ok(Some(t)) if t == term) {
+                if !matches!(ctx.store().leader_term().await, Ok(Some(t)) if t == term) {
                     return;
                 }
             }
@@ -254,21 +254,21 @@ enum Ended {
 async fn lead(ctx: &Arc<Ctx>, won: WonTerm, shutdown: &CancellationToken) {
     let won_at = Instant::now();
     let (lease, term) = (won.lease, won.term);
-    let store = ctx.store.clone();
+    let store = ctx.store().clone();
     store.fence_to_term(term);
     let loops = TaskTracker::new();
     let term_token = shutdown.child_token();
     // Start from everything the previous leader wrote, not from what the watch has
     // delivered so far.
-    let ended = match ctx.cache.load(&store).await {
+    let ended = match ctx.cache().load(&store).await {
         Err(e) => {
             tracing::warn!(error = %e, "cannot load the cluster state for a new term");
             Ended::CacheLoad
         }
         Ok(_) => {
             spawn_loops(ctx, &loops, &term_token);
-            ctx.leadership.set(Role::Leader { term });
-            ctx.metrics.is_leader.set(1);
+            ctx.leadership().set(Role::Leader { term });
+            ctx.metrics().is_leader.set(1);
             tracing::info!(
                 term,
                 elapsed_ms = won_at.elapsed().as_millis() as u64,
@@ -280,8 +280,8 @@ async fn lead(ctx: &Arc<Ctx>, won: WonTerm, shutdown: &CancellationToken) {
     // Stop acting first: no write of this term may land after this point.
     store.fence_all();
     term_token.cancel();
-    ctx.leadership.set(Role::Follower { leader: None });
-    ctx.metrics.is_leader.set(0);
+    ctx.leadership().set(Role::Follower { leader: None });
+    ctx.metrics().is_leader.set(0);
     loops.close();
     loops.wait().await;
     if ended == Ended::Shutdown {

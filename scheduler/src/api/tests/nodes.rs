@@ -59,7 +59,7 @@ async fn status_push_applies_matching_generation_and_checks_identity() {
     .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(
-        app.ctx.cache.workload(&id).expect("w").value.status,
+        app.ctx.cache().workload(&id).expect("w").value.status,
         WorkloadStatus::Scheduled,
         "stale generation ignored"
     );
@@ -73,7 +73,7 @@ async fn status_push_applies_matching_generation_and_checks_identity() {
     )
     .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let w = app.ctx.cache.workload(&id).expect("w").value;
+    let w = app.ctx.cache().workload(&id).expect("w").value;
     assert_eq!((w.status, w.exit_code), (WorkloadStatus::Failed, Some(3)));
 }
 
@@ -81,7 +81,7 @@ async fn status_push_applies_matching_generation_and_checks_identity() {
 async fn heartbeats_write_nothing_to_etcd_and_unknown_nodes_reregister() {
     let app = TestApp::start().await;
     app.add_node("node-1", 2.0, 1024, &[]).await;
-    let before = app.ctx.store.ping().await.expect("rev");
+    let before = app.ctx.store().ping().await.expect("rev");
     let hb =
         serde_json::to_vec(&json!({"availableCpu": 1.25, "availableMemory": 700})).expect("json");
     for _ in 0..5 {
@@ -97,7 +97,7 @@ async fn heartbeats_write_nothing_to_etcd_and_unknown_nodes_reregister() {
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.body["reregister"], false);
     }
-    assert_eq!(app.ctx.store.ping().await.expect("rev"), before);
+    assert_eq!(app.ctx.store().ping().await.expect("rev"), before);
     let n = api(&app, Method::GET, "/nodes/node-1", None).await;
     assert_eq!(n.body["availableMemory"], 700);
     assert!(n.body["lastHeartbeat"].is_string());
@@ -130,7 +130,11 @@ async fn cordon_blocks_placement_and_uncordon_restores_it() {
     let r = api(&app, Method::POST, "/nodes/node-1/uncordon", None).await;
     assert_eq!(r.body["status"], "Active");
     assert_eq!(
-        app.ctx.placer.reconcile(&app.ctx).await.expect("reconcile"),
+        app.ctx
+            .placer()
+            .reconcile(&app.ctx)
+            .await
+            .expect("reconcile"),
         1
     );
     let r = api(&app, Method::POST, "/nodes/ghost/drain", None).await;
@@ -158,7 +162,7 @@ async fn register_needs_the_join_token_and_stores_node_and_dns() {
     .await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
     let wrong = persys_certs::JoinToken {
-        ca_hash: app.ctx.ca_hash.clone(),
+        ca_hash: app.ctx.trust().ca_hash().to_string(),
         secret: "not-the-secret".into(),
     };
     let r = send(
@@ -190,14 +194,14 @@ async fn register_needs_the_join_token_and_stores_node_and_dns() {
         persys_certs::common_name(&der[0]).as_deref(),
         Some("node-1")
     );
-    let node = app.ctx.cache.node("node-1").expect("node").value;
+    let node = app.ctx.cache().node("node-1").expect("node").value;
     assert_eq!(
         (node.status, node.labels.get("region").map(String::as_str)),
         (NodeStatus::Active, Some("eu"))
     );
     let dns: Option<crate::store::Versioned<crate::dns::DnsRecord>> = app
         .ctx
-        .store
+        .store()
         .get("/skydns/dev/local/cluster/node-1")
         .await
         .expect("get");
@@ -234,21 +238,21 @@ async fn silent_node_goes_inactive_once_and_a_heartbeat_revives_it() {
     assert_eventually!(
         3,
         app.ctx
-            .cache
+            .cache()
             .node("node-1")
             .is_some_and(|n| n.value.status == NodeStatus::Inactive)
     );
     assert_eventually!(
         3,
         app.ctx
-            .cache
+            .cache()
             .workload(&id)
             .is_some_and(|w| w.value.status == WorkloadStatus::Unknown)
     );
     // Silent and Inactive: no further writes.
-    let rev = app.ctx.store.ping().await.expect("rev");
+    let rev = app.ctx.store().ping().await.expect("rev");
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    assert_eq!(app.ctx.store.ping().await.expect("rev"), rev);
+    assert_eq!(app.ctx.store().ping().await.expect("rev"), rev);
     let hb =
         serde_json::to_vec(&json!({"availableCpu": 2.0, "availableMemory": 1024})).expect("json");
     send(
@@ -261,7 +265,7 @@ async fn silent_node_goes_inactive_once_and_a_heartbeat_revives_it() {
     )
     .await;
     assert_eq!(
-        app.ctx.cache.node("node-1").expect("node").value.status,
+        app.ctx.cache().node("node-1").expect("node").value.status,
         NodeStatus::Active
     );
     app.shutdown.cancel();

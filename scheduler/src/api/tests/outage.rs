@@ -74,7 +74,7 @@ async fn with_etcd_down_reads_answer_from_the_cache_and_writes_get_503_until_it_
         "unavailable",
     );
     assert_eq!(
-        app.ctx.cache.workload(&id).expect("cached").value.status,
+        app.ctx.cache().workload(&id).expect("cached").value.status,
         WorkloadStatus::Scheduled
     );
 
@@ -85,7 +85,7 @@ async fn with_etcd_down_reads_answer_from_the_cache_and_writes_get_503_until_it_
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(
-        app.ctx.cache.workload(&id).expect("cached").value.status,
+        app.ctx.cache().workload(&id).expect("cached").value.status,
         WorkloadStatus::Running
     );
     let r = api(&app, Method::POST, "/workloads", Some(new)).await;
@@ -103,7 +103,7 @@ async fn with_etcd_down_reads_answer_from_the_cache_and_writes_get_503_until_it_
     assert_eventually!(
         10,
         app.ctx
-            .cache
+            .cache()
             .workload(&id)
             .is_some_and(|w| w.value.spec.name == "renamed")
     );

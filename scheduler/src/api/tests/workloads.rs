@@ -46,7 +46,7 @@ async fn every_original_cli_body_is_accepted_and_stored() {
         let id = r.body["workloadId"].as_str().expect("id");
         let stored = app
             .ctx
-            .store
+            .store()
             .get::<Workload>(&keys::workload(id))
             .await
             .expect("get");
@@ -121,7 +121,7 @@ async fn answers_show_secret_env_names_but_never_values() {
     // The record keeps the value for the dispatch.
     let stored = app
         .ctx
-        .store
+        .store()
         .get::<Workload>(&keys::workload(&id))
         .await
         .expect("get")
@@ -253,7 +253,7 @@ async fn with_etcd_down_schedule_is_503_and_nothing_is_stored() {
     .await;
     assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    assert_eq!(app.ctx.cache.counts().total, 0, "nothing half-written");
+    assert_eq!(app.ctx.cache().counts().total, 0, "nothing half-written");
 }
 
 #[tokio::test]
@@ -299,10 +299,14 @@ async fn node_selector_and_capacity_decide_placement_and_pending_has_a_reason() 
     // Capacity appears: the pending workload is placed.
     app.add_node("big-1", 8.0, 4096, &[]).await;
     assert_eq!(
-        app.ctx.placer.reconcile(&app.ctx).await.expect("reconcile"),
+        app.ctx
+            .placer()
+            .reconcile(&app.ctx)
+            .await
+            .expect("reconcile"),
         1
     );
-    let w = app.ctx.cache.workload(&id).expect("present").value;
+    let w = app.ctx.cache().workload(&id).expect("present").value;
     assert_eq!(
         (w.status, w.node_id.as_deref(), w.generation),
         (WorkloadStatus::Scheduled, Some("big-1"), 1)
@@ -342,7 +346,7 @@ async fn concurrent_submissions_never_double_book_a_node() {
     }
     assert_eq!(per_node.get("a"), Some(&3));
     assert_eq!(per_node.get("b"), Some(&3));
-    let pending = app.ctx.cache.pending_count();
+    let pending = app.ctx.cache().pending_count();
     assert_eq!(pending, 6);
 }
 
@@ -371,7 +375,7 @@ async fn stop_start_and_delete_of_an_unplaced_workload_change_only_the_record() 
     assert_eq!(r.status, StatusCode::OK);
     assert!(app
         .ctx
-        .store
+        .store()
         .get::<Workload>(&keys::workload(&id))
         .await
         .expect("get")
@@ -398,10 +402,10 @@ async fn writes_of_another_scheduler_reach_the_cache_through_the_watch() {
         .put_if_absent(&keys::workload("from-elsewhere"), &w)
         .await
         .expect("put");
-    assert_eventually!(5, app.ctx.cache.workload("from-elsewhere").is_some());
+    assert_eventually!(5, app.ctx.cache().workload("from-elsewhere").is_some());
     other
         .delete(&keys::workload("from-elsewhere"))
         .await
         .expect("delete");
-    assert_eventually!(5, app.ctx.cache.workload("from-elsewhere").is_none());
+    assert_eventually!(5, app.ctx.cache().workload("from-elsewhere").is_none());
 }
