@@ -2,7 +2,7 @@
 //! change to the scheduler at once. If the stream breaks, it reconnects with backoff
 //! and asks for a full report, since changes may have been missed meanwhile.
 
-use crate::runtime::ContainerRuntime;
+use crate::runtime::{ContainerRuntime, EventAction};
 use crate::supervisor::Supervisor;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures::StreamExt;
@@ -54,6 +54,19 @@ pub async fn follow_events<R: ContainerRuntime>(
                         .events
                         .with_label_values(&[event_name(&event.action)])
                         .inc();
+                    // Health loops follow the container's runs (before its state is
+                    // taken, so a start is reported as `starting`).
+                    match event.action {
+                        EventAction::Start | EventAction::Restart => {
+                            supervisor.watch_health(&event.container_id, &event.labels)
+                        }
+                        EventAction::Die | EventAction::Stop | EventAction::Oom => {
+                            supervisor.unwatch_health(&event.container_id, false)
+                        }
+                        EventAction::Destroy => {
+                            supervisor.unwatch_health(&event.container_id, true)
+                        }
+                    }
                     if let Some(state) = supervisor.state_for_event(&event).await {
                         tracing::info!(workload = %state.workload_id, generation = state.generation, status = %state.status, exit_code = ?state.exit_code, "container state changed");
                         supervisor.reports().push(state);

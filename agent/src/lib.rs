@@ -234,6 +234,8 @@ pub async fn run_with<R: ContainerRuntime>(
         // are not awaited at shutdown (a build may outlast it; the next start resumes).
         projects.resume().await;
     }
+    // Probing resumes for what runs; new starts are picked up from the event stream.
+    supervisor.resume_health_checks().await;
 
     let background = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -264,7 +266,7 @@ pub async fn run_with<R: ContainerRuntime>(
     );
 
     let app = api::router(api::AppState {
-        supervisor,
+        supervisor: supervisor.clone(),
         stop_timeout: Duration::from_secs(config.stop_timeout_secs),
     });
     let options = persys_certs::ServeOptions {
@@ -293,6 +295,7 @@ pub async fn run_with<R: ContainerRuntime>(
     background.cancel();
     tasks.close();
     tasks.wait().await;
+    supervisor.health_monitors().shutdown().await;
     match served {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(AgentError::Io {

@@ -118,6 +118,8 @@ type Fingerprint = (
     Option<i64>,
     u32,
     Option<String>,
+    Option<persys_proto::Health>,
+    Option<String>,
 );
 
 fn fingerprint(s: &ContainerState) -> Fingerprint {
@@ -127,6 +129,8 @@ fn fingerprint(s: &ContainerState) -> Fingerprint {
         s.exit_code,
         s.restart_count,
         s.reason.clone(),
+        s.health,
+        s.health_output.clone(),
     )
 }
 

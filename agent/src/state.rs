@@ -145,6 +145,8 @@ pub fn container_state(
         restart_count: o.restart_count,
         observed_at: now,
         project: None,
+        health: None,
+        health_output: None,
     }
 }
 
@@ -166,6 +168,8 @@ pub fn without_container(
         restart_count: 0,
         observed_at: now,
         project: None,
+        health: None,
+        health_output: None,
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod compose;
 pub mod health;
+pub mod healthcheck;
 pub mod leader;
 pub mod limits;
 pub mod names;
@@ -20,6 +21,7 @@ pub mod wire;
 pub mod workload;
 
 pub use health::Health;
+pub use healthcheck::{HealthCheck, HttpCheck, Probe, TcpCheck};
 pub use leader::{LeaderInfo, LeaderRecord};
 pub use names::{Role, ADMIN_NAME, GATEWAY_NAME, REQUEST_ID_HEADER, SCHEDULER_NAME};
 pub use node::{Node, NodeStatus};
@@ -51,6 +53,9 @@ pub mod labels {
     pub const REPLICA: &str = "persys.replica";
     /// Marks a container as managed by persys.
     pub const MANAGED: &str = "persys.managed";
+    /// The container's health check as JSON ([`crate::HealthCheck`]); the agent probes
+    /// every running container that has one, also after it restarts.
+    pub const HEALTH_CHECK: &str = "persys.healthCheck";
     /// Workload label: the git repository (`owner/name`) it is built from. A GitHub push
     /// to that repository and [`BRANCH`] redeploys it (gateway webhook).
     pub const REPO: &str = "persys.io/repo";

@@ -192,6 +192,12 @@ pub struct ContainerState {
     /// [`crate::fold_status`], and `container_id` is absent). Absent for one container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<ProjectState>,
+    /// Health from the agent's probes. Absent without a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::Health>,
+    /// Output of the last failed probe. Absent when none failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_output: Option<String>,
 }
 
 /// What a node observed of a Compose project.
@@ -279,6 +285,9 @@ pub struct RunRequest {
     /// `git-compose`); `env` are then the project's variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<ProjectSource>,
+    /// Health check the agent runs against the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<crate::HealthCheck>,
 }
 
 /// Where a Compose project comes from (the workload's own fields, token included:
@@ -344,6 +353,7 @@ impl RunRequest {
             pid_mode: w.spec.pid_mode.clone(),
             ipc_mode: w.spec.ipc_mode.clone(),
             project: ProjectSource::of(&w.spec),
+            health_check: w.spec.health_check.as_deref().cloned(),
         }
     }
 }

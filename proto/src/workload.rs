@@ -207,6 +207,9 @@ pub struct WorkloadRequest {
     /// `git-compose` (or `docker-compose` with `localPath`): the Compose file's path in
     /// the project, when not `compose.yaml` / `docker-compose.yml` at its root.
     pub compose_file: Option<String>,
+    /// Health check.
+    #[serde(default)]
+    pub health_check: Option<crate::HealthCheck>,
     /// Every other key: ignored (the original CLI sends some), except security-relevant
     /// ones the API does not support, which validation refuses by name.
     #[serde(flatten)]
@@ -306,6 +309,10 @@ pub struct WorkloadSpec {
     /// Path of the Compose file in the project. Absent for the default names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose_file: Option<String>,
+    /// Health check run by the agent (absent: none; the container counts as healthy
+    /// while it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<Box<crate::HealthCheck>>,
 }
 
 /// A stored workload record: the spec plus what the server owns.
@@ -361,6 +368,12 @@ pub struct Workload {
     /// The commit a `git-compose` project runs (full sha). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The container's health as its agent last probed it. Absent without a check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::Health>,
+    /// Output of the last failed probe (clipped). Absent when none failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_output: Option<String>,
 }
 
 /// When a workload's container state was observed by its agent (the agent's clock).
@@ -412,6 +425,8 @@ impl Workload {
             observed: None,
             services: Vec::new(),
             revision: None,
+            health: None,
+            health_output: None,
         }
     }
 }

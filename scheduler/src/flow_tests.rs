@@ -35,6 +35,8 @@ fn state(id: &str, generation: u64, status: WorkloadStatus) -> ContainerState {
         restart_count: 0,
         observed_at: Utc::now(),
         project: None,
+        health: None,
+        health_output: None,
     }
 }
 

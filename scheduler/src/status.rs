@@ -70,6 +70,12 @@ pub fn apply_container_state(
     if state.container_id.is_some() {
         next.container_id = state.container_id.clone();
     }
+    // Health is the agent's probe of this container; a container that does not run
+    // has none (its last failure's output stays, as the reason it was restarted).
+    next.health = state.health.filter(|_| status == WorkloadStatus::Running);
+    if state.health_output.is_some() {
+        next.health_output = state.health_output.clone();
+    }
     if let Some(project) = &state.project {
         next.services = project.services.clone();
         if project.revision.is_some() {
@@ -161,6 +167,8 @@ fn same_observed(a: &Workload, b: &Workload) -> bool {
         && a.container_id == b.container_id
         && a.services == b.services
         && a.revision == b.revision
+        && a.health == b.health
+        && a.health_output == b.health_output
 }
 
 #[cfg(test)]
@@ -193,7 +201,31 @@ mod tests {
             restart_count: 0,
             observed_at: Utc::now(),
             project: None,
+            health: None,
+            health_output: None,
         }
+    }
+
+    #[test]
+    fn health_is_recorded_only_while_running_and_a_failure_output_stays() {
+        use persys_proto::Health;
+        let w = placed(WorkloadStatus::Scheduled, 1);
+        let mut s = state(WorkloadStatus::Running, 1);
+        s.health = Some(Health::Starting);
+        let starting = apply_container_state(&w, &s, Utc::now()).expect("applied");
+        assert_eq!(starting.health, Some(Health::Starting));
+        // A health change alone is a change.
+        s.health = Some(Health::Unhealthy);
+        s.health_output = Some("connection refused".into());
+        let sick = apply_container_state(&starting, &s, Utc::now()).expect("applied");
+        assert_eq!(sick.health, Some(Health::Unhealthy));
+        assert_eq!(sick.health_output.as_deref(), Some("connection refused"));
+        // Restarted: not running, so no health; the output says why it restarted.
+        let mut restarting = state(WorkloadStatus::Restarting, 1);
+        restarting.health = Some(Health::Unhealthy);
+        let r = apply_container_state(&sick, &restarting, Utc::now()).expect("applied");
+        assert_eq!(r.health, None);
+        assert_eq!(r.health_output.as_deref(), Some("connection refused"));
     }
 
     #[test]

@@ -638,6 +638,8 @@ fn creating(workload_id: &str, generation: u64, reason: Option<String>) -> Conta
         restart_count: 0,
         observed_at: Utc::now(),
         project: Some(ProjectState::default()),
+        health: None,
+        health_output: None,
     }
 }
 

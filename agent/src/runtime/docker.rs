@@ -1,14 +1,15 @@
 //! `ContainerRuntime` over the Docker Engine API (bollard).
 
 use super::{
-    ContainerRuntime, ContainerSpec, EngineStatus, EventAction, EventStream, Listed, LogOptions,
-    LogStream, Observed, RuntimeError, RuntimeEvent,
+    ContainerRuntime, ContainerSpec, EngineStatus, EventAction, EventStream, ExecOutcome, Listed,
+    LogOptions, LogStream, Observed, RuntimeError, RuntimeEvent,
 };
 use bollard::container::{
     Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::image::CreateImageOptions;
 use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, DeviceMapping, HostConfig, PortBinding,
@@ -373,6 +374,71 @@ impl ContainerRuntime for DockerRuntime {
             format!("{}={workload_id}", labels::WORKLOAD_ID),
         ])
         .await
+    }
+
+    async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutcome, RuntimeError> {
+        let created = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions::<String> {
+                    cmd: Some(argv.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| map_err(e, id))?;
+        let mut output = String::new();
+        if let StartExecResults::Attached {
+            output: mut out, ..
+        } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| map_err(e, id))?
+        {
+            while let Some(chunk) = out.next().await {
+                let Ok(chunk) = chunk else { break };
+                output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                // Only the tail is kept; a chatty command must not grow the agent.
+                if output.len() > 4 * persys_proto::healthcheck::MAX_OUTPUT {
+                    output = persys_proto::healthcheck::clip_output(&output);
+                }
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| map_err(e, id))?;
+        Ok(ExecOutcome {
+            exit_code: inspected.exit_code.unwrap_or(-1),
+            output: persys_proto::healthcheck::clip_output(&output),
+        })
+    }
+
+    async fn address(&self, id: &str) -> Result<Option<std::net::IpAddr>, RuntimeError> {
+        let info = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| map_err(e, id))?;
+        let host_network = info
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            == Some("host");
+        if host_network {
+            return Ok(Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
+        }
+        let networks = info.network_settings.and_then(|n| n.networks);
+        Ok(networks
+            .into_iter()
+            .flat_map(|n| n.into_values())
+            .filter_map(|n| n.ip_address)
+            .find_map(|ip| ip.parse().ok()))
     }
 
     fn logs(&self, id: &str, options: LogOptions) -> LogStream {

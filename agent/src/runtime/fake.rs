@@ -765,6 +765,25 @@ impl ContainerRuntime for FakeRuntime {
             .boxed()
     }
 
+    /// A fake container runs no processes: any command "succeeds" while it runs.
+    async fn exec(&self, id: &str, _argv: &[String]) -> Result<super::ExecOutcome, RuntimeError> {
+        let o = self.inspect(id).await?;
+        if o.status != EngineStatus::Running {
+            return Err(RuntimeError::Engine(format!(
+                "container {id} is not running"
+            )));
+        }
+        Ok(super::ExecOutcome {
+            exit_code: 0,
+            output: String::new(),
+        })
+    }
+
+    /// A fake container has no network: HTTP and TCP checks of it fail.
+    async fn address(&self, id: &str) -> Result<Option<std::net::IpAddr>, RuntimeError> {
+        self.inspect(id).await.map(|_| None)
+    }
+
     async fn version(&self) -> Result<String, RuntimeError> {
         Ok("fake".to_string())
     }

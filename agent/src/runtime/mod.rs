@@ -175,6 +175,15 @@ pub struct LogOptions {
     pub timestamps: bool,
 }
 
+/// What a command run in a container gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// Its exit code (`-1` when the engine did not say).
+    pub exit_code: i64,
+    /// Its output, stdout and stderr merged, clipped to its tail.
+    pub output: String,
+}
+
 /// A stream of log bytes (stdout and stderr merged, without Docker's framing).
 pub type LogStream = BoxStream<'static, Result<Bytes, RuntimeError>>;
 
@@ -221,6 +230,18 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn logs(&self, id: &str, options: LogOptions) -> LogStream;
     /// Lifecycle events of containers labelled `persys.nodeId=<node_id>`.
     fn events(&self, node_id: &str) -> EventStream;
+    /// Run `argv` in the running container `id` and wait for it (health checks).
+    fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+    ) -> impl Future<Output = Result<ExecOutcome, RuntimeError>> + Send;
+    /// The address the agent reaches the container's ports at (its address on its
+    /// network; loopback for the host network); `None` when it has none.
+    fn address(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<std::net::IpAddr>, RuntimeError>> + Send;
     /// The engine's API version in use (also a liveness probe).
     fn version(&self) -> impl Future<Output = Result<String, RuntimeError>> + Send;
 }

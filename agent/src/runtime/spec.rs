@@ -154,6 +154,11 @@ impl ContainerSpec {
         l.insert(labels::GENERATION.into(), req.generation.to_string());
         l.insert(labels::NODE_ID.into(), node_id.to_string());
         l.insert(labels::MANAGED.into(), "true".into());
+        l.remove(labels::HEALTH_CHECK);
+        if let Some(check) = &req.health_check {
+            let json = serde_json::to_string(check).map_err(|e| format!("healthCheck: {e}"))?;
+            l.insert(labels::HEALTH_CHECK.into(), json);
+        }
         let ports = req
             .ports
             .iter()

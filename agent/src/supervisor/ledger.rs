@@ -15,6 +15,8 @@ pub enum Intent {
     Remove,
     /// Removed because a newer generation replaces it: not reported at all.
     Fence,
+    /// Stopped to be started again because it was unhealthy: its exit is `Restarting`.
+    Restart,
 }
 
 /// Container id → intent, with the `Stop` entries mirrored to a file.

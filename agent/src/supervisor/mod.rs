@@ -2,6 +2,7 @@
 //! the rules that make them safe — idempotent run, generation fencing, ownership by node
 //! id (several agents may share one engine), and reporting of what it changed.
 
+pub mod health;
 pub mod ledger;
 mod observe;
 pub mod plan;
@@ -76,6 +77,10 @@ pub struct Supervisor<R> {
     last_exits: Mutex<HashMap<String, i64>>,
     /// This node's Compose projects (none on an engine that cannot run them).
     projects: Option<Arc<crate::compose::Projects>>,
+    /// Health-check loops of its single containers and what they found.
+    health: health::HealthMonitors,
+    /// Client of HTTP health probes (no proxy, no redirects followed).
+    probe_http: reqwest::Client,
 }
 
 impl<R> std::fmt::Debug for Supervisor<R> {
@@ -98,7 +103,19 @@ impl<R: ContainerRuntime> Supervisor<R> {
             limits: Mutex::new(HashMap::new()),
             last_exits: Mutex::new(HashMap::new()),
             projects: None,
+            health: health::HealthMonitors::default(),
+            probe_http: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent("persys-agent health check")
+                .build()
+                .unwrap_or_default(),
         }
+    }
+
+    /// The health-check loops (for shutdown).
+    pub fn health_monitors(&self) -> &health::HealthMonitors {
+        &self.health
     }
 
     /// The same, running Compose projects through `projects` too.
@@ -180,7 +197,17 @@ impl<R: ContainerRuntime> Supervisor<R> {
             .unwrap_or_else(|p| p.into_inner())
             .get(&o.id)
             .copied();
-        container_state(o, stopped, last_exit, Utc::now())
+        let mut state = container_state(o, stopped, last_exit, Utc::now());
+        let health = self.health_of(&o.id, &o.labels);
+        state.restart_count += health.restarts;
+        if state.status == WorkloadStatus::Running {
+            state.health = health.health;
+        } else if self.ledger.intent(&o.id) == Some(Intent::Restart) {
+            state.status = WorkloadStatus::Restarting;
+            state.reason = Some("restarting: the health check failed".into());
+        }
+        state.health_output = health.output;
+        state
     }
 
     fn is_ours(&self, o: &Observed) -> bool {

@@ -33,7 +33,7 @@ impl<R: ContainerRuntime> Supervisor<R> {
                     Some("removed on request".into()),
                     Utc::now(),
                 )),
-                None => Some(without_container(
+                None | Some(Intent::Restart) => Some(without_container(
                     &workload,
                     generation,
                     WorkloadStatus::Missing,

@@ -205,6 +205,30 @@ pub fn describe_workload(w: &Workload, node: Option<&Node>, now: DateTime<Utc>) 
     lines.push(("Generation", w.generation.to_string()));
     lines.push(("Restarts", w.restart_count.to_string()));
     lines.push(("Restart", s.restart_policy.as_str().into()));
+    if let Some(check) = &s.health_check {
+        let probe = match check.probe() {
+            Some(persys_proto::Probe::Http { path, port }) => format!("http GET :{port}{path}"),
+            Some(persys_proto::Probe::Tcp { port }) => format!("tcp :{port}"),
+            Some(persys_proto::Probe::Exec(argv)) => format!("exec {}", argv.join(" ")),
+            None => "invalid".into(),
+        };
+        lines.push((
+            "Health check",
+            format!(
+                "{probe} every {}s, timeout {}s, {} retries",
+                check.interval_seconds, check.timeout_seconds, check.retries
+            ),
+        ));
+        let health = w.health.map_or("-", |h| match h {
+            persys_proto::Health::Starting => "starting",
+            persys_proto::Health::Healthy => "healthy",
+            persys_proto::Health::Unhealthy => "unhealthy",
+        });
+        lines.push(("Health", health.into()));
+        if let Some(out) = &w.health_output {
+            lines.push(("Last probe failure", out.clone()));
+        }
+    }
     if s.resources.cpu > 0 || s.resources.memory > 0 {
         lines.push((
             "Resources",

@@ -149,6 +149,12 @@ impl WorkloadRequest {
             }
         };
         if kind.is_compose() {
+            if self.health_check.is_some() {
+                return Err(err(
+                    "healthCheck",
+                    "a Compose project's services carry their own healthcheck in the Compose file",
+                ));
+            }
             return compose::validate(self, kind);
         }
         compose::refuse_project_fields(&self)?;
@@ -271,7 +277,18 @@ impl WorkloadRequest {
                 }
             }
         }
+        if let Some(check) = &self.health_check {
+            check.validate().map_err(|(field, message)| {
+                let field = if field.is_empty() {
+                    "healthCheck".to_string()
+                } else {
+                    format!("healthCheck.{field}")
+                };
+                err(field, message)
+            })?;
+        }
         Ok(WorkloadSpec {
+            health_check: self.health_check.map(Box::new),
             name,
             kind,
             image,
