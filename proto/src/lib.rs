@@ -15,6 +15,7 @@ pub mod placement;
 pub mod policy;
 pub mod project;
 pub mod secret;
+pub mod service;
 pub mod status;
 pub mod validate;
 pub mod wire;
@@ -29,6 +30,10 @@ pub use placement::{NodeVerdict, PlacementExplanation, PlacementFilter, Verdict}
 pub use policy::{ClusterPolicy, HostPathRule, MountMode};
 pub use project::{fold_status, ServiceState};
 pub use secret::{Public, Redact, SecretEnv, SecretString};
+pub use service::{
+    FailureAction, RolloutState, Service, ServiceRequest, ServiceRevision, UpdateConfig,
+    UpdateOrder,
+};
 pub use status::{DesiredState, WorkloadStatus};
 pub use validate::ValidationError;
 pub use wire::*;
@@ -77,6 +82,13 @@ pub mod keys {
     pub const LEADER: &str = "/persys/leader";
     /// The cluster's admission policy ([`crate::ClusterPolicy`]).
     pub const POLICY: &str = "/persys/policy";
+    /// Prefix of service records ([`crate::Service`]).
+    pub const SERVICES: &str = "/persys/services/";
+
+    /// Key of one service record.
+    pub fn service(name: &str) -> String {
+        format!("{SERVICES}{name}")
+    }
 
     /// Key of one workload record.
     pub fn workload(id: &str) -> String {

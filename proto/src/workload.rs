@@ -374,6 +374,15 @@ pub struct Workload {
     /// Output of the last failed probe (clipped). Absent when none failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_output: Option<String>,
+    /// The service this workload is a replica of. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_id: Option<String>,
+    /// The service revision the replica runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_revision: Option<u64>,
+    /// The replica's index in its service (`<service>-<index>` is its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<u32>,
 }
 
 /// When a workload's container state was observed by its agent (the agent's clock).
@@ -427,6 +436,9 @@ impl Workload {
             revision: None,
             health: None,
             health_output: None,
+            service_id: None,
+            service_revision: None,
+            replica: None,
         }
     }
 }

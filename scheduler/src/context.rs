@@ -43,6 +43,8 @@ pub struct Ctx {
     shutdown: tokio_util::sync::CancellationToken,
     /// This replica's part in the leader election (standalone unless set by `start`).
     leadership: crate::leader::Leadership,
+    /// Services to reconcile (the service controller's queue).
+    services: crate::services::ServiceQueue,
     /// Wakes the pending re-placement (capacity may have appeared).
     pending_kick: Notify,
 }
@@ -71,6 +73,7 @@ impl Ctx {
             dispatcher: Dispatcher::new(),
             node_queue: crate::reconcile::NodeQueue::default(),
             pending_kick: Notify::new(),
+            services: crate::services::ServiceQueue::default(),
             policy: Default::default(),
             trust: crate::trust::Trust::new(
                 pki,
@@ -92,6 +95,11 @@ impl Ctx {
     /// Ask the pending re-placement to run soon.
     pub fn kick_pending(&self) {
         self.pending_kick.notify_one();
+    }
+
+    /// The service controller's queue.
+    pub fn services(&self) -> &crate::services::ServiceQueue {
+        &self.services
     }
 
     /// Resolves once [`Ctx::kick_pending`] was called (the pending loop's wake-up).

@@ -40,6 +40,7 @@ pub mod placer;
 pub mod policy_cache;
 pub mod reconcile;
 pub mod records;
+pub mod services;
 pub mod status;
 pub mod store;
 pub mod trust;

@@ -111,7 +111,23 @@ impl<'a> Candidates<'a> {
 
     /// [`decide`] against these candidates, counting a placement on its node.
     pub fn decide(&mut self, w: &mut Workload, strategy: Strategy) -> bool {
-        match placement::place(&w.spec, &self.list, strategy) {
+        self.decide_spread(w, strategy, None)
+    }
+
+    /// [`Candidates::decide`], and when `peers` (node id → replicas of the workload's
+    /// service already there) is given, spread: the nodes with the fewest replicas are
+    /// tried first, so that no two replicas share a node while another node fits.
+    pub fn decide_spread(
+        &mut self,
+        w: &mut Workload,
+        strategy: Strategy,
+        peers: Option<&HashMap<String, u32>>,
+    ) -> bool {
+        let result = match peers {
+            Some(peers) if !peers.is_empty() => self.place_spread(&w.spec, strategy, peers),
+            _ => placement::place(&w.spec, &self.list, strategy),
+        };
+        match result {
             Ok(p) => {
                 if let Some(c) = self.list.get_mut(p.index) {
                     c.allocated.add(&w.spec.resources);
@@ -133,6 +149,45 @@ impl<'a> Candidates<'a> {
             }
         }
     }
+
+    /// Place among the nodes with the fewest `peers` that fit, tier by tier; the error
+    /// of the whole list when none fits.
+    fn place_spread(
+        &self,
+        spec: &persys_proto::WorkloadSpec,
+        strategy: Strategy,
+        peers: &HashMap<String, u32>,
+    ) -> Result<placement::Placement, placement::PlacementError> {
+        let count = |c: &Candidate<'_>| peers.get(&c.node.node_id).copied().unwrap_or(0);
+        let mut tiers: Vec<u32> = self.list.iter().map(count).collect();
+        tiers.sort_unstable();
+        tiers.dedup();
+        for tier in tiers {
+            let (indexes, subset): (Vec<usize>, Vec<Candidate<'_>>) = self
+                .list
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| count(c) == tier)
+                .map(|(i, c)| (i, *c))
+                .unzip();
+            if let Ok(mut p) = placement::place(spec, &subset, strategy) {
+                p.index = indexes[p.index];
+                return Ok(p);
+            }
+        }
+        placement::place(spec, &self.list, strategy)
+    }
+}
+
+/// Node id → replicas of `service` placed there (live ones).
+fn replicas_per_node(ctx: &Ctx, service: &str) -> HashMap<String, u32> {
+    let mut out = HashMap::new();
+    for w in crate::services::replicas_of(ctx, service) {
+        if let Some(node) = &w.node_id {
+            *out.entry(node.clone()).or_default() += 1;
+        }
+    }
+    out
 }
 
 /// Place `batch` against one allocation view, store it in one transaction, answer
@@ -144,9 +199,27 @@ async fn place_and_store(ctx: &Ctx, strategy: Strategy, batch: Vec<Submission>) 
     let mut placed = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut records = Vec::with_capacity(batch.len());
+    // Replicas of one service spread over nodes: how many each node holds, counted
+    // from the cache once per service and batch, and on as the batch places them.
+    let mut peers: HashMap<String, HashMap<String, u32>> = HashMap::new();
     for s in batch {
         let mut w = s.workload;
-        placed.push(candidates.decide(&mut w, strategy));
+        let service_peers = w.service_id.as_ref().map(|service| {
+            peers
+                .entry(service.clone())
+                .or_insert_with(|| replicas_per_node(ctx, service))
+        });
+        let was_placed = match service_peers {
+            Some(p) => {
+                let ok = candidates.decide_spread(&mut w, strategy, Some(p));
+                if let (true, Some(node)) = (ok, &w.node_id) {
+                    *p.entry(node.clone()).or_default() += 1;
+                }
+                ok
+            }
+            None => candidates.decide(&mut w, strategy),
+        };
+        placed.push(was_placed);
         records.push(w);
         replies.push(s.reply);
     }
@@ -413,5 +486,37 @@ mod tests {
         let a = allocations(&ws);
         assert_eq!(a.get("a").map(|x| (x.cpu, x.memory)), Some((300, 30)));
         assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn replicas_spread_over_nodes_before_any_node_gets_a_second() {
+        use crate::placement::testing::node;
+        // Node a has by far the most room, and holds one replica already.
+        let nodes = [
+            node("a", 16.0, 16384, &[]),
+            node("b", 2.0, 2048, &[]),
+            node("c", 2.0, 2048, &[]),
+        ];
+        let mut candidates = Candidates::new(&nodes, &HashMap::new());
+        let mut peers = HashMap::from([("a".to_string(), 1)]);
+        let mut chosen = Vec::new();
+        for _ in 0..2 {
+            let mut w = workload(100, None, DesiredState::Running);
+            assert!(candidates.decide_spread(&mut w, Strategy::Spread, Some(&peers)));
+            let n = w.node_id.clone().expect("placed");
+            *peers.entry(n.clone()).or_default() += 1;
+            chosen.push(n);
+        }
+        chosen.sort();
+        assert_eq!(chosen, ["b", "c"]);
+        // Every node has one: the roomiest takes the next.
+        let mut w = workload(100, None, DesiredState::Running);
+        assert!(candidates.decide_spread(&mut w, Strategy::Spread, Some(&peers)));
+        assert_eq!(w.node_id.as_deref(), Some("a"));
+        // A node that does not fit is skipped even with the fewest replicas.
+        peers.insert("b".into(), 0);
+        let mut big = workload(4000, None, DesiredState::Running);
+        assert!(candidates.decide_spread(&mut big, Strategy::Spread, Some(&peers)));
+        assert_eq!(big.node_id.as_deref(), Some("a"));
     }
 }

@@ -14,6 +14,7 @@ pub mod nodes;
 pub mod paging;
 pub mod placement;
 pub mod policy;
+pub mod services;
 pub mod workloads;
 
 use crate::context::Ctx;
@@ -48,6 +49,15 @@ pub fn router(ctx: AppState) -> Router {
         .route("/workloads/{id}/redeploy", post(workloads::redeploy))
         .route("/workloads/{id}/logs", get(logs::logs))
         .route("/workloads/{id}/placement", get(placement::explain))
+        .route("/services", post(services::create).get(services::list))
+        .route(
+            "/services/{name}",
+            get(services::get_one)
+                .put(services::apply)
+                .delete(services::delete),
+        )
+        .route("/services/{name}/scale", post(services::scale))
+        .route("/services/{name}/undo", post(services::undo))
         .route("/nodes", get(nodes::list))
         .route("/nodes/heartbeat", post(agent::heartbeat))
         .route("/nodes/heartbeat/stream", post(agent::heartbeat_stream))

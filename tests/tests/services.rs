@@ -1,0 +1,346 @@
+//! Services on real Docker: replicas spread over nodes and kept at their count, rolling
+//! updates that wait for health, roll back a bad revision without touching the old
+//! replicas, and `undo`.
+
+use persys_tests::{docker, AgentOptions, Api, Cluster, ClusterOptions, TEST_IMAGE};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn agents(n: usize) -> ClusterOptions {
+    ClusterOptions {
+        agents: vec![AgentOptions::default(); n],
+        node_timeout_ms: Some(2000),
+        ..Default::default()
+    }
+}
+
+/// A service of busybox httpd on 8080 serving `page`, with an HTTP health check on
+/// `check_port`.
+fn web(replicas: u32, page: &str, check_port: u16) -> Value {
+    json!({
+        "kind": "Service",
+        "name": "web",
+        "replicas": replicas,
+        "template": {
+            "image": TEST_IMAGE,
+            "command": ["sh", "-c", format!("mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 8080 -h /www")],
+            "healthCheck": {"http": {"path": "/", "port": check_port}, "intervalSeconds": 1, "retries": 2}
+        },
+        "update": {"parallelism": 1, "order": "start-first", "minHealthySeconds": 2,
+                   "healthyDeadlineSeconds": 15, "failureAction": "rollback"}
+    })
+}
+
+async fn service(api: &Api) -> Value {
+    api.get_json("/services/web")
+        .await
+        .expect("GET /services/web")
+}
+
+/// Wait until `pred` holds for the service view.
+async fn wait_service(
+    api: &Api,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = service(api).await;
+        if pred(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service not {what} within {timeout:?}: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn replicas(s: &Value) -> Vec<Value> {
+    s["replicaWorkloads"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Replicas running revision `rev` that serve (running and healthy).
+fn serving_at(s: &Value, rev: u64) -> usize {
+    replicas(s)
+        .iter()
+        .filter(|w| {
+            w["serviceRevision"] == rev && w["status"] == "Running" && w["health"] == "healthy"
+        })
+        .count()
+}
+
+fn container_ip(container: &str) -> Option<String> {
+    let v = docker::inspect(container)?;
+    v["NetworkSettings"]["Networks"]
+        .as_object()?
+        .values()
+        .find_map(|n| {
+            n["IPAddress"]
+                .as_str()
+                .filter(|ip| !ip.is_empty())
+                .map(String::from)
+        })
+}
+
+#[tokio::test]
+async fn replicas_spread_over_nodes_and_come_back_after_a_killed_container_and_a_lost_node() {
+    let mut c = Cluster::start(agents(3)).await.expect("cluster starts");
+    let api = c.api().expect("api");
+    let (status, body) = api
+        .put("/services/web", &web(3, "v1", 8080))
+        .await
+        .expect("apply");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "created");
+    let s = wait_service(&api, Duration::from_secs(40), "3 healthy", |s| {
+        serving_at(s, 1) == 3
+    })
+    .await;
+    let nodes: BTreeSet<String> = replicas(&s)
+        .iter()
+        .filter_map(|w| w["nodeId"].as_str().map(String::from))
+        .collect();
+    assert_eq!(nodes.len(), 3, "one replica per node: {s}");
+    let names: BTreeSet<String> = replicas(&s)
+        .iter()
+        .filter_map(|w| w["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["web-0".into(), "web-1".into(), "web-2".into()])
+    );
+    assert_eq!(s["readyReplicas"], 3);
+
+    // The same manifest again changes nothing.
+    let (_, again) = api
+        .put("/services/web", &web(3, "v1", 8080))
+        .await
+        .expect("apply");
+    assert_eq!(again["result"], "unchanged", "{again}");
+
+    // A replica's container is killed: the engine restarts it, it serves again.
+    let victim = replicas(&s)[0]["containerId"]
+        .as_str()
+        .expect("container")
+        .to_string();
+    let out = std::process::Command::new("docker")
+        .args(["kill", &victim])
+        .output()
+        .expect("docker kill");
+    assert!(out.status.success());
+    // A node is lost: its replica is placed elsewhere.
+    let lost = c.agents[2].node_id.clone();
+    c.kill_agent(2);
+    docker::remove_node_containers(&lost);
+    let s = wait_service(&api, Duration::from_secs(40), "back to 3 healthy", |s| {
+        serving_at(s, 1) == 3 && replicas(s).iter().all(|w| w["nodeId"] != lost.as_str())
+    })
+    .await;
+    assert_eq!(replicas(&s).len(), 3, "exactly 3 replicas: {s}");
+
+    // Scale down removes the highest indexes.
+    let (status, _) = api
+        .post("/services/web/scale", &json!({"replicas": 1}))
+        .await
+        .expect("scale");
+    assert_eq!(status, 200);
+    let s = wait_service(&api, Duration::from_secs(30), "scaled to 1", |s| {
+        replicas(s).len() == 1
+    })
+    .await;
+    assert_eq!(replicas(&s)[0]["name"], "web-0");
+    // Deleting the service removes its replicas.
+    let (status, _) = api.delete("/services/web").await.expect("delete");
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = api.get_json("/workloads").await.expect("list");
+        if all
+            .as_array()
+            .is_some_and(|a| a.iter().all(|w| w["serviceId"] != "web"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas removed: {all}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = api.get("/services/web").await.expect("get");
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_failing_revision_rolls_back_and_the_old_replicas_serve_throughout() {
+    let c = Cluster::start(agents(3)).await.expect("cluster starts");
+    let api = c.api().expect("api");
+    let (status, body) = api
+        .put("/services/web", &web(3, "v1", 8080))
+        .await
+        .expect("apply");
+    assert_eq!(status, 200, "{body}");
+    let s = wait_service(&api, Duration::from_secs(40), "3 healthy", |s| {
+        serving_at(s, 1) == 3
+    })
+    .await;
+    let old: Vec<(String, String)> = replicas(&s)
+        .iter()
+        .map(|w| {
+            let id = w["id"].as_str().expect("id").to_string();
+            let ip = container_ip(w["containerId"].as_str().expect("container")).expect("ip");
+            (id, ip)
+        })
+        .collect();
+
+    // A client polls every old replica every 100 ms for the whole rollout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let poller = {
+        let (stop, failures, rounds) = (stop.clone(), failures.clone(), rounds.clone());
+        let ips: Vec<String> = old.iter().map(|(_, ip)| ip.clone()).collect();
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(1))
+                .no_proxy()
+                .build()
+                .expect("client");
+            while !stop.load(Ordering::Relaxed) {
+                for ip in &ips {
+                    let ok = http
+                        .get(format!("http://{ip}:8080/"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    if !ok {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                rounds.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    // Revision 2 checks a port nothing serves: it never becomes healthy.
+    let (status, body) = api
+        .put("/services/web", &web(3, "v2", 9999))
+        .await
+        .expect("apply");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "configured");
+    assert_eq!(body["service"]["revision"], 2);
+    let s = wait_service(&api, Duration::from_secs(60), "rolled back", |s| {
+        s["rollout"] == "rolledBack"
+    })
+    .await;
+    assert_eq!(s["revision"], 1, "revision 1 is current again: {s}");
+    assert!(
+        s["rolloutReason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not serve within 15s"),
+        "{s}"
+    );
+    let s = wait_service(
+        &api,
+        Duration::from_secs(30),
+        "back to the old replicas only",
+        |s| replicas(s).len() == 3 && serving_at(s, 1) == 3,
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    poller.await.expect("poller");
+    let ids: BTreeSet<String> = replicas(&s)
+        .iter()
+        .filter_map(|w| w["id"].as_str().map(String::from))
+        .collect();
+    let old_ids: BTreeSet<String> = old.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids, old_ids, "the old replicas were never replaced");
+    assert!(
+        rounds.load(Ordering::Relaxed) > 50,
+        "the client polled throughout"
+    );
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "no request to an old replica failed"
+    );
+}
+
+#[tokio::test]
+async fn a_good_revision_rolls_out_one_at_a_time_and_undo_goes_back() {
+    let c = Cluster::start(agents(2)).await.expect("cluster starts");
+    let api = c.api().expect("api");
+    let (status, body) = api
+        .put("/services/web", &web(2, "v1", 8080))
+        .await
+        .expect("apply");
+    assert_eq!(status, 200, "{body}");
+    wait_service(&api, Duration::from_secs(40), "2 healthy", |s| {
+        serving_at(s, 1) == 2
+    })
+    .await;
+    let (_, body) = api
+        .put("/services/web", &web(2, "v2", 8080))
+        .await
+        .expect("apply");
+    assert_eq!(body["result"], "configured");
+    // One at a time: never more than one replica of revision 2 not serving, and never
+    // fewer than 2 serving replicas in all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut min_serving = usize::MAX;
+    loop {
+        let s = service(&api).await;
+        let starting = replicas(&s)
+            .iter()
+            .filter(|w| w["serviceRevision"] == 2 && w["health"] != "healthy")
+            .count();
+        assert!(starting <= 1, "parallelism 1: {s}");
+        let serving = serving_at(&s, 1) + serving_at(&s, 2);
+        min_serving = min_serving.min(serving);
+        if s["rollout"] == "complete" && serving_at(&s, 2) == 2 && replicas(&s).len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rollout did not complete: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        min_serving >= 2,
+        "start-first kept 2 serving (saw {min_serving})"
+    );
+    let s = service(&api).await;
+    let revisions: Vec<u64> = s["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|r| r["revision"].as_u64())
+        .collect();
+    assert_eq!(revisions, [1, 2]);
+    // Undo: revision 1's template again, as revision 3.
+    let (status, body) = api
+        .post("/services/web/undo", &json!({}))
+        .await
+        .expect("undo");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revision"], 3);
+    let s = wait_service(&api, Duration::from_secs(60), "undone", |s| {
+        s["rollout"] == "complete" && serving_at(s, 3) == 2 && replicas(s).len() == 2
+    })
+    .await;
+    let page = s["template"]["command"][2]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        page.contains("echo v1"),
+        "revision 3 is revision 1's template: {page}"
+    );
+}
