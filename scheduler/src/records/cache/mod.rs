@@ -116,11 +116,36 @@ impl Cache {
         let mut changed = Vec::new();
         {
             let mut inner = self.write();
-            let new_w: HashMap<_, _> = workloads
+            let mut new_w: HashMap<_, _> = workloads
                 .into_iter()
                 .map(|(id, v)| (id, share(v)))
                 .collect();
-            let new_n: BTreeMap<_, _> = nodes.into_iter().map(|(id, v)| (id, share(v))).collect();
+            let mut new_n: BTreeMap<_, _> =
+                nodes.into_iter().map(|(id, v)| (id, share(v))).collect();
+            // Our own writes applied while the lists were read are newer than the
+            // lists: they stay (their watch events come later and change nothing).
+            let (keep, drop) = newer_than_list(
+                inner.workloads.iter(),
+                |id| new_w.get(id).map(|v| v.mod_revision),
+                &inner.tombstones,
+                rev_w,
+                keys::WORKLOADS,
+            );
+            new_w.extend(keep);
+            drop.iter().for_each(|id| {
+                new_w.remove(id);
+            });
+            let (keep, drop) = newer_than_list(
+                inner.nodes.iter(),
+                |id| new_n.get(id).map(|v| v.mod_revision),
+                &inner.tombstones,
+                rev_n,
+                keys::NODES,
+            );
+            new_n.extend(keep);
+            drop.iter().for_each(|id| {
+                new_n.remove(id);
+            });
             for (id, w) in &new_w {
                 if inner.workloads.get(id).map(|o| o.mod_revision) != Some(w.mod_revision) {
                     changed.push(ClusterEvent::Workload {
@@ -143,7 +168,7 @@ impl Cache {
             inner.index = WorkloadIndex::build(new_w.values().map(|v| &*v.value));
             inner.workloads = new_w;
             inner.nodes = new_n;
-            inner.tombstones.clear();
+            inner.tombstones.retain(|_, del| *del > revision);
             inner.revision = revision;
         }
         for ev in changed {
@@ -440,6 +465,39 @@ fn relist_backoff() -> backon::ExponentialBackoff {
         .build()
 }
 
+/// Records to keep over a list, and ids to drop from it (see [`newer_than_list`]).
+type NewerThanList<T> = (Vec<(String, Versioned<Arc<T>>)>, Vec<String>);
+
+/// What the cache holds newer than a list read at `list_revision` (prefix `prefix`):
+/// records written after the list was read (to keep), and ids deleted after it (to
+/// drop). `listed` says which revision the list holds of an id.
+fn newer_than_list<'a, T: 'a>(
+    cached: impl Iterator<Item = (&'a String, &'a Versioned<Arc<T>>)>,
+    listed: impl Fn(&str) -> Option<i64>,
+    tombstones: &HashMap<String, i64>,
+    list_revision: i64,
+    prefix: &str,
+) -> NewerThanList<T> {
+    let keep = cached
+        .filter(|(id, old)| match listed(id) {
+            Some(rev) => old.mod_revision > rev,
+            None => old.mod_revision > list_revision,
+        })
+        .map(|(id, old)| (id.clone(), old.clone()))
+        .collect();
+    let drop = tombstones
+        .iter()
+        .filter(|(_, del)| **del > list_revision)
+        .filter_map(|(key, del)| {
+            let id = key.strip_prefix(prefix)?;
+            listed(id)
+                .is_some_and(|rev| rev < *del)
+                .then(|| id.to_string())
+        })
+        .collect();
+    (keep, drop)
+}
+
 fn share<T>(v: Versioned<T>) -> Versioned<Arc<T>> {
     Versioned {
         value: Arc::new(v.value),
@@ -570,5 +628,48 @@ mod tests {
         c.apply(StoreEvent::WorkloadPut(Arc::new(w), 3));
         assert!(matches!(rx.try_recv(), Ok(ClusterEvent::Workload { .. })));
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_list_older_than_our_own_writes_does_not_undo_them() {
+        let v = |rev| Versioned {
+            value: Arc::new(workload("x", "n")),
+            mod_revision: rev,
+        };
+        let cached: HashMap<String, Versioned<Arc<Workload>>> = HashMap::from([
+            ("written-after".to_string(), v(12)),
+            ("created-after".to_string(), v(11)),
+            ("same".to_string(), v(5)),
+        ]);
+        let listed: HashMap<&str, i64> = HashMap::from([
+            ("written-after", 7),
+            ("same", 5),
+            ("deleted-after", 6),
+            ("deleted-before", 3),
+        ]);
+        let tombstones = HashMap::from([
+            (keys::workload("deleted-after"), 13),
+            (keys::workload("deleted-before"), 4),
+        ]);
+        let (keep, drop) = newer_than_list(
+            cached.iter(),
+            |id| listed.get(id).copied(),
+            &tombstones,
+            10,
+            keys::WORKLOADS,
+        );
+        let mut kept: Vec<(String, i64)> = keep
+            .into_iter()
+            .map(|(id, v)| (id, v.mod_revision))
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                ("created-after".to_string(), 11),
+                ("written-after".to_string(), 12)
+            ]
+        );
+        assert_eq!(drop, ["deleted-after"]);
     }
 }
