@@ -19,5 +19,8 @@ for applet in $("$root/bin/busybox" --list); do
   [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
 done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
+# A page for `httpd -h /www`, as the service example of docs/services.md serves.
+mkdir -p "$root/www"
+echo ok > "$root/www/index.html"
 tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' - "$image" >/dev/null
 echo "built $image"

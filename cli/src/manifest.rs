@@ -1,14 +1,17 @@
-//! Workload files for `persys apply`: JSON or YAML, one workload, a list of them, or
-//! several YAML documents (`---`) / concatenated JSON values. Pure: text in, validated
-//! requests out, so every mistake is reported before anything is sent.
+//! Files for `persys apply`: JSON or YAML, one workload or service (`kind: Service`), a
+//! list of them, or several YAML documents (`---`) / concatenated JSON values. Pure:
+//! text in, validated requests out, so every mistake is reported before anything is
+//! sent.
 
-use persys_proto::WorkloadRequest;
+use persys_proto::{ServiceRequest, WorkloadRequest};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::Path;
 
 /// Keys a workload request understands.
-const REQUEST_KEYS: [&str; 24] = [
+const REQUEST_KEYS: [&str; 26] = [
+    "kind",
+    "healthCheck",
     "name",
     "type",
     "image",
@@ -37,7 +40,12 @@ const REQUEST_KEYS: [&str; 24] = [
 
 /// Keys the server owns: accepted in a file (e.g. a record saved with `-o yaml`) and
 /// ignored without a warning.
-const SERVER_KEYS: [&str; 13] = [
+const SERVER_KEYS: [&str; 18] = [
+    "health",
+    "healthOutput",
+    "serviceId",
+    "serviceRevision",
+    "replica",
     "id",
     "status",
     "createdAt",
@@ -126,7 +134,41 @@ fn name_suffix(name: &str) -> String {
     }
 }
 
-/// One workload of a file, checked.
+/// Keys of a service (`kind: Service`).
+const SERVICE_KEYS: [&str; 5] = ["kind", "name", "replicas", "template", "update"];
+/// Keys the server owns in a service record (and its answer), ignored in a file.
+const SERVICE_SERVER_KEYS: [&str; 9] = [
+    "revision",
+    "history",
+    "rollout",
+    "rolloutReason",
+    "createdAt",
+    "updatedAt",
+    "replicaWorkloads",
+    "readyReplicas",
+    "result",
+];
+
+/// What one entry of a file asks for.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// A workload (`POST /workloads`).
+    Workload(Box<WorkloadRequest>),
+    /// A service, created or updated (`PUT /services/{name}`); the body as checked.
+    Service(Value),
+}
+
+impl Request {
+    /// The workload request, when this is one.
+    pub fn workload(&self) -> Option<&WorkloadRequest> {
+        match self {
+            Self::Workload(w) => Some(w),
+            Self::Service(_) => None,
+        }
+    }
+}
+
+/// One workload or service of a file, checked.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// Position in the file, from 1.
@@ -134,7 +176,7 @@ pub struct Entry {
     /// Its name (as given, or derived from the image as the server will).
     pub name: String,
     /// The request to send.
-    pub request: WorkloadRequest,
+    pub request: Request,
     /// Keys that are ignored (likely typos), for a warning.
     pub unknown_keys: Vec<String>,
 }
@@ -216,6 +258,16 @@ fn entry(position: usize, value: Value) -> Result<Entry, ManifestError> {
         name: given_name.clone(),
         reason,
     };
+    match obj.get("kind").and_then(Value::as_str) {
+        None | Some("Workload") => {}
+        Some("Service") => return service_entry(position, obj, given_name),
+        Some(other) => {
+            return Err(invalid(format!(
+                "kind {other:?} is not Workload or Service"
+            )))
+        }
+    }
+    obj.remove("kind");
     stringify_scalars(&mut obj);
     let unknown_keys = obj
         .keys()
@@ -231,7 +283,47 @@ fn entry(position: usize, value: Value) -> Result<Entry, ManifestError> {
     Ok(Entry {
         position,
         name: spec.name,
-        request,
+        request: Request::Workload(Box::new(request)),
+        unknown_keys,
+    })
+}
+
+fn service_entry(
+    position: usize,
+    mut obj: Map<String, Value>,
+    name: String,
+) -> Result<Entry, ManifestError> {
+    let invalid = |reason: String| ManifestError::Invalid {
+        position,
+        name: name.clone(),
+        reason,
+    };
+    let mut unknown_keys: Vec<String> = obj
+        .keys()
+        .filter(|k| {
+            !SERVICE_KEYS.contains(&k.as_str()) && !SERVICE_SERVER_KEYS.contains(&k.as_str())
+        })
+        .cloned()
+        .collect();
+    obj.retain(|k, _| SERVICE_KEYS.contains(&k.as_str()));
+    if let Some(Value::Object(template)) = obj.get_mut("template") {
+        stringify_scalars(template);
+        unknown_keys.extend(
+            template
+                .keys()
+                .filter(|k| {
+                    !REQUEST_KEYS.contains(&k.as_str()) && !SERVER_KEYS.contains(&k.as_str())
+                })
+                .map(|k| format!("template.{k}")),
+        );
+    }
+    let request: ServiceRequest =
+        serde_json::from_value(Value::Object(obj.clone())).map_err(|e| invalid(e.to_string()))?;
+    let desired = request.validate().map_err(|e| invalid(e.to_string()))?;
+    Ok(Entry {
+        position,
+        name: desired.name,
+        request: Request::Service(Value::Object(obj)),
         unknown_keys,
     })
 }
@@ -270,7 +362,10 @@ mod tests {
             Syntax::Yaml,
         )
         .expect("parses");
-        assert_eq!(e[0].request.secret_env["PIN"], "1234");
+        assert_eq!(
+            e[0].request.workload().expect("a workload").secret_env["PIN"],
+            "1234"
+        );
         assert!(e[0].unknown_keys.is_empty());
         let err = parse(
             "image: busybox:local\nsecurityOpt: [seccomp=unconfined]\n",
@@ -295,7 +390,10 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(names(&e), ["web"]);
-        assert_eq!(e[0].request.image, "busybox:local");
+        assert_eq!(
+            e[0].request.workload().expect("a workload").image,
+            "busybox:local"
+        );
         assert_eq!(e[0].position, 1);
     }
 
@@ -324,8 +422,14 @@ mod tests {
         let text = "name: web\nimage: busybox:local\ncommand: echo hi\nenvVars:\n  MODE: prod\n";
         let e = parse(text, Syntax::Yaml).expect("parses");
         assert_eq!(names(&e), ["web"]);
-        assert_eq!(e[0].request.env_vars["MODE"], "prod");
-        assert_eq!(e[0].request.command, Some(Value::String("echo hi".into())));
+        assert_eq!(
+            e[0].request.workload().expect("a workload").env_vars["MODE"],
+            "prod"
+        );
+        assert_eq!(
+            e[0].request.workload().expect("a workload").command,
+            Some(Value::String("echo hi".into()))
+        );
     }
 
     #[test]
@@ -349,17 +453,29 @@ mod tests {
     fn yaml_numbers_where_strings_belong_become_strings() {
         let text = "name: web\nimage: x\nenvVars:\n  PORT: 8080\n  DEBUG: true\nlabels:\n  tier: 1\nports:\n  - 8080\n";
         let e = parse(text, Syntax::Yaml).expect("parses");
-        assert_eq!(e[0].request.env_vars["PORT"], "8080");
-        assert_eq!(e[0].request.env_vars["DEBUG"], "true");
-        assert_eq!(e[0].request.labels["tier"], "1");
-        assert_eq!(e[0].request.ports, ["8080"]);
+        assert_eq!(
+            e[0].request.workload().expect("a workload").env_vars["PORT"],
+            "8080"
+        );
+        assert_eq!(
+            e[0].request.workload().expect("a workload").env_vars["DEBUG"],
+            "true"
+        );
+        assert_eq!(
+            e[0].request.workload().expect("a workload").labels["tier"],
+            "1"
+        );
+        assert_eq!(e[0].request.workload().expect("a workload").ports, ["8080"]);
     }
 
     #[test]
     fn yaml_port_mapping_stays_a_string() {
         let text = "name: web\nimage: x\nports:\n  - 8080:80\n  - \"53:53/udp\"\n";
         let e = parse(text, Syntax::Yaml).expect("parses");
-        assert_eq!(e[0].request.ports, ["8080:80", "53:53/udp"]);
+        assert_eq!(
+            e[0].request.workload().expect("a workload").ports,
+            ["8080:80", "53:53/udp"]
+        );
     }
 
     #[test]
@@ -442,5 +558,35 @@ mod tests {
         assert_eq!(Syntax::detect(Path::new("w.YML"), "{}"), Syntax::Yaml);
         assert_eq!(Syntax::detect(Path::new("-"), "  [{}]"), Syntax::JsonLike);
         assert_eq!(Syntax::detect(Path::new("-"), "name: x"), Syntax::Yaml);
+    }
+
+    #[test]
+    fn a_service_document_is_checked_and_sent_as_a_service() {
+        let yaml = "kind: Service\nname: web\nreplicas: 3\ntemplate:\n  image: busybox:local\n  command: [\"httpd\", \"-f\"]\n  envVars: {PORT: 8080}\n  healthCheck:\n    http: {path: /, port: 8080}\n    intervalSeconds: 1\n    retries: 2\nupdate:\n  parallelism: 1\n  order: start-first\n  minHealthySeconds: 2\n  healthyDeadlineSeconds: 15\n  failureAction: rollback\nrevision: 4\ncolour: blue\n---\nname: job\nimage: busybox:local\n";
+        let e = parse(yaml, Syntax::Yaml).expect("parses");
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].name, "web");
+        let Request::Service(body) = &e[0].request else {
+            panic!("a service: {:?}", e[0].request)
+        };
+        assert_eq!(
+            body["template"]["envVars"]["PORT"], "8080",
+            "scalars made strings"
+        );
+        assert!(body.get("revision").is_none(), "server keys are not sent");
+        assert_eq!(e[0].unknown_keys, ["colour"]);
+        assert!(e[1].request.workload().is_some());
+    }
+
+    #[test]
+    fn a_bad_service_or_kind_is_refused_before_anything_is_sent() {
+        let bad = parse(
+            "kind: Service\nname: web\ntemplate: {image: x}\nupdate: {parallelism: 0}\n",
+            Syntax::Yaml,
+        )
+        .expect_err("refused");
+        assert!(bad.to_string().contains("update.parallelism"), "{bad}");
+        let kind = parse("kind: Deployment\nname: web\n", Syntax::Yaml).expect_err("refused");
+        assert!(kind.to_string().contains("Deployment"), "{kind}");
     }
 }

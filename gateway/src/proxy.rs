@@ -130,9 +130,10 @@ pub async fn forward(app: Arc<App>, route: &'static Route, req: Request) -> Resp
     let body = match route.handling {
         // Followed logs and events have no end of their own: end them at shutdown so
         // that draining does not wait for them.
-        Handling::Stream => {
-            Body::from_stream(stream.take_until(app.shutdown.clone().cancelled_owned()))
-        }
+        Handling::Stream => Body::from_stream(
+            persys_http::stream::end_at_error(stream, "stream from the scheduler")
+                .take_until(app.shutdown.clone().cancelled_owned()),
+        ),
         Handling::Forward | Handling::Local => Body::from_stream(with_deadline(
             stream,
             tokio::time::Instant::now() + app.request_timeout,

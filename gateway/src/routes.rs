@@ -54,6 +54,13 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/workloads/{id}/redeploy", Operator, Forward),
     route(Method::GET, "/workloads/{id}/logs", Viewer, Stream),
     route(Method::GET, "/workloads/{id}/placement", Viewer, Forward),
+    route(Method::GET, "/services", Viewer, Forward),
+    route(Method::POST, "/services", Operator, Forward),
+    route(Method::GET, "/services/{id}", Viewer, Forward),
+    route(Method::PUT, "/services/{id}", Operator, Forward),
+    route(Method::DELETE, "/services/{id}", Operator, Forward),
+    route(Method::POST, "/services/{id}/scale", Operator, Forward),
+    route(Method::POST, "/services/{id}/undo", Operator, Forward),
     route(Method::GET, "/nodes", Viewer, Forward),
     route(Method::GET, "/nodes/{id}", Viewer, Forward),
     route(Method::POST, "/nodes/{id}/cordon", Admin, Forward),
@@ -105,6 +112,8 @@ mod tests {
             "/cluster/metrics",
             "/cluster/policy",
             "/events",
+            "/services",
+            "/services/{id}",
         ];
         for path in reads {
             for role in [Viewer, Operator, Admin] {
@@ -118,6 +127,11 @@ mod tests {
             (Method::POST, "/workloads/{id}/stop"),
             (Method::POST, "/workloads/{id}/start"),
             (Method::POST, "/workloads/{id}/redeploy"),
+            (Method::POST, "/services"),
+            (Method::PUT, "/services/{id}"),
+            (Method::DELETE, "/services/{id}"),
+            (Method::POST, "/services/{id}/scale"),
+            (Method::POST, "/services/{id}/undo"),
         ];
         for (m, path) in workload_writes {
             assert!(!allowed(Viewer, m.clone(), path), "viewer {m} {path}");

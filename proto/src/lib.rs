@@ -31,8 +31,8 @@ pub use policy::{ClusterPolicy, HostPathRule, MountMode};
 pub use project::{fold_status, ServiceState};
 pub use secret::{Public, Redact, SecretEnv, SecretString};
 pub use service::{
-    FailureAction, RolloutState, Service, ServiceRequest, ServiceRevision, UpdateConfig,
-    UpdateOrder,
+    ApplyResult, FailureAction, RolloutState, ScaleRequest, Service, ServiceApplied,
+    ServiceRequest, ServiceRevision, ServiceStatus, UpdateConfig, UpdateOrder,
 };
 pub use status::{DesiredState, WorkloadStatus};
 pub use validate::ValidationError;

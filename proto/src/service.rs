@@ -85,6 +85,7 @@ impl Default for UpdateConfig {
 
 /// `POST /services` and `kind: Service` of `persys apply`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceRequest {
     /// `Service` when given (manifests carry it).
@@ -251,6 +252,67 @@ impl Redact for Service {
             r.template.secret_env.redact();
         }
     }
+}
+
+/// A service with its replicas: the answer of `GET /services/{name}` and of writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// The record.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(inline))]
+    pub service: Service,
+    /// Its live replicas.
+    pub replica_workloads: Vec<crate::Workload>,
+    /// How many of them serve (run, and are healthy when they have a check).
+    pub ready_replicas: u32,
+}
+
+impl Redact for ServiceStatus {
+    fn redact(&mut self) {
+        self.service.redact();
+        self.replica_workloads.redact();
+    }
+}
+
+/// What `PUT /services/{name}` did, in kubectl's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyResult {
+    /// It did not exist.
+    Created,
+    /// It changed.
+    Configured,
+    /// It was already so.
+    Unchanged,
+}
+
+/// The answer of `PUT /services/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceApplied {
+    /// What the apply did.
+    pub result: ApplyResult,
+    /// The service after it.
+    pub service: ServiceStatus,
+}
+
+impl Redact for ServiceApplied {
+    fn redact(&mut self) {
+        self.service.redact();
+    }
+}
+
+/// `POST /services/{name}/scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleRequest {
+    /// Replicas wanted.
+    pub replicas: u32,
 }
 
 impl Service {

@@ -344,3 +344,83 @@ async fn a_good_revision_rolls_out_one_at_a_time_and_undo_goes_back() {
         "revision 3 is revision 1's template: {page}"
     );
 }
+
+fn cli_ok(c: &Cluster, args: &[&str]) -> String {
+    let out = c.cli(args).expect("persys runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "persys {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn the_documented_service_applies_as_written_and_the_cli_follows_its_rollouts() {
+    let c = Cluster::start(agents(2)).await.expect("cluster starts");
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/services/web.yaml");
+    let out = cli_ok(&c, &["apply", "-f", file]);
+    assert!(
+        out.contains("service/web created (revision 1, 3 replicas)"),
+        "{out}"
+    );
+    cli_ok(
+        &c,
+        &["service", "rollout", "status", "web", "--timeout", "60"],
+    );
+    let api = c.api().expect("api");
+    let s = wait_service(&api, Duration::from_secs(30), "3 healthy", |s| {
+        serving_at(s, 1) == 3
+    })
+    .await;
+    for w in replicas(&s) {
+        assert_eq!(w["serviceId"], "web");
+        assert_eq!(w["health"], "healthy");
+    }
+    let ls = cli_ok(&c, &["service", "ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("web") && l.contains("3/3")),
+        "{ls}"
+    );
+    // Applying it again changes nothing.
+    let out = cli_ok(&c, &["apply", "-f", file]);
+    assert!(out.contains("service/web unchanged"), "{out}");
+    // A changed template rolls out.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let changed = dir.path().join("web.yaml");
+    let text = std::fs::read_to_string(file)
+        .expect("read")
+        .replace("\"8080\", \"-h\"", "\"8080\", \"-v\", \"-h\"");
+    std::fs::write(&changed, text).expect("write");
+    let out = cli_ok(&c, &["apply", "-f", changed.to_str().expect("path")]);
+    assert!(
+        out.contains("service/web configured (revision 2, 3 replicas)"),
+        "{out}"
+    );
+    cli_ok(
+        &c,
+        &["service", "rollout", "status", "web", "--timeout", "90"],
+    );
+    let history = cli_ok(&c, &["service", "rollout", "history", "web"]);
+    assert!(
+        history.contains("2 (current)") && history.lines().any(|l| l.starts_with('1')),
+        "{history}"
+    );
+    let out = cli_ok(&c, &["service", "rollout", "undo", "web"]);
+    assert!(out.is_empty() || out.contains("revision"), "{out}");
+    cli_ok(
+        &c,
+        &["service", "rollout", "status", "web", "--timeout", "90"],
+    );
+    let get = cli_ok(&c, &["service", "get", "web"]);
+    assert!(get.contains("Revision:  3"), "{get}");
+    // The CLI's failure: one line, non-zero.
+    let out = c.cli(&["service", "get", "nope"]).expect("persys runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("service nope not found"), "{err}");
+    cli_ok(&c, &["service", "rm", "web"]);
+}

@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::StreamExt;
 use persys_proto::{ContainerState, LogsQuery, RunRequest};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -130,13 +129,7 @@ pub async fn logs<R: ContainerRuntime>(
         .supervisor
         .logs(&id, q.service.as_deref(), options)
         .await?;
-    let id_for_log = id.clone();
-    let body = Body::from_stream(stream.map(move |chunk| {
-        chunk.map_err(|e| {
-            tracing::debug!(container = %id_for_log, error = %e, "log stream ended with an error");
-            std::io::Error::other(e.to_string())
-        })
-    }));
+    let body = Body::from_stream(persys_http::stream::end_at_error(stream, "container logs"));
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),

@@ -7,10 +7,12 @@
 
 pub mod cluster;
 pub mod dev;
+pub mod service;
 pub mod workload;
 
 pub use cluster::{CompletionArgs, EventsArgs, NodeCommand, PolicyCommand, TokenCommand};
 pub use dev::DevArgs;
+pub use service::{RolloutCommand, ServiceCommand};
 pub use workload::{ApplyArgs, IdArg, ListArgs, LogsArgs, RunArgs, WorkloadCommand};
 
 use crate::output::Format;
@@ -114,6 +116,10 @@ pub enum Command {
     /// privileges; `set` needs the admin role).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Manage services: replicated workloads with rolling updates (create and update
+    /// from a `kind: Service` file, ls, get, scale, rollout status|history|undo, rm).
+    #[command(subcommand, visible_alias = "services")]
+    Service(ServiceCommand),
     /// Manage API tokens (create, list, revoke; admin role).
     #[command(subcommand, visible_alias = "tokens")]
     Token(TokenCommand),

@@ -1,11 +1,13 @@
-//! `persys apply -f FILE`: every workload of a JSON or YAML file is checked first (a
-//! mistake anywhere sends nothing), then created with `POST /workloads`, one line each.
+//! `persys apply -f FILE`: every workload and service of a JSON or YAML file is checked
+//! first (a mistake anywhere sends nothing), then sent, one line each: a workload is
+//! created (`POST /workloads`), a service created or updated (`PUT /services/{name}`:
+//! `created`, `configured`, or `unchanged` as kubectl says).
 
 use super::schedule::read_body;
 use super::Ctx;
 use crate::client::ClientError;
 use crate::error::Failure;
-use crate::manifest::{self, Entry, Syntax};
+use crate::manifest::{self, Entry, Request, Syntax};
 use crate::output::{print_data, print_text, say};
 use anyhow::Context;
 use serde_json::Value;
@@ -37,7 +39,11 @@ pub async fn apply(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {
         match create(ctx, &e).await {
             Ok(record) => {
                 if !ctx.format.is_data() {
-                    print_text(&format!("{}\n", created_line(&e.name, &record)));
+                    let line = match e.request {
+                        Request::Workload(_) => created_line(&e.name, &record),
+                        Request::Service(_) => service_line(&e.name, &record),
+                    };
+                    print_text(&format!("{line}\n"));
                 }
                 created.push(record);
             }
@@ -67,8 +73,29 @@ pub async fn apply(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {
 }
 
 async fn create(ctx: &Ctx, e: &Entry) -> Result<Value, ClientError> {
-    let body = serde_json::to_vec(&e.request).map_err(|err| ClientError::Setup(err.to_string()))?;
-    ctx.client.post_json("/workloads", body).await
+    let setup = |err: serde_json::Error| ClientError::Setup(err.to_string());
+    match &e.request {
+        Request::Workload(w) => {
+            let body = serde_json::to_vec(w).map_err(setup)?;
+            ctx.client.post_json("/workloads", body).await
+        }
+        Request::Service(s) => {
+            let body = serde_json::to_vec(s).map_err(setup)?;
+            let path = format!("/services/{}", super::escape(&e.name));
+            ctx.client.put_json(&path, body).await
+        }
+    }
+}
+
+/// `service/web configured (revision 2, 3 replicas)`.
+pub fn service_line(name: &str, answer: &Value) -> String {
+    let result = answer["result"].as_str().unwrap_or("applied");
+    let s = &answer["service"];
+    format!(
+        "service/{name} {result} (revision {}, {} replicas)",
+        s["revision"].as_u64().unwrap_or(0),
+        s["replicas"].as_u64().unwrap_or(0)
+    )
 }
 
 /// `web created: <id> (Scheduled on node-1)`, or `(Pending: <why>)`.

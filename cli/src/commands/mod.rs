@@ -11,6 +11,7 @@ pub mod policy;
 pub mod resolve;
 pub mod run;
 pub mod schedule;
+pub mod services;
 pub mod tokens;
 pub mod version;
 pub mod wait;
@@ -98,6 +99,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             PolicyCommand::Get => policy::get(&ctx).await,
             PolicyCommand::Set { file } => policy::set(&ctx, &file).await,
         },
+        Command::Service(s) => services::run(&ctx, s).await,
         Command::Token(t) => match t {
             TokenCommand::Create { name, role } => tokens::create(&ctx, &name, role).await,
             TokenCommand::List => tokens::list(&ctx).await,

@@ -29,6 +29,8 @@ use utoipa::{Modify, OpenApi};
         paths::get_workload, paths::delete_workload, paths::stop_workload,
         paths::start_workload, paths::redeploy_workload, paths::workload_logs,
         paths::explain_placement,
+        paths::list_services, paths::create_service, paths::get_service, paths::apply_service,
+        paths::delete_service, paths::scale_service, paths::undo_service,
         paths::list_nodes, paths::get_node, paths::cordon_node, paths::uncordon_node,
         paths::remove_node, paths::drain_node, paths::cluster_metrics,
         paths::get_cluster_policy, paths::set_cluster_policy, paths::events, paths::list_tokens,
@@ -40,6 +42,7 @@ use utoipa::{Modify, OpenApi};
     security(("bearerAuth" = [])),
     tags(
         (name = "workloads", description = "containers the cluster runs"),
+        (name = "services", description = "replicated workloads with health-checked rolling updates"),
         (name = "nodes", description = "machines running an agent"),
         (name = "cluster", description = "cluster-wide views and the event stream"),
         (name = "tokens", description = "API tokens (admin)"),

@@ -8,8 +8,9 @@ use crate::token_api::{CreateToken, CreatedToken, TokenList};
 use crate::tokens::ApiToken;
 use crate::webhook::PushOutcome;
 use persys_proto::{
-    ApiError, ClusterMetrics, ClusterPolicy, Node, NodeList, PlacementExplanation,
-    ScheduleResponse, Workload, WorkloadRequest, WorkloadStatus,
+    ApiError, ClusterMetrics, ClusterPolicy, Node, NodeList, PlacementExplanation, ScaleRequest,
+    ScheduleResponse, ServiceApplied, ServiceRequest, ServiceStatus, Workload, WorkloadRequest,
+    WorkloadStatus,
 };
 
 #[utoipa::path(get, path = "/workloads", tag = "workloads", operation_id = "listWorkloads",
@@ -107,6 +108,64 @@ pub async fn workload_logs() {}
         (status = 404, description = "no such workload", body = ApiError),
     ))]
 pub async fn explain_placement() {}
+
+#[utoipa::path(get, path = "/services", tag = "services", operation_id = "listServices",
+    responses((status = 200, description = "every service with its replicas", body = Vec<ServiceStatus>)))]
+pub async fn list_services() {}
+
+#[utoipa::path(post, path = "/services", tag = "services", operation_id = "createService",
+    request_body(content = ServiceRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "stored; the controller creates its replicas", body = ServiceStatus),
+        (status = 403, description = "the role may not create services (`forbidden`), or the cluster policy refuses a field of the template (`policy_denied`)", body = ApiError),
+        (status = 409, description = "a service of that name exists (update it with PUT)", body = ApiError),
+    ))]
+pub async fn create_service() {}
+
+#[utoipa::path(get, path = "/services/{id}", tag = "services", operation_id = "getService",
+    params(("id" = String, Path, description = "service name")),
+    responses(
+        (status = 200, description = "the service, its revisions and its replicas", body = ServiceStatus),
+        (status = 404, description = "no such service", body = ApiError),
+    ))]
+pub async fn get_service() {}
+
+#[utoipa::path(put, path = "/services/{id}", tag = "services", operation_id = "applyService",
+    params(("id" = String, Path, description = "service name")),
+    request_body(content = ServiceRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "created, configured (a new template is a new revision and rolls out) or unchanged", body = ServiceApplied),
+        (status = 403, description = "the role may not change services, or the cluster policy refuses a field (`policy_denied`)", body = ApiError),
+        (status = 409, description = "a concurrent change won", body = ApiError),
+    ))]
+pub async fn apply_service() {}
+
+#[utoipa::path(delete, path = "/services/{id}", tag = "services", operation_id = "deleteService",
+    params(("id" = String, Path, description = "service name")),
+    responses(
+        (status = 200, description = "the record is gone; its replicas are being removed", body = ServiceStatus),
+        (status = 404, description = "no such service", body = ApiError),
+    ))]
+pub async fn delete_service() {}
+
+#[utoipa::path(post, path = "/services/{id}/scale", tag = "services", operation_id = "scaleService",
+    params(("id" = String, Path, description = "service name")),
+    request_body(content = ScaleRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the new replica count is stored", body = ServiceStatus),
+        (status = 404, description = "no such service", body = ApiError),
+        (status = 409, description = "a concurrent change won", body = ApiError),
+    ))]
+pub async fn scale_service() {}
+
+#[utoipa::path(post, path = "/services/{id}/undo", tag = "services", operation_id = "undoService",
+    params(("id" = String, Path, description = "service name")),
+    responses(
+        (status = 200, description = "the previous template is the new revision and rolls out", body = ServiceStatus),
+        (status = 404, description = "no such service", body = ApiError),
+        (status = 409, description = "no earlier revision, or a concurrent change won", body = ApiError),
+    ))]
+pub async fn undo_service() {}
 
 #[utoipa::path(get, path = "/nodes", tag = "nodes", operation_id = "listNodes",
     responses((status = 200, description = "nodes", body = NodeList)))]

@@ -78,8 +78,7 @@ pub async fn logs(
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("text/plain; charset=utf-8"));
     // End followed streams at shutdown so that draining does not wait for them.
-    let stream = upstream
-        .bytes_stream()
+    let stream = persys_http::stream::end_at_error(upstream.bytes_stream(), "logs from the agent")
         .take_until(ctx.shutdown().clone().cancelled_owned());
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut()

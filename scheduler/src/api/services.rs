@@ -10,36 +10,21 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
-use persys_proto::{keys, Public, Service, ServiceRequest, Workload};
-use serde::{Deserialize, Serialize};
+use persys_proto::{
+    keys, ApplyResult, Public, ScaleRequest, Service, ServiceApplied, ServiceRequest, ServiceStatus,
+};
 use serde_json::Value;
 
-/// A service with its replicas, as `GET /services/{name}` answers.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceView {
-    /// The record.
-    #[serde(flatten)]
-    pub service: Public<Service>,
-    /// Its live replicas.
-    pub replica_workloads: Vec<Public<Workload>>,
-    /// How many of them serve (run, and are healthy when they have a check).
-    pub ready_replicas: usize,
-}
-
-fn view(ctx: &AppState, service: Service) -> ServiceView {
+fn view(ctx: &AppState, service: Service) -> ServiceStatus {
     let replicas: Vec<_> = replicas_of(ctx, &service.name);
     let ready = replicas
         .iter()
         .filter(|w| crate::services::replicas::serving(w).is_some())
         .count();
-    ServiceView {
-        replica_workloads: replicas
-            .iter()
-            .map(|w| Public::new((**w).clone()))
-            .collect(),
-        ready_replicas: ready,
-        service: Public::new(service),
+    ServiceStatus {
+        replica_workloads: replicas.iter().map(|w| (**w).clone()).collect(),
+        ready_replicas: u32::try_from(ready).unwrap_or(u32::MAX),
+        service,
     }
 }
 
@@ -55,7 +40,7 @@ fn parse(body: Value) -> Result<ServiceRequest, AppError> {
 pub async fn create(
     State(ctx): State<AppState>,
     JsonBody(body): JsonBody<Value>,
-) -> Result<(StatusCode, Json<ServiceView>), AppError> {
+) -> Result<(StatusCode, Json<Public<ServiceStatus>>), AppError> {
     let desired = parse(body)?.validate().map_err(|e| AppError::invalid(&e))?;
     let policy = super::workloads::current_policy(&ctx).await?;
     crate::admission::admit(&desired.template, &policy).map_err(|d| AppError::policy_denied(&d))?;
@@ -71,17 +56,7 @@ pub async fn create(
         )));
     }
     ctx.services().enqueue(&service.name);
-    Ok((StatusCode::CREATED, Json(view(&ctx, service))))
-}
-
-/// What `PUT /services/{name}` did, as `kubectl apply` says it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Applied {
-    /// `created`, `configured` or `unchanged`.
-    pub result: &'static str,
-    /// The service after it.
-    pub service: ServiceView,
+    Ok((StatusCode::CREATED, Json(Public::new(view(&ctx, service)))))
 }
 
 /// `PUT /services/{name}`: create or update (a new template is a new revision and
@@ -90,7 +65,7 @@ pub async fn apply(
     State(ctx): State<AppState>,
     Path(name): Path<String>,
     JsonBody(mut body): JsonBody<Value>,
-) -> Result<Json<Applied>, AppError> {
+) -> Result<Json<Public<ServiceApplied>>, AppError> {
     if let Some(obj) = body.as_object_mut() {
         match obj.get("name").and_then(Value::as_str) {
             Some(n) if n != name => {
@@ -112,32 +87,36 @@ pub async fn apply(
     let fresh = Service::new(desired.clone(), now);
     if ctx.store().put_if_absent(&key, &fresh).await?.is_some() {
         ctx.services().enqueue(&name);
-        return Ok(Json(Applied {
-            result: "created",
+        return Ok(Json(Public::new(ServiceApplied {
+            result: ApplyResult::Created,
             service: view(&ctx, fresh),
-        }));
+        })));
     }
     let out = ctx
         .store()
         .update::<Service, _>(&key, |cur| cur.changed_to(desired.clone(), now))
         .await?;
     let (result, service) = match out {
-        Updated::Written(v) => ("configured", v.value),
-        Updated::Unchanged(v) => ("unchanged", v.value),
+        Updated::Written(v) => (ApplyResult::Configured, v.value),
+        Updated::Unchanged(v) => (ApplyResult::Unchanged, v.value),
         Updated::Missing => return Err(not_found(&name)),
     };
     ctx.services().enqueue(&name);
-    Ok(Json(Applied {
+    Ok(Json(Public::new(ServiceApplied {
         result,
         service: view(&ctx, service),
-    }))
+    })))
 }
 
 /// `GET /services`.
-pub async fn list(State(ctx): State<AppState>) -> Result<Json<Vec<ServiceView>>, AppError> {
+pub async fn list(
+    State(ctx): State<AppState>,
+) -> Result<Json<Vec<Public<ServiceStatus>>>, AppError> {
     let (all, _) = ctx.store().list::<Service>(keys::SERVICES).await?;
     Ok(Json(
-        all.into_iter().map(|(_, v)| view(&ctx, v.value)).collect(),
+        all.into_iter()
+            .map(|(_, v)| Public::new(view(&ctx, v.value)))
+            .collect(),
     ))
 }
 
@@ -145,28 +124,21 @@ pub async fn list(State(ctx): State<AppState>) -> Result<Json<Vec<ServiceView>>,
 pub async fn get_one(
     State(ctx): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<ServiceView>, AppError> {
+) -> Result<Json<Public<ServiceStatus>>, AppError> {
     let v = ctx
         .store()
         .get::<Service>(&keys::service(&name))
         .await?
         .ok_or_else(|| not_found(&name))?;
-    Ok(Json(view(&ctx, v.value)))
-}
-
-/// Body of `POST /services/{name}/scale`.
-#[derive(Debug, Deserialize)]
-pub struct Scale {
-    /// New replica count.
-    pub replicas: u32,
+    Ok(Json(Public::new(view(&ctx, v.value))))
 }
 
 /// `POST /services/{name}/scale`.
 pub async fn scale(
     State(ctx): State<AppState>,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<Scale>,
-) -> Result<Json<ServiceView>, AppError> {
+    JsonBody(body): JsonBody<ScaleRequest>,
+) -> Result<Json<Public<ServiceStatus>>, AppError> {
     if body.replicas > persys_proto::service::MAX_REPLICAS {
         return Err(AppError::invalid_field(
             "replicas",
@@ -189,7 +161,7 @@ pub async fn scale(
         Updated::Missing => return Err(not_found(&name)),
     };
     ctx.services().enqueue(&name);
-    Ok(Json(view(&ctx, service)))
+    Ok(Json(Public::new(view(&ctx, service))))
 }
 
 /// `POST /services/{name}/undo`: the previous revision's template becomes a new
@@ -197,7 +169,7 @@ pub async fn scale(
 pub async fn undo(
     State(ctx): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<ServiceView>, AppError> {
+) -> Result<Json<Public<ServiceStatus>>, AppError> {
     let mut nothing_before = false;
     let out = ctx
         .store()
@@ -228,14 +200,14 @@ pub async fn undo(
         Updated::Missing => return Err(not_found(&name)),
     };
     ctx.services().enqueue(&name);
-    Ok(Json(view(&ctx, service)))
+    Ok(Json(Public::new(view(&ctx, service))))
 }
 
 /// `DELETE /services/{name}`: the record goes, then (controller) its replicas.
 pub async fn delete(
     State(ctx): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<ServiceView>, AppError> {
+) -> Result<Json<Public<ServiceStatus>>, AppError> {
     let key = keys::service(&name);
     let v = ctx
         .store()
@@ -244,5 +216,5 @@ pub async fn delete(
         .ok_or_else(|| not_found(&name))?;
     ctx.store().delete(&key).await?;
     ctx.services().enqueue(&name);
-    Ok(Json(view(&ctx, v.value)))
+    Ok(Json(Public::new(view(&ctx, v.value))))
 }
