@@ -135,9 +135,20 @@ fn name_suffix(name: &str) -> String {
 }
 
 /// Keys of a service (`kind: Service`).
-const SERVICE_KEYS: [&str; 5] = ["kind", "name", "replicas", "template", "update"];
+const SERVICE_KEYS: [&str; 9] = [
+    "kind",
+    "name",
+    "replicas",
+    "template",
+    "update",
+    "schedule",
+    "concurrencyPolicy",
+    "successfulJobsHistory",
+    "failedJobsHistory",
+];
 /// Keys the server owns in a service record (and its answer), ignored in a file.
-const SERVICE_SERVER_KEYS: [&str; 9] = [
+const SERVICE_SERVER_KEYS: [&str; 10] = [
+    "lastScheduleTime",
     "revision",
     "history",
     "rollout",

@@ -14,6 +14,7 @@ pub mod node;
 pub mod placement;
 pub mod policy;
 pub mod project;
+pub mod schedule;
 pub mod secret;
 pub mod service;
 pub mod status;

@@ -83,6 +83,40 @@ impl Default for UpdateConfig {
     }
 }
 
+/// What a scheduled service does when a run is due while an earlier one is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ConcurrencyPolicy {
+    /// Start it anyway.
+    #[default]
+    Allow,
+    /// Skip it.
+    Forbid,
+    /// Stop the active run and start the new one.
+    Replace,
+}
+
+/// Default number of finished successful runs kept.
+pub const DEFAULT_SUCCESSFUL_HISTORY: u32 = 3;
+/// Default number of failed runs kept.
+pub const DEFAULT_FAILED_HISTORY: u32 = 1;
+
+/// The job part of a scheduled service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct JobSettings {
+    /// Cron expression: 5 fields, or 6 with seconds first (UTC).
+    pub schedule: String,
+    /// A due run while one is active.
+    #[serde(default)]
+    pub concurrency_policy: ConcurrencyPolicy,
+    /// Finished successful runs kept (older ones are removed).
+    pub successful_jobs_history: u32,
+    /// Failed runs kept.
+    pub failed_jobs_history: u32,
+}
+
 /// `POST /services` and `kind: Service` of `persys apply`.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -101,6 +135,19 @@ pub struct ServiceRequest {
     /// Rolling-update settings.
     #[serde(default)]
     pub update: Option<UpdateConfig>,
+    /// Run the template on this cron schedule (one new workload per run) instead of
+    /// keeping replicas.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// With `schedule`: a due run while one is active (default `Allow`).
+    #[serde(default)]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
+    /// With `schedule`: finished successful runs kept (default 3).
+    #[serde(default)]
+    pub successful_jobs_history: Option<u32>,
+    /// With `schedule`: failed runs kept (default 1).
+    #[serde(default)]
+    pub failed_jobs_history: Option<u32>,
 }
 
 /// A validated service request.
@@ -114,6 +161,8 @@ pub struct ServiceDesired {
     pub template: WorkloadSpec,
     /// Update settings.
     pub update: UpdateConfig,
+    /// The schedule, for a scheduled service.
+    pub job: Option<JobSettings>,
 }
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
@@ -138,7 +187,52 @@ impl ServiceRequest {
                 format!("{name:?} must be 1-50 lowercase letters, digits or '-' (a DNS label)"),
             ));
         }
-        let replicas = self.replicas.unwrap_or(1);
+        let job = match &self.schedule {
+            None => {
+                if self.concurrency_policy.is_some()
+                    || self.successful_jobs_history.is_some()
+                    || self.failed_jobs_history.is_some()
+                {
+                    return Err(err(
+                        "schedule",
+                        "concurrencyPolicy and the job histories need a schedule",
+                    ));
+                }
+                None
+            }
+            Some(expr) => {
+                crate::schedule::CronSchedule::parse(expr).map_err(|m| err("schedule", m))?;
+                if self.replicas.is_some() {
+                    return Err(err(
+                        "replicas",
+                        "a scheduled service runs one workload per run; leave replicas out",
+                    ));
+                }
+                let keep = |v: Option<u32>, d: u32, field: &str| match v.unwrap_or(d) {
+                    n if n <= 100 => Ok(n),
+                    _ => Err(err(field, "must be 0-100")),
+                };
+                Some(JobSettings {
+                    schedule: expr.trim().to_string(),
+                    concurrency_policy: self.concurrency_policy.unwrap_or_default(),
+                    successful_jobs_history: keep(
+                        self.successful_jobs_history,
+                        DEFAULT_SUCCESSFUL_HISTORY,
+                        "successfulJobsHistory",
+                    )?,
+                    failed_jobs_history: keep(
+                        self.failed_jobs_history,
+                        DEFAULT_FAILED_HISTORY,
+                        "failedJobsHistory",
+                    )?,
+                })
+            }
+        };
+        let replicas = if job.is_some() {
+            0
+        } else {
+            self.replicas.unwrap_or(1)
+        };
         if replicas > MAX_REPLICAS {
             return Err(err("replicas", format!("must be 0-{MAX_REPLICAS}")));
         }
@@ -153,7 +247,8 @@ impl ServiceRequest {
             ));
         }
         // A replica's container that exits is started again; losing a node moves it.
-        if template.restart_policy == crate::RestartPolicy::No {
+        // A job's run is meant to end.
+        if job.is_none() && template.restart_policy == crate::RestartPolicy::No {
             template.restart_policy = crate::RestartPolicy::Always;
         }
         template.name = name.clone();
@@ -181,6 +276,7 @@ impl ServiceRequest {
             replicas,
             template,
             update,
+            job,
         })
     }
 }
@@ -239,6 +335,13 @@ pub struct Service {
     /// Why the rollout is in its state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_reason: Option<String>,
+    /// The schedule of a scheduled service (flattened: `schedule`,
+    /// `concurrencyPolicy`, `successfulJobsHistory`, `failedJobsHistory`).
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSettings>,
+    /// The due time of the last run started (or skipped) of a scheduled service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<DateTime<Utc>>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -331,6 +434,8 @@ impl Service {
             revision: 1,
             rollout: RolloutState::Complete,
             rollout_reason: None,
+            job: desired.job,
+            last_schedule_time: None,
             created_at: now,
             updated_at: now,
         }
@@ -343,12 +448,14 @@ impl Service {
         if desired.replicas == self.replicas
             && desired.template == self.template
             && desired.update == self.update
+            && desired.job == self.job
         {
             return None;
         }
         let mut next = self.clone();
         next.replicas = desired.replicas;
         next.update = desired.update;
+        next.job = desired.job;
         if desired.template != self.template {
             next.set_template(desired.template, now);
         }
@@ -393,6 +500,54 @@ mod tests {
 
     fn request(json: serde_json::Value) -> ServiceRequest {
         serde_json::from_value(json).expect("parses")
+    }
+
+    #[test]
+    fn a_scheduled_service_has_a_valid_schedule_and_no_replicas() {
+        let d = request(serde_json::json!({
+            "name": "backup", "schedule": "0 2 * * *", "concurrencyPolicy": "Forbid",
+            "template": {"image": "busybox:local"}
+        }))
+        .validate()
+        .expect("valid");
+        let job = d.job.clone().expect("a job");
+        assert_eq!(job.concurrency_policy, ConcurrencyPolicy::Forbid);
+        assert_eq!(job.successful_jobs_history, DEFAULT_SUCCESSFUL_HISTORY);
+        assert_eq!(
+            d.template.restart_policy,
+            crate::RestartPolicy::No,
+            "a run ends"
+        );
+        // The record keeps the schedule at the top level, and reads back the same.
+        let record = Service::new(d.clone(), Utc::now());
+        let json = serde_json::to_value(&record).expect("encodes");
+        assert_eq!(json["schedule"], "0 2 * * *");
+        assert_eq!(json["concurrencyPolicy"], "Forbid");
+        let back: Service = serde_json::from_value(json).expect("decodes");
+        assert_eq!(back, record);
+        let plain = Service::new(web(1, "a"), Utc::now());
+        let back: Service = serde_json::from_value(serde_json::to_value(&plain).expect("encodes"))
+            .expect("decodes");
+        assert_eq!(back.job, None);
+        let bad = |v: serde_json::Value| request(v).validate().expect_err("refused").field;
+        assert_eq!(
+            bad(
+                serde_json::json!({"name": "b", "schedule": "every night", "template": {"image": "x"}})
+            ),
+            "schedule"
+        );
+        assert_eq!(
+            bad(
+                serde_json::json!({"name": "b", "schedule": "0 2 * * *", "replicas": 2, "template": {"image": "x"}})
+            ),
+            "replicas"
+        );
+        assert_eq!(
+            bad(
+                serde_json::json!({"name": "b", "concurrencyPolicy": "Forbid", "template": {"image": "x"}})
+            ),
+            "schedule"
+        );
     }
 
     fn web(replicas: u32, image: &str) -> ServiceDesired {

@@ -424,3 +424,78 @@ async fn the_documented_service_applies_as_written_and_the_cli_follows_its_rollo
     assert!(err.contains("service nope not found"), "{err}");
     cli_ok(&c, &["service", "rm", "web"]);
 }
+
+#[tokio::test]
+async fn a_scheduled_service_with_forbid_never_overlaps_its_runs_and_trims_its_history() {
+    let c = Cluster::start(agents(1)).await.expect("cluster starts");
+    let api = c.api().expect("api");
+    let (status, body) = api
+        .put(
+            "/services/tick",
+            &json!({
+                "name": "tick",
+                "schedule": "*/2 * * * * *",
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistory": 2,
+                "template": {"image": TEST_IMAGE, "command": ["sleep", "5"]}
+            }),
+        )
+        .await
+        .expect("apply");
+    assert_eq!(status, 200, "{body}");
+    let mut seen = BTreeSet::new();
+    let mut most_active = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let all = api.get_json("/workloads").await.expect("list");
+        let runs: Vec<&Value> = all
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter(|w| w["serviceId"] == "tick" && w["desiredState"] == "Running")
+            .collect();
+        let active = runs
+            .iter()
+            .filter(|w| !matches!(w["status"].as_str(), Some("Exited" | "Failed" | "Stopped")))
+            .count();
+        most_active = most_active.max(active);
+        for w in &runs {
+            seen.insert(w["id"].as_str().unwrap_or_default().to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(most_active, 1, "Forbid: one run at a time");
+    assert!(seen.len() >= 3, "a new run after each one ended: {seen:?}");
+    // Finished runs beyond the history are removed.
+    let kept = wait_finished_at_most(&api, 2).await;
+    assert!(
+        kept <= 2,
+        "history trimmed to 2 successful runs, {kept} kept"
+    );
+    assert!(seen.len() > kept, "older runs were removed");
+    let rec = api.get_json("/services/tick").await.expect("get");
+    assert_eq!(rec["schedule"], "*/2 * * * * *");
+    assert!(rec["lastScheduleTime"].is_string(), "{rec}");
+}
+
+/// Finished runs of `tick` once trimming had its chance (a few seconds).
+async fn wait_finished_at_most(api: &Api, limit: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = api.get_json("/workloads").await.expect("list");
+        let finished = all
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter(|w| {
+                w["serviceId"] == "tick"
+                    && w["desiredState"] == "Running"
+                    && w["status"] == "Exited"
+            })
+            .count();
+        if finished <= limit || Instant::now() > deadline {
+            return finished;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

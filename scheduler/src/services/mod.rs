@@ -3,8 +3,10 @@
 //! when its record is written (the API kicks it), when one of its replicas changes
 //! (the cache's change broadcast), and for every service at the start of a term;
 //! failures are retried with jittered backoff. Rollouts replace old-revision replicas
-//! `parallelism` at a time ([`rollout`]).
+//! `parallelism` at a time ([`rollout`]); a scheduled service starts its runs when
+//! they are due ([`jobs`]).
 
+mod jobs;
 pub mod replicas;
 pub mod rollout;
 
@@ -63,8 +65,8 @@ impl ServiceQueue {
 pub enum Next {
     /// Nothing until something changes.
     Done,
-    /// Look again after [`ROLLOUT_TICK`] (a rollout waits on time).
-    Tick,
+    /// Look again after this long (a rollout or a schedule waits on time).
+    After(Duration),
 }
 
 fn retry_backoff() -> backon::ExponentialBackoff {
@@ -136,9 +138,9 @@ pub async fn run(ctx: Arc<Ctx>, term: CancellationToken) {
                         failures.remove(&name);
                         None
                     }
-                    Ok(Next::Tick) => {
+                    Ok(Next::After(delay)) => {
                         failures.remove(&name);
-                        Some(ROLLOUT_TICK)
+                        Some(delay)
                     }
                     Err(e) => {
                         tracing::warn!(service = %name, error = %e, "reconciling the service failed; will retry");
@@ -195,6 +197,9 @@ pub async fn reconcile(ctx: &Arc<Ctx>, name: &str) -> Result<Next, ServiceError>
         return Ok(Next::Done);
     };
     let service = record.value;
+    if let Some(job) = &service.job {
+        return jobs::step(ctx, &service, job, record.mod_revision).await;
+    }
     let view = ReplicaView::of(ctx, &service);
     rollout::step(ctx, &service, &view, record.mod_revision).await
 }

@@ -94,7 +94,7 @@ pub async fn step(
                 set_state(ctx, service, RolloutState::Complete, None, mod_revision).await?;
                 return Ok(Next::Done);
             }
-            return Ok(Next::Tick);
+            return Ok(Next::After(super::ROLLOUT_TICK));
         }
         return Ok(Next::Done);
     }
@@ -145,7 +145,7 @@ pub async fn step(
             }
         }
     }
-    Ok(Next::Tick)
+    Ok(Next::After(super::ROLLOUT_TICK))
 }
 
 /// Old replicas in the order they are replaced: highest index first.
@@ -204,7 +204,7 @@ async fn fail(
             if let Updated::Written(_) = out {
                 tracing::info!(service = %name, revision = prev.revision, "rolled back");
             }
-            Ok(Next::Tick)
+            Ok(Next::After(super::ROLLOUT_TICK))
         }
         _ => {
             set_state(
