@@ -13,6 +13,7 @@ pub mod names;
 pub mod node;
 pub mod placement;
 pub mod policy;
+pub mod ports;
 pub mod project;
 pub mod schedule;
 pub mod secret;

@@ -499,3 +499,110 @@ async fn wait_finished_at_most(api: &Api, limit: usize) -> usize {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The skydns entries under `<name>.<domain>`: (key, record).
+async fn dns_entries(c: &Cluster, domain: &str, name: &str) -> Vec<(String, Value)> {
+    let mut prefix = String::from("/skydns");
+    for label in domain.trim_matches('.').rsplit('.') {
+        prefix.push('/');
+        prefix.push_str(label);
+    }
+    prefix.push('/');
+    prefix.push_str(name);
+    prefix.push('/');
+    let mut etcd = c.etcd.client().await.expect("etcd");
+    let got = etcd
+        .get(
+            prefix.as_str(),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .expect("get");
+    got.kvs()
+        .iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).to_string(),
+                serde_json::from_slice(kv.value()).unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+async fn wait_entries(c: &Cluster, domain: &str, name: &str, n: usize) -> Vec<(String, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = dns_entries(c, domain, name).await;
+        if e.len() == n {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: {} DNS entries, not {n}: {e:?}",
+            e.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn serving_replicas_have_dns_records_and_lose_them_when_unhealthy_or_gone() {
+    let c = Cluster::start(agents(2)).await.expect("cluster starts");
+    let api = c.api().expect("api");
+    let node = api
+        .get_json(&format!("/nodes/{}", c.agents[0].node_id))
+        .await
+        .expect("node");
+    let domain = node["domainName"]
+        .as_str()
+        .and_then(|d| d.split_once('.'))
+        .map(|(_, d)| d.to_string())
+        .expect("the node's domain");
+    let (status, body) = api
+        .put("/services/web", &web(2, "v1", 8080))
+        .await
+        .expect("apply");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .put(
+            "/services/api",
+            &json!({"name": "api", "template": {"image": TEST_IMAGE, "command": ["sleep", "3600"], "ports": ["18181:8080"]}}),
+        )
+        .await
+        .expect("apply");
+    assert_eq!(status, 200, "{body}");
+    let s = wait_service(&api, Duration::from_secs(40), "2 healthy", |s| {
+        serving_at(s, 1) == 2
+    })
+    .await;
+    let entries = wait_entries(&c, &domain, "web", 2).await;
+    for (_, r) in &entries {
+        assert_eq!(r["host"], "127.0.0.1", "the node's address: {r}");
+        assert!(r.get("port").is_none(), "no published port, no SRV: {r}");
+    }
+    // Each workload has its own name too.
+    wait_entries(&c, &domain, "web-0", 1).await;
+    // A published port is an SRV entry.
+    let api_entries = wait_entries(&c, &domain, "api", 1).await;
+    assert_eq!(api_entries[0].1["port"], 18181, "{api_entries:?}");
+
+    // One replica stops serving: its entry goes, the other stays.
+    let sick = replicas(&s)[0].clone();
+    let container = sick["containerId"].as_str().expect("container");
+    let out = std::process::Command::new("docker")
+        .args(["exec", container, "rm", "/www/index.html"])
+        .output()
+        .expect("docker exec");
+    assert!(out.status.success());
+    let left = wait_entries(&c, &domain, "web", 1).await;
+    assert!(
+        !left[0].0.contains(sick["id"].as_str().expect("id")),
+        "the sick replica's entry went: {left:?}"
+    );
+
+    // The service goes: its entries go.
+    api.delete("/services/web").await.expect("delete");
+    api.delete("/services/api").await.expect("delete");
+    wait_entries(&c, &domain, "web", 0).await;
+    wait_entries(&c, &domain, "api", 0).await;
+}

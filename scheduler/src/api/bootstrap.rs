@@ -243,6 +243,7 @@ pub async fn register(
     store_node(&ctx, &req, &node_id, &serial, peer.as_ref()).await?;
     let record = DnsRecord {
         host: ip.to_string(),
+        port: None,
         ttl: dns::TTL,
     };
     ctx.store()

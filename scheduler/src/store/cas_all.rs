@@ -51,6 +51,39 @@ impl Store {
             .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
     }
 
+    /// Unconditional puts and deletes (distinct keys, at most [`super::MAX_BATCH`] in
+    /// all) in one transaction fenced to the leader's term: for records only the
+    /// leader writes and nothing else compares (DNS entries).
+    pub async fn put_and_delete_all(
+        &self,
+        puts: &[(String, Vec<u8>)],
+        deletes: &[String],
+    ) -> Result<()> {
+        if puts.len() + deletes.len() > super::MAX_BATCH {
+            return Err(StoreError::Etcd(format!(
+                "a batch of {} writes is over the limit of {}",
+                puts.len() + deletes.len(),
+                super::MAX_BATCH
+            )));
+        }
+        let (compares, term) = self.fenced(Vec::new())?;
+        let ops: Vec<TxnOp> = puts
+            .iter()
+            .map(|(k, v)| TxnOp::put(k.as_str(), v.clone(), None))
+            .chain(deletes.iter().map(|k| TxnOp::delete(k.as_str(), None)))
+            .collect();
+        let resp = Ride::new()
+            .attempt(self.fenced_txn_once(compares, ops, term))
+            .await?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(StoreError::Etcd(
+                "the leader's term ended before the write".into(),
+            ))
+        }
+    }
+
     /// [`Store::put_at`] of bytes already encoded.
     pub async fn put_bytes_at(
         &self,

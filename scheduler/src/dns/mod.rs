@@ -1,4 +1,9 @@
-//! CoreDNS (skydns) records for nodes: `/skydns/<reversed domain labels>/<name>`.
+//! CoreDNS (skydns) records: `/skydns/<reversed domain labels>/<name>` for nodes, and
+//! for workloads and services ([`workloads`]: what each workload should have,
+//! [`controller`]: the leader loop that keeps etcd so).
+
+pub mod controller;
+pub mod workloads;
 
 use persys_proto::keys;
 use serde::{Deserialize, Serialize};
@@ -6,11 +11,15 @@ use serde::{Deserialize, Serialize};
 /// TTL of node records, seconds.
 pub const TTL: u32 = 30;
 
-/// A skydns record value (CoreDNS etcd plugin format).
+/// A skydns record value (CoreDNS etcd plugin format): an A record of `host`, and with
+/// `port` an SRV record too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsRecord {
     /// The address.
     pub host: String,
+    /// The port (SRV), when the record has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// Time to live, seconds.
     pub ttl: u32,
 }
@@ -66,6 +75,7 @@ mod tests {
     fn record_is_coredns_json() {
         let v = serde_json::to_value(DnsRecord {
             host: "10.0.0.1".into(),
+            port: None,
             ttl: TTL,
         })
         .expect("json");
