@@ -20,8 +20,10 @@ const MAX_EVENTS: usize = 1024;
 /// Pause before a full repair after a failed write.
 const REPAIR_AFTER: Duration = Duration::from_secs(1);
 
-/// What etcd holds as far as this term knows: workload id → its keys and records.
-type Written = HashMap<String, Vec<(String, DnsRecord)>>;
+/// What etcd holds as far as this term knows: workload id → a fingerprint of its
+/// records (absent: none). Eight bytes a workload, not its records: at 50,000 serving
+/// workloads the records themselves would cost the scheduler tens of MiB.
+type Written = HashMap<String, u64>;
 /// Key → new record (`None`: delete).
 type Changes = BTreeMap<String, Option<DnsRecord>>;
 
@@ -57,33 +59,48 @@ pub async fn run(ctx: Arc<Ctx>, term: CancellationToken) {
                 Err(_) => break,
             }
         }
-        let mut next = written.clone();
+        // `written` moves ahead of etcd here; a failed write repairs it from etcd.
         let mut pending = Changes::new();
         for ev in events {
             match ev {
                 Ok(ClusterEvent::Workload { workload }) => {
-                    diff(
-                        &mut next,
-                        &mut pending,
-                        &workload.id,
-                        desired(&ctx, &workload),
-                    );
+                    diff(&ctx, &mut written, &mut pending, &workload);
                 }
+                // A placed workload is marked Deleted (and loses its records) before
+                // its record goes; one that still has records here was missed.
                 Ok(ClusterEvent::WorkloadDeleted { id }) => {
-                    diff(&mut next, &mut pending, &id, Vec::new())
+                    if written.contains_key(&id) {
+                        repair = true;
+                    }
                 }
                 // A node's address or status changes the records of what it runs.
                 Ok(ClusterEvent::Node { node }) => {
                     for w in ctx.cache().workloads_on(&node.node_id) {
-                        diff(&mut next, &mut pending, &w.id, desired(&ctx, &w));
+                        diff(&ctx, &mut written, &mut pending, &w);
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => repair = true,
+                // Missed changes: every workload against its fingerprint, from the cache
+                // (no etcd list, which at 50,000 workloads is megabytes).
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "DNS controller lagged; comparing every workload");
+                    let ids = ctx.cache().workload_ids();
+                    let live: std::collections::HashSet<&str> =
+                        ids.iter().map(String::as_str).collect();
+                    if written.keys().any(|id| !live.contains(id.as_str())) {
+                        // A workload that had records is gone: only etcd knows its keys.
+                        repair = true;
+                    }
+                    for id in &ids {
+                        if let Some(w) = ctx.cache().workload_shared(id).map(|v| v.value) {
+                            diff(&ctx, &mut written, &mut pending, &w);
+                        }
+                    }
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
         match write(&ctx, &pending).await {
-            Ok(()) => written = next,
+            Ok(()) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "writing DNS records failed; repairing");
                 repair = true;
@@ -101,21 +118,32 @@ fn desired(ctx: &Ctx, w: &Workload) -> Vec<(String, DnsRecord)> {
     records_of(&ctx.config().cluster_domain, w, node.as_ref())
 }
 
-/// Fold workload `id` now wanting `want` into `written` and `pending`.
-fn diff(written: &mut Written, pending: &mut Changes, id: &str, want: Vec<(String, DnsRecord)>) {
-    let had = written.remove(id).unwrap_or_default();
-    for (key, _) in &had {
-        if !want.iter().any(|(k, _)| k == key) {
-            pending.insert(key.clone(), None);
-        }
+fn fingerprint(records: &[(String, DnsRecord)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    records.hash(&mut h);
+    h.finish()
+}
+
+/// Fold workload `w` into `written` and `pending`.
+fn diff(ctx: &Ctx, written: &mut Written, pending: &mut Changes, w: &Workload) {
+    let want = desired(ctx, w);
+    let now = (!want.is_empty()).then(|| fingerprint(&want));
+    if written.get(&w.id).copied() == now {
+        return;
     }
-    for (key, record) in &want {
-        if !had.iter().any(|(k, r)| k == key && r == record) {
-            pending.insert(key.clone(), Some(record.clone()));
+    if want.is_empty() {
+        for key in super::workloads::keys_of(&ctx.config().cluster_domain, w) {
+            pending.insert(key, None);
         }
-    }
-    if !want.is_empty() {
-        written.insert(id.to_string(), want);
+        written.remove(&w.id);
+    } else {
+        for (key, record) in want {
+            pending.insert(key, Some(record));
+        }
+        if let Some(fp) = now {
+            written.insert(w.id.clone(), fp);
+        }
     }
 }
 
@@ -154,7 +182,7 @@ async fn resync(ctx: &Ctx, written: &mut Written) -> Result<(), StoreError> {
         .collect();
     let mut next = Written::new();
     for id in ctx.cache().workload_ids() {
-        let Some(w) = ctx.cache().workload(&id).map(|v| v.value) else {
+        let Some(w) = ctx.cache().workload_shared(&id).map(|v| v.value) else {
             continue;
         };
         let want = desired(ctx, &w);
@@ -164,7 +192,7 @@ async fn resync(ctx: &Ctx, written: &mut Written) -> Result<(), StoreError> {
             }
         }
         if !want.is_empty() {
-            next.insert(id, want);
+            next.insert(id, fingerprint(&want));
         }
     }
     for key in stale.into_keys() {

@@ -13,7 +13,7 @@ pub const TTL: u32 = 30;
 
 /// A skydns record value (CoreDNS etcd plugin format): an A record of `host`, and with
 /// `port` an SRV record too.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DnsRecord {
     /// The address.
     pub host: String,

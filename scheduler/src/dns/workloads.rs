@@ -20,7 +20,17 @@ pub fn records_of(domain: &str, w: &Workload, node: Option<&Node>) -> Vec<(Strin
     if w.desired_state != DesiredState::Running || serving(w).is_none() {
         return Vec::new();
     }
-    let host = node.ip_address.clone();
+    entries(domain, w, &node.ip_address)
+}
+
+/// The keys `w` has when it serves (a spec never changes, so these are also the keys
+/// to remove once it stops).
+pub fn keys_of(domain: &str, w: &Workload) -> Vec<String> {
+    entries(domain, w, "").into_iter().map(|(k, _)| k).collect()
+}
+
+fn entries(domain: &str, w: &Workload, host: &str) -> Vec<(String, DnsRecord)> {
+    let host = host.to_string();
     let mut out = vec![(
         format!("{}/{}", node_key(domain, &dns_label(&w.spec.name)), w.id),
         DnsRecord {
@@ -128,6 +138,12 @@ mod tests {
             ]
         );
         assert!(got.iter().all(|(_, r)| r.host == "10.0.0.7"));
+        let keys: Vec<String> = got.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            keys_of("cluster.local", &w),
+            keys,
+            "the keys to remove are the same"
+        );
         assert_eq!(got[1].1.port, Some(8080));
     }
 
