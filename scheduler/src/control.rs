@@ -41,6 +41,35 @@ where
     Ok(deleted)
 }
 
+/// Delete workload `id` as the user's `DELETE` does: an unplaced record goes at once;
+/// a placed one is marked `Deleted` (the dispatcher removes its container, then the
+/// record). The record after, `None` when there is none.
+pub async fn request_delete(ctx: &Ctx, id: &str) -> Result<Option<Workload>, StoreError> {
+    let Some(cached) = ctx.cache().workload(id) else {
+        return Ok(None);
+    };
+    if cached.value.node_id.is_none() {
+        let mut gone = cached.value;
+        if delete_workload_if(ctx, id, |cur| cur.node_id.is_none()).await? {
+            gone.desired_state = persys_proto::DesiredState::Deleted;
+            return Ok(Some(gone));
+        }
+    }
+    let out = update_workload(ctx, id, |cur| {
+        (cur.desired_state != persys_proto::DesiredState::Deleted).then(|| {
+            let mut next = cur.clone();
+            next.desired_state = persys_proto::DesiredState::Deleted;
+            next.updated_at = Utc::now();
+            next
+        })
+    })
+    .await?;
+    Ok(match out {
+        Updated::Written(v) | Updated::Unchanged(v) => Some(v.value),
+        Updated::Missing => None,
+    })
+}
+
 /// Set a node's status (only when it differs). Returns the node after.
 pub async fn set_node_status(
     ctx: &Ctx,

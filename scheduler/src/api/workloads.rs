@@ -283,26 +283,10 @@ pub async fn delete(
     State(ctx): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Public<Workload>>, AppError> {
-    let Some(cached) = ctx.cache().workload(&id) else {
-        return Err(not_found(&id));
-    };
-    if cached.value.node_id.is_none() {
-        let mut gone = cached.value.clone();
-        if control::delete_workload_if(&ctx, &id, |cur| cur.node_id.is_none()).await? {
-            gone.desired_state = DesiredState::Deleted;
-            return Ok(Json(Public::new(gone)));
-        }
-    }
-    let out = control::update_workload(&ctx, &id, |cur| {
-        (cur.desired_state != DesiredState::Deleted).then(|| {
-            let mut next = cur.clone();
-            next.desired_state = DesiredState::Deleted;
-            next.updated_at = Utc::now();
-            next
-        })
-    })
-    .await?;
-    written(out, &id).map(|w| Json(Public::new(w)))
+    control::request_delete(&ctx, &id)
+        .await?
+        .map(|w| Json(Public::new(w)))
+        .ok_or_else(|| not_found(&id))
 }
 
 #[cfg(test)]

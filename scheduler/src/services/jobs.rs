@@ -12,7 +12,7 @@ use crate::context::Ctx;
 use chrono::{DateTime, Utc};
 use persys_proto::schedule::CronSchedule;
 use persys_proto::service::{ConcurrencyPolicy, JobSettings};
-use persys_proto::{keys, DesiredState, Service, Workload, WorkloadStatus};
+use persys_proto::{DesiredState, Service, Workload, WorkloadStatus};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,21 +122,13 @@ async fn record_schedule_time(
     at: DateTime<Utc>,
     mod_revision: i64,
 ) -> Result<(), ServiceError> {
-    ctx.store()
-        .update_seeded::<Service, _>(
-            &keys::service(&service.name),
-            Some(crate::store::Versioned {
-                value: service.clone(),
-                mod_revision,
-            }),
-            move |cur| {
-                (cur.last_schedule_time.is_none_or(|t| t < at)).then(|| {
-                    let mut next = cur.clone();
-                    next.last_schedule_time = Some(at);
-                    next
-                })
-            },
-        )
-        .await?;
+    super::update_service(ctx, service, mod_revision, move |cur| {
+        (cur.last_schedule_time.is_none_or(|t| t < at)).then(|| {
+            let mut next = cur.clone();
+            next.last_schedule_time = Some(at);
+            next
+        })
+    })
+    .await?;
     Ok(())
 }

@@ -187,6 +187,26 @@ fn start(
     });
 }
 
+/// CAS-update the record of `service`, starting from the version a step read (stored
+/// at `mod_revision`); `f` sees the current record on a lost race.
+pub(crate) async fn update_service<F>(
+    ctx: &Ctx,
+    service: &Service,
+    mod_revision: i64,
+    f: F,
+) -> Result<crate::store::Updated<Service>, StoreError>
+where
+    F: FnMut(&Service) -> Option<Service>,
+{
+    let seed = crate::store::Versioned {
+        value: service.clone(),
+        mod_revision,
+    };
+    ctx.store()
+        .update_seeded(&keys::service(&service.name), Some(seed), f)
+        .await
+}
+
 /// Bring service `name`'s replicas to what its record says.
 pub async fn reconcile(ctx: &Arc<Ctx>, name: &str) -> Result<Next, ServiceError> {
     let Some(record) = ctx.store().get::<Service>(&keys::service(name)).await? else {

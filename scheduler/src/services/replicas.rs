@@ -97,23 +97,8 @@ pub async fn create(
 
 /// Remove replica `id` (its container is stopped and removed, then the record).
 pub async fn remove(ctx: &Ctx, id: &str) -> Result<(), StoreError> {
-    let Some(cached) = ctx.cache().workload(id) else {
-        return Ok(());
-    };
-    if cached.value.node_id.is_none()
-        && crate::control::delete_workload_if(ctx, id, |cur| cur.node_id.is_none()).await?
-    {
-        return Ok(());
+    if crate::control::request_delete(ctx, id).await?.is_some() {
+        tracing::info!(workload = %id, "replica removed");
     }
-    crate::control::update_workload(ctx, id, |cur| {
-        (cur.desired_state != DesiredState::Deleted).then(|| {
-            let mut next = cur.clone();
-            next.desired_state = DesiredState::Deleted;
-            next.updated_at = Utc::now();
-            next
-        })
-    })
-    .await?;
-    tracing::info!(workload = %id, "replica removed");
     Ok(())
 }

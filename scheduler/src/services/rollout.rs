@@ -16,7 +16,7 @@ use super::{Next, ServiceError};
 use crate::context::Ctx;
 use crate::store::Updated;
 use chrono::{Duration as Span, Utc};
-use persys_proto::{keys, FailureAction, RolloutState, Service, UpdateOrder, Workload};
+use persys_proto::{FailureAction, RolloutState, Service, UpdateOrder, Workload};
 use std::sync::Arc;
 
 /// Whether `w` has served for at least `min` seconds.
@@ -182,25 +182,16 @@ async fn fail(
         (FailureAction::Rollback, Some(prev)) => {
             let name = service.name.clone();
             let reason = reason.clone();
-            let out = ctx
-                .store()
-                .update_seeded::<Service, _>(
-                    &keys::service(&name),
-                    Some(crate::store::Versioned {
-                        value: service.clone(),
-                        mod_revision,
-                    }),
-                    move |cur| {
-                        let mut next = cur.clone();
-                        next.revision = prev.revision;
-                        next.template = prev.template.clone();
-                        next.rollout = RolloutState::RolledBack;
-                        next.rollout_reason = Some(reason.clone());
-                        next.updated_at = Utc::now();
-                        Some(next)
-                    },
-                )
-                .await?;
+            let out = super::update_service(ctx, service, mod_revision, move |cur| {
+                let mut next = cur.clone();
+                next.revision = prev.revision;
+                next.template = prev.template.clone();
+                next.rollout = RolloutState::RolledBack;
+                next.rollout_reason = Some(reason.clone());
+                next.updated_at = Utc::now();
+                Some(next)
+            })
+            .await?;
             if let Updated::Written(_) = out {
                 tracing::info!(service = %name, revision = prev.revision, "rolled back");
             }
@@ -228,25 +219,18 @@ async fn set_state(
     mod_revision: i64,
 ) -> Result<(), ServiceError> {
     let revision = service.revision;
-    ctx.store()
-        .update_seeded::<Service, _>(
-            &keys::service(&service.name),
-            Some(crate::store::Versioned {
-                value: service.clone(),
-                mod_revision,
-            }),
-            move |cur| {
-                // Only the revision this step looked at; a newer one is the next step's.
-                (cur.revision == revision && (cur.rollout != state || cur.rollout_reason != reason))
-                    .then(|| {
-                        let mut next = cur.clone();
-                        next.rollout = state;
-                        next.rollout_reason = reason.clone();
-                        next.updated_at = Utc::now();
-                        next
-                    })
+    super::update_service(ctx, service, mod_revision, move |cur| {
+        // Only the revision this step looked at; a newer one is the next step's.
+        (cur.revision == revision && (cur.rollout != state || cur.rollout_reason != reason)).then(
+            || {
+                let mut next = cur.clone();
+                next.rollout = state;
+                next.rollout_reason = reason.clone();
+                next.updated_at = Utc::now();
+                next
             },
         )
-        .await?;
+    })
+    .await?;
     Ok(())
 }
