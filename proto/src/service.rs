@@ -336,8 +336,11 @@ pub struct Service {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_reason: Option<String>,
     /// The schedule of a scheduled service (flattened: `schedule`,
-    /// `concurrencyPolicy`, `successfulJobsHistory`, `failedJobsHistory`).
+    /// `concurrencyPolicy`, `successfulJobsHistory`, `failedJobsHistory`). Not in the
+    /// document's schema of a service: a flattened optional object has no OpenAPI
+    /// form that also fits a service without it; the request's schema has the fields.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub job: Option<JobSettings>,
     /// The due time of the last run started (or skipped) of a scheduled service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
