@@ -202,6 +202,14 @@ impl SchedulerClient {
         Ok(response.json().await.unwrap_or_default())
     }
 
+    /// `POST /nodes/usage`.
+    pub async fn push_usage(
+        &self,
+        report: &persys_proto::autoscale::UsageReport,
+    ) -> Result<(), ClientError> {
+        self.post("/nodes/usage", report).await.map(|_| ())
+    }
+
     /// `POST /nodes/{id}/status`.
     pub async fn push_status(&self, report: &StatusReport) -> Result<(), ClientError> {
         let path = format!("/nodes/{}/status", self.node_id);

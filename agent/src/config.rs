@@ -139,6 +139,11 @@ pub struct Config {
     #[arg(long, env = "PERSYS_FULL_REPORT_INTERVAL_MS", default_value_t = 30_000)]
     pub full_report_interval_ms: u64,
 
+    /// Milliseconds between usage reports of service replicas (for autoscaling); 0
+    /// sends none.
+    #[arg(long, env = "PERSYS_USAGE_INTERVAL_MS", default_value_t = 10_000)]
+    pub usage_interval_ms: u64,
+
     /// Timeouts and the connection cap of the agent API listener.
     #[command(flatten)]
     pub listener: persys_certs::ListenerFlags,

@@ -33,6 +33,7 @@ pub mod report;
 pub mod runtime;
 pub mod sim;
 pub mod state;
+pub mod stats;
 pub mod supervisor;
 
 pub use config::{Cli, Command, Config, RuntimeKind, SimArgs};
@@ -250,6 +251,17 @@ pub async fn run_with<R: ContainerRuntime>(
         .in_current_span(),
     );
     tasks.spawn(events::follow_events(supervisor.clone(), background.clone()).in_current_span());
+    if config.usage_interval_ms > 0 {
+        tasks.spawn(
+            stats::run_sampling(
+                supervisor.clone(),
+                client.clone(),
+                Duration::from_millis(config.usage_interval_ms.max(100)),
+                background.clone(),
+            )
+            .in_current_span(),
+        );
+    }
     tasks.spawn(
         heartbeat::run_heartbeats(
             supervisor.clone(),

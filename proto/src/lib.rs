@@ -4,6 +4,7 @@
 //! JSON is camelCase and compatible with the original persys (Go) payloads; see
 //! `shared/spec/api.md`. This crate does no I/O.
 
+pub mod autoscale;
 pub mod compose;
 pub mod health;
 pub mod healthcheck;

@@ -4,6 +4,7 @@
 //! runs and its index; the scheduler's service controller keeps their number and
 //! revision where the service says.
 
+use crate::autoscale::{Autoscale, ScaleEvent, SCALE_EVENTS_KEPT};
 use crate::secret::Redact;
 use crate::validate::{is_dns_label, ValidationError};
 use crate::{WorkloadRequest, WorkloadSpec};
@@ -148,6 +149,9 @@ pub struct ServiceRequest {
     /// With `schedule`: failed runs kept (default 1).
     #[serde(default)]
     pub failed_jobs_history: Option<u32>,
+    /// Keep the replicas between `min` and `max` by their usage.
+    #[serde(default)]
+    pub autoscale: Option<Autoscale>,
 }
 
 /// A validated service request.
@@ -163,6 +167,8 @@ pub struct ServiceDesired {
     pub update: UpdateConfig,
     /// The schedule, for a scheduled service.
     pub job: Option<JobSettings>,
+    /// Autoscaling.
+    pub autoscale: Option<Autoscale>,
 }
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
@@ -228,10 +234,17 @@ impl ServiceRequest {
                 })
             }
         };
-        let replicas = if job.is_some() {
-            0
-        } else {
-            self.replicas.unwrap_or(1)
+        if self.autoscale.is_some() && job.is_some() {
+            return Err(err(
+                "autoscale",
+                "a scheduled service runs one workload per run; it does not autoscale",
+            ));
+        }
+        let replicas = match (&job, &self.autoscale) {
+            (Some(_), _) => 0,
+            // The autoscaler owns the count from here; a given one is where it starts.
+            (None, Some(a)) => a.clamp(self.replicas.unwrap_or(a.min)),
+            (None, None) => self.replicas.unwrap_or(1),
         };
         if replicas > MAX_REPLICAS {
             return Err(err("replicas", format!("must be 0-{MAX_REPLICAS}")));
@@ -255,6 +268,9 @@ impl ServiceRequest {
         template
             .labels
             .insert(SERVICE_LABEL.to_string(), name.clone());
+        if let Some(a) = &self.autoscale {
+            a.validate(&template, MAX_REPLICAS)?;
+        }
         let update = self.update.unwrap_or_default();
         if update.parallelism == 0 || update.parallelism > MAX_REPLICAS {
             return Err(err(
@@ -277,6 +293,7 @@ impl ServiceRequest {
             template,
             update,
             job,
+            autoscale: self.autoscale,
         })
     }
 }
@@ -342,6 +359,12 @@ pub struct Service {
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub job: Option<JobSettings>,
+    /// Autoscaling settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
+    /// The last autoscaling decisions, oldest first, each with its figures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale_events: Vec<ScaleEvent>,
     /// The due time of the last run started (or skipped) of a scheduled service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_schedule_time: Option<DateTime<Utc>>,
@@ -438,6 +461,8 @@ impl Service {
             rollout: RolloutState::Complete,
             rollout_reason: None,
             job: desired.job,
+            autoscale: desired.autoscale,
+            scale_events: Vec::new(),
             last_schedule_time: None,
             created_at: now,
             updated_at: now,
@@ -447,18 +472,26 @@ impl Service {
     /// This service changed as `desired` asks: `None` when nothing changes (`apply`
     /// of an unchanged manifest). A new template is a new revision, and starts a
     /// rollout.
+    /// An autoscaled service keeps the count its autoscaler chose (within the new
+    /// bounds): the manifest's `replicas` does not undo it.
     pub fn changed_to(&self, desired: ServiceDesired, now: DateTime<Utc>) -> Option<Self> {
-        if desired.replicas == self.replicas
+        let replicas = match &desired.autoscale {
+            Some(a) => a.clamp(self.replicas),
+            None => desired.replicas,
+        };
+        if replicas == self.replicas
             && desired.template == self.template
             && desired.update == self.update
             && desired.job == self.job
+            && desired.autoscale == self.autoscale
         {
             return None;
         }
         let mut next = self.clone();
-        next.replicas = desired.replicas;
+        next.replicas = replicas;
         next.update = desired.update;
         next.job = desired.job;
+        next.autoscale = desired.autoscale;
         if desired.template != self.template {
             next.set_template(desired.template, now);
         }
@@ -489,6 +522,17 @@ impl Service {
             .iter()
             .find(|r| r.revision == revision)
             .map(|r| &r.template)
+    }
+
+    /// Record an autoscaling decision (the replicas it sets and its figures).
+    pub fn record_scale(&mut self, event: ScaleEvent) {
+        self.replicas = event.to;
+        self.updated_at = event.at;
+        self.scale_events.push(event);
+        if self.scale_events.len() > SCALE_EVENTS_KEPT {
+            let drop = self.scale_events.len() - SCALE_EVENTS_KEPT;
+            self.scale_events.drain(..drop);
+        }
     }
 
     /// The name of replica `index`.
@@ -610,6 +654,47 @@ mod tests {
         assert_eq!(updated.rollout, RolloutState::Progressing);
         assert_eq!(updated.template_of(1).map(|t| t.image.as_str()), Some("a"));
         assert_eq!(updated.history.len(), 2);
+    }
+
+    #[test]
+    fn an_autoscaled_service_keeps_its_count_across_applies() {
+        let now = Utc::now();
+        let auto = |replicas: Option<u32>, max: u32| {
+            let mut v = serde_json::json!({
+                "name": "web", "template": {"image": "a", "resources": {"cpu": 200}},
+                "autoscale": {"min": 1, "max": max, "targetCpuPercent": 50}
+            });
+            if let Some(r) = replicas {
+                v["replicas"] = r.into();
+            }
+            request(v).validate().expect("valid")
+        };
+        let d = auto(None, 4);
+        assert_eq!(d.replicas, 1, "starts at min");
+        assert_eq!(auto(Some(9), 4).replicas, 4, "a given count is clamped");
+        let mut s = Service::new(d, now);
+        s.record_scale(ScaleEvent {
+            at: now,
+            from: 1,
+            to: 3,
+            metric: crate::autoscale::ScaleMetric::Cpu,
+            current_percent: 150,
+            target_percent: 50,
+            measured_replicas: 1,
+            reason: "up".into(),
+        });
+        assert_eq!(s.replicas, 3);
+        assert!(
+            s.changed_to(auto(Some(1), 4), now).is_none(),
+            "the manifest's replicas do not undo the autoscaler"
+        );
+        let lowered = s.changed_to(auto(None, 2), now).expect("new bounds");
+        assert_eq!(lowered.replicas, 2, "clamped into the new bounds");
+        let job = request(serde_json::json!({
+            "name": "b", "schedule": "0 2 * * *", "template": {"image": "a", "resources": {"cpu": 1}},
+            "autoscale": {"min": 1, "max": 2, "targetCpuPercent": 50}
+        }));
+        assert_eq!(job.validate().expect_err("refused").field, "autoscale");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub const TABLE: &[(Method, &str, Access)] = &[
     (Method::GET, "/healthz", Access::Anyone),
     (Method::POST, "/nodes/heartbeat", Access::OwnNode),
     (Method::POST, "/nodes/heartbeat/stream", Access::OwnNode),
+    (Method::POST, "/nodes/usage", Access::OwnNode),
     (Method::POST, "/nodes/{id}/status", Access::OwnNode),
 ];
 

@@ -102,6 +102,11 @@ pub struct Config {
     #[arg(long, env = "PERSYS_WRITE_DEADLINE_MS", default_value_t = 5000)]
     pub write_deadline_ms: u64,
 
+    /// How often the autoscaler looks at each autoscaled service, ms (the HPA's sync
+    /// period).
+    #[arg(long, env = "PERSYS_AUTOSCALE_INTERVAL_MS", default_value_t = 15_000)]
+    pub autoscale_interval_ms: u64,
+
     /// This replica's id in the leader election (unique per replica); default
     /// `<host name>:<API port>`.
     #[arg(long, env = "PERSYS_REPLICA_ID")]
@@ -166,6 +171,7 @@ impl Config {
             cluster_domain: "cluster.local.dev".into(),
             max_body_bytes: persys_proto::limits::MAX_REQUEST_BYTES,
             write_deadline_ms: 5000,
+            autoscale_interval_ms: 1000,
             join_failure_limit: 10,
             join_failure_window_ms: 60_000,
             replica_id: None,

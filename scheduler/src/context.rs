@@ -27,6 +27,8 @@ pub struct Ctx {
     placer: Placer,
     /// Heartbeats in memory.
     liveness: Liveness,
+    /// What measured workloads use (leader memory, from the agents' usage reports).
+    usage: crate::usage::UsageStore,
     /// Prometheus metrics.
     metrics: Metrics,
     /// Client for agents.
@@ -68,6 +70,7 @@ impl Ctx {
     ) -> Self {
         Self {
             liveness: Liveness::new(config.node_timeout()),
+            usage: crate::usage::UsageStore::default(),
             placer: Placer::new(strategy),
             metrics: Metrics::new(),
             dispatcher: Dispatcher::new(),
@@ -140,6 +143,11 @@ impl Ctx {
     /// Heartbeats in memory.
     pub fn liveness(&self) -> &Liveness {
         &self.liveness
+    }
+
+    /// What measured workloads use (the agents' usage reports).
+    pub fn usage(&self) -> &crate::usage::UsageStore {
+        &self.usage
     }
 
     /// Prometheus metrics.

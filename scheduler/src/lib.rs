@@ -44,6 +44,7 @@ pub mod services;
 pub mod status;
 pub mod store;
 pub mod trust;
+pub mod usage;
 
 /// The in-memory view (read side of [`records`]).
 pub use records::cache;

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub connections: persys_certs::ConnectionMetrics,
     /// 1 while this replica is the leader (runs placement and the loops), else 0.
     pub is_leader: IntGauge,
+    /// Autoscaling decisions by service and direction (`up`, `down`).
+    pub autoscale_decisions: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -94,6 +96,14 @@ impl Metrics {
             "1 while this scheduler replica is the leader",
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let autoscale_decisions = IntCounterVec::new(
+            Opts::new(
+                "persys_autoscale_decisions_total",
+                "Autoscaling decisions by service and direction",
+            ),
+            &["service", "direction"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let connections = persys_certs::ConnectionMetrics::new("persys_scheduler")
             .unwrap_or_else(|_| unreachable_metric());
         if let Err(e) = connections.register(&registry) {
@@ -108,6 +118,7 @@ impl Metrics {
             Box::new(join_failures.clone()),
             Box::new(nodes.clone()),
             Box::new(http_requests.clone()),
+            Box::new(autoscale_decisions.clone()),
         ] {
             if let Err(e) = registry.register(c) {
                 tracing::warn!(error = %e, "metric registration failed");
@@ -124,6 +135,7 @@ impl Metrics {
             http_requests,
             connections,
             is_leader,
+            autoscale_decisions,
         }
     }
 

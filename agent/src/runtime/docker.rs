@@ -1,12 +1,13 @@
 //! `ContainerRuntime` over the Docker Engine API (bollard).
 
 use super::{
-    ContainerRuntime, ContainerSpec, EngineStatus, EventAction, EventStream, ExecOutcome, Listed,
+    ContainerRuntime, ContainerSpec, ContainerStats, EngineStatus, EventAction, EventStream, ExecOutcome, Listed,
     LogOptions, LogStream, Observed, RuntimeError, RuntimeEvent,
 };
 use bollard::container::{
     Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    MemoryStatsStats, RemoveContainerOptions, StartContainerOptions, StatsOptions,
+    StopContainerOptions,
 };
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -509,6 +510,32 @@ impl ContainerRuntime for DockerRuntime {
                 }
             })
             .boxed()
+    }
+
+    async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
+        let options = StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let stats = self
+            .docker
+            .stats(id, Some(options))
+            .next()
+            .await
+            .ok_or_else(|| RuntimeError::Engine(format!("no stats for {id}")))?
+            .map_err(|e| map_err(e, id))?;
+        // As `docker stats` counts memory: without the inactive page cache.
+        let m = &stats.memory_stats;
+        let cache = match m.stats {
+            Some(MemoryStatsStats::V2(v2)) => v2.inactive_file,
+            Some(MemoryStatsStats::V1(v1)) => v1.total_inactive_file,
+            None => 0,
+        };
+        let usage = m.usage.unwrap_or(0);
+        Ok(ContainerStats {
+            cpu_total_ns: stats.cpu_stats.cpu_usage.total_usage,
+            memory_bytes: if cache < usage { usage - cache } else { usage },
+        })
     }
 
     async fn version(&self) -> Result<String, RuntimeError> {

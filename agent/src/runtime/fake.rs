@@ -784,6 +784,11 @@ impl ContainerRuntime for FakeRuntime {
         self.inspect(id).await.map(|_| None)
     }
 
+    async fn stats(&self, id: &str) -> Result<super::ContainerStats, RuntimeError> {
+        // Simulated containers use nothing.
+        self.inspect(id).await.map(|_| super::ContainerStats::default())
+    }
+
     async fn version(&self) -> Result<String, RuntimeError> {
         Ok("fake".to_string())
     }

@@ -184,6 +184,15 @@ pub struct ExecOutcome {
     pub output: String,
 }
 
+/// What a running container has used, as the engine counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ContainerStats {
+    /// CPU time used since it started, nanoseconds (a counter).
+    pub cpu_total_ns: u64,
+    /// Memory in use, page cache that can be dropped left out, bytes.
+    pub memory_bytes: u64,
+}
+
 /// A stream of log bytes (stdout and stderr merged, without Docker's framing).
 pub type LogStream = BoxStream<'static, Result<Bytes, RuntimeError>>;
 
@@ -242,6 +251,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<std::net::IpAddr>, RuntimeError>> + Send;
+    /// What running container `id` has used (one read, no waiting for a second one).
+    fn stats(&self, id: &str)
+        -> impl Future<Output = Result<ContainerStats, RuntimeError>> + Send;
     /// The engine's API version in use (also a liveness probe).
     fn version(&self) -> impl Future<Output = Result<String, RuntimeError>> + Send;
 }

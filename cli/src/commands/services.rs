@@ -149,6 +149,36 @@ pub fn describe(s: &Value) -> String {
         rollout.push_str(&format!(": {why}"));
     }
     line("Rollout:", rollout);
+    if let Some(a) = s["autoscale"].as_object() {
+        let (metric, target) = match a.get("targetCpuPercent").and_then(Value::as_u64) {
+            Some(t) => ("cpu", t),
+            None => (
+                "memory",
+                a.get("targetMemoryPercent").and_then(Value::as_u64).unwrap_or(0),
+            ),
+        };
+        line(
+            "Autoscale:",
+            format!(
+                "{}-{} replicas, {metric} target {target}%, down after {}s",
+                a.get("min").and_then(Value::as_u64).unwrap_or(0),
+                a.get("max").and_then(Value::as_u64).unwrap_or(0),
+                a.get("scaleDownStabilizationSeconds")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+            ),
+        );
+    }
+    for e in s["scaleEvents"].as_array().into_iter().flatten() {
+        line(
+            "Scaled:",
+            format!(
+                "{} {}",
+                e["at"].as_str().unwrap_or("-"),
+                e["reason"].as_str().unwrap_or("-")
+            ),
+        );
+    }
     for w in s["replicaWorkloads"].as_array().into_iter().flatten() {
         line(
             "Replica:",
@@ -313,5 +343,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("web-0 rev 2 Running healthy on n1"), "{text}");
+        assert!(!text.contains("Autoscale:"), "{text}");
+    }
+
+    #[test]
+    fn describe_shows_the_autoscaler_and_its_decisions() {
+        let s = json!({
+            "name": "api", "replicas": 3, "readyReplicas": 3, "revision": 1,
+            "rollout": "complete", "template": {"image": "busybox:local"},
+            "autoscale": {"min": 1, "max": 5, "targetCpuPercent": 60, "scaleDownStabilizationSeconds": 300},
+            "scaleEvents": [{"at": "2026-12-03T10:00:00Z", "reason": "cpu at 150% of the 60% target over 1 measured replica(s): 1 -> 3"}]
+        });
+        let text = describe(&s);
+        assert!(
+            text.contains("1-5 replicas, cpu target 60%, down after 300s"),
+            "{text}"
+        );
+        assert!(text.contains("2026-12-03T10:00:00Z cpu at 150%"), "{text}");
     }
 }

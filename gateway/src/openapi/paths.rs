@@ -154,7 +154,7 @@ pub async fn delete_service() {}
     responses(
         (status = 200, description = "the new replica count is stored", body = ServiceStatus),
         (status = 404, description = "no such service", body = ApiError),
-        (status = 409, description = "a concurrent change won", body = ApiError),
+        (status = 409, description = "the service autoscales (change its bounds instead), or a concurrent change won", body = ApiError),
     ))]
 pub async fn scale_service() {}
 

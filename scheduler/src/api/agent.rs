@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use futures::StreamExt;
+use persys_proto::autoscale::UsageReport;
 use persys_proto::{HeartbeatResponse, NodeHeartbeat, StatusReport};
 
 /// `POST /nodes/heartbeat`: in memory only (an Inactive node becomes Active: one write).
@@ -91,6 +92,40 @@ pub async fn heartbeat_stream(
             }
         }
     }
+}
+
+/// Most samples one usage report may carry.
+pub const MAX_USAGE_SAMPLES: usize = 2000;
+
+/// `POST /nodes/usage`: what the calling node's containers use, for the autoscaler
+/// (leader memory; followers forward it). A node speaks for itself only: samples of
+/// workloads not placed on it are dropped.
+pub async fn usage(
+    State(ctx): State<AppState>,
+    CallingNode(cn): CallingNode,
+    JsonBody(report): JsonBody<UsageReport>,
+) -> Result<StatusCode, AppError> {
+    if report.samples.len() > MAX_USAGE_SAMPLES {
+        return Err(AppError::invalid_field(
+            "samples",
+            format!("at most {MAX_USAGE_SAMPLES} per report"),
+        ));
+    }
+    let total = report.samples.len();
+    let own: Vec<_> = report
+        .samples
+        .into_iter()
+        .filter(|s| {
+            ctx.cache()
+                .workload_shared(&s.workload_id)
+                .is_some_and(|w| w.value.node_id.as_deref() == Some(cn.as_str()))
+        })
+        .collect();
+    if own.len() < total {
+        tracing::debug!(node = %cn, dropped = total - own.len(), "usage samples of workloads not on the node dropped");
+    }
+    ctx.usage().record(&cn, own, std::time::Instant::now());
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /nodes/{id}/status`: container states pushed by the node's agent.

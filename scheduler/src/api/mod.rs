@@ -61,6 +61,7 @@ pub fn router(ctx: AppState) -> Router {
         .route("/nodes", get(nodes::list))
         .route("/nodes/heartbeat", post(agent::heartbeat))
         .route("/nodes/heartbeat/stream", post(agent::heartbeat_stream))
+        .route("/nodes/usage", post(agent::usage))
         .route("/nodes/{id}", get(nodes::get_one).delete(nodes::remove))
         .route("/nodes/{id}/cordon", post(nodes::cordon))
         .route("/nodes/{id}/uncordon", post(nodes::uncordon))

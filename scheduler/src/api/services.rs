@@ -145,9 +145,16 @@ pub async fn scale(
             format!("must be 0-{}", persys_proto::service::MAX_REPLICAS),
         ));
     }
+    let mut autoscaled = None;
     let out = ctx
         .store()
         .update::<Service, _>(&keys::service(&name), |cur| {
+            // The autoscaler owns the count of an autoscaled service; a manual scale
+            // would be undone at its next look.
+            if let Some(a) = &cur.autoscale {
+                autoscaled = Some((a.min, a.max));
+                return None;
+            }
             (cur.replicas != body.replicas).then(|| {
                 let mut next = cur.clone();
                 next.replicas = body.replicas;
@@ -160,6 +167,11 @@ pub async fn scale(
         Updated::Written(v) | Updated::Unchanged(v) => v.value,
         Updated::Missing => return Err(not_found(&name)),
     };
+    if let Some((min, max)) = autoscaled {
+        return Err(AppError::conflict(format!(
+            "service {name} is autoscaled ({min}-{max} replicas); change its autoscale bounds instead"
+        )));
+    }
     ctx.services().enqueue(&name);
     Ok(Json(Public::new(view(&ctx, service))))
 }

@@ -166,7 +166,8 @@ pub async fn api(State(ctx): State<AppState>, mut req: Request, next: Next) -> R
             false,
         );
     }
-    let once = req.uri().path() == "/nodes/heartbeat";
+    // A lost heartbeat or usage report is followed by the next one: not retried.
+    let once = matches!(req.uri().path(), "/nodes/heartbeat" | "/nodes/usage");
     ride(&ctx, req, next, arrival, once, |l| l.url.clone()).await
 }
 

@@ -41,6 +41,7 @@ fn spawn_loops(ctx: &Arc<Ctx>, tracker: &TaskTracker, term: &CancellationToken) 
     tracker.spawn(crate::pending::run(ctx.clone(), term.clone()));
     tracker.spawn(crate::reconcile::run(ctx.clone(), term.clone()));
     tracker.spawn(crate::services::run(ctx.clone(), term.clone()));
+    tracker.spawn(crate::services::autoscale::run(ctx.clone(), term.clone()));
     tracker.spawn(crate::dns::controller::run(ctx.clone(), term.clone()));
 }
 

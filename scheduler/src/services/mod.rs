@@ -6,6 +6,7 @@
 //! `parallelism` at a time ([`rollout`]); a scheduled service starts its runs when
 //! they are due ([`jobs`]).
 
+pub mod autoscale;
 mod jobs;
 pub mod replicas;
 pub mod rollout;
@@ -41,6 +42,7 @@ pub enum ServiceError {
 pub struct ServiceQueue {
     tx: mpsc::UnboundedSender<String>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    autoscaled: autoscale::Autoscaled,
 }
 
 impl Default for ServiceQueue {
@@ -49,6 +51,7 @@ impl Default for ServiceQueue {
         Self {
             tx,
             rx: Mutex::new(Some(rx)),
+            autoscaled: autoscale::Autoscaled::default(),
         }
     }
 }
@@ -57,6 +60,11 @@ impl ServiceQueue {
     /// Reconcile service `name` soon.
     pub fn enqueue(&self, name: &str) {
         let _ = self.tx.send(name.to_string());
+    }
+
+    /// The services the autoscaler looks at.
+    pub fn autoscaled(&self) -> &autoscale::Autoscaled {
+        &self.autoscaled
     }
 }
 
@@ -210,6 +218,7 @@ where
 /// Bring service `name`'s replicas to what its record says.
 pub async fn reconcile(ctx: &Arc<Ctx>, name: &str) -> Result<Next, ServiceError> {
     let Some(record) = ctx.store().get::<Service>(&keys::service(name)).await? else {
+        ctx.services().autoscaled().note(name, false);
         // Deleted: its replicas go too.
         for w in replicas_of(ctx, name) {
             replicas::remove(ctx, &w.id).await?;
@@ -217,6 +226,9 @@ pub async fn reconcile(ctx: &Arc<Ctx>, name: &str) -> Result<Next, ServiceError>
         return Ok(Next::Done);
     };
     let service = record.value;
+    ctx.services()
+        .autoscaled()
+        .note(name, service.autoscale.is_some());
     if let Some(job) = &service.job {
         return jobs::step(ctx, &service, job, record.mod_revision).await;
     }

@@ -271,3 +271,72 @@ async fn silent_node_goes_inactive_once_and_a_heartbeat_revives_it() {
     app.shutdown.cancel();
     task.await.expect("liveness loop stops");
 }
+
+#[tokio::test]
+async fn a_usage_report_keeps_only_the_calling_nodes_workloads_and_writes_nothing() {
+    let app = TestApp::start().await;
+    app.add_node("node-1", 2.0, 1024, &[]).await;
+    let r = api(
+        &app,
+        Method::POST,
+        "/workloads",
+        Some(json!({"image": "busybox:local"})),
+    )
+    .await;
+    let id = r.body["id"].as_str().expect("id").to_string();
+    assert_eq!(r.body["nodeId"], "node-1");
+    let report = serde_json::to_vec(&json!({"samples": [
+        {"workloadId": id, "cpuMillicores": 250, "memoryBytes": 1048576},
+        {"workloadId": "not-mine", "cpuMillicores": 1, "memoryBytes": 1}
+    ]}))
+    .expect("json");
+    let before = app.ctx.store().ping().await.expect("rev");
+    // Another node cannot speak for node-1's workload.
+    app.add_node("node-2", 2.0, 1024, &[]).await;
+    let before_2 = app.ctx.store().ping().await.expect("rev");
+    assert!(before_2 > before);
+    let r = send(
+        router(app.ctx.clone()),
+        Method::POST,
+        "/nodes/usage",
+        Some(report.clone()),
+        Some("node-2"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let now = std::time::Instant::now();
+    assert!(
+        app.ctx.usage().get(&id, now).is_none(),
+        "node-2 reported a workload of node-1"
+    );
+    let r = send(
+        router(app.ctx.clone()),
+        Method::POST,
+        "/nodes/usage",
+        Some(report),
+        Some("node-1"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let sample = app.ctx.usage().get(&id, now).expect("node-1's own sample");
+    assert_eq!(sample.cpu_millicores, 250);
+    assert!(app.ctx.usage().get("not-mine", now).is_none());
+    assert_eq!(app.ctx.usage().len(), 1);
+    assert_eq!(
+        app.ctx.store().ping().await.expect("rev"),
+        before_2,
+        "usage is leader memory, never an etcd write"
+    );
+    let r = send(
+        router(app.ctx.clone()),
+        Method::POST,
+        "/nodes/usage",
+        Some(b"{\"samples\": 3}".to_vec()),
+        Some("node-1"),
+        &[],
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_json");
+}
