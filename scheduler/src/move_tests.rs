@@ -376,3 +376,58 @@ async fn the_backstop_leaves_a_retiring_copy_to_dispatch_and_removes_it_once_for
         .expect("reconciled");
     assert_eq!(calls.all(), vec![format!("remove node-1 c-{}-1", w.id)]);
 }
+
+#[tokio::test]
+async fn a_replica_moved_off_a_draining_node_goes_where_none_of_its_service_runs() {
+    let app = TestApp::start_with(|c| c.node_timeout_ms = 600_000).await;
+    // node-4 is small: by room alone ("spread" strategy) the move would go to node-2
+    // or node-3, next to another replica of the service.
+    for id in ["node-1", "node-2", "node-3"] {
+        app.add_node(id, 4.0, 4096, &[]).await;
+    }
+    app.add_node("node-4", 1.0, 4096, &[]).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let mut spec = persys_proto::WorkloadRequest {
+            image: "busybox:local".into(),
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid");
+        spec.name = format!("web-{i}");
+        spec.resources.cpu = 250;
+        spec.labels.insert(
+            persys_proto::service::SERVICE_LABEL.into(),
+            "web".into(),
+        );
+        let mut w = Workload::new(uuid::Uuid::new_v4().to_string(), spec, Utc::now());
+        w.service_id = Some("web".into());
+        w.service_revision = Some(1);
+        w.replica = Some(i);
+        let stored = app.ctx.placer().submit(&app.ctx, w).await.expect("stored");
+        ids.push(stored.id);
+    }
+    let nodes = |app: &TestApp| -> Vec<String> {
+        let mut v: Vec<String> = ids
+            .iter()
+            .filter_map(|id| record(app, id).node_id)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(nodes(&app), ["node-1", "node-2", "node-3"], "spread at creation");
+    let on_1 = ids
+        .iter()
+        .find(|id| record(&app, id).node_id.as_deref() == Some("node-1"))
+        .expect("a replica on node-1")
+        .clone();
+    let (status, _) = call(&app, Method::POST, "/nodes/node-1/drain", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.ctx.placer().reconcile(&app.ctx).await.expect("pass"), 1);
+    assert_eq!(
+        record(&app, &on_1).node_id.as_deref(),
+        Some("node-4"),
+        "moved where no replica of web runs"
+    );
+    assert_eq!(nodes(&app), ["node-2", "node-3", "node-4"]);
+}

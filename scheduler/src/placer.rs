@@ -190,6 +190,38 @@ fn replicas_per_node(ctx: &Ctx, service: &str) -> HashMap<String, u32> {
     out
 }
 
+/// Replicas of each service per node, counted from the cache once per service and
+/// placement pass, and on as the pass places them.
+#[derive(Default)]
+struct Peers(HashMap<String, HashMap<String, u32>>);
+
+impl Peers {
+    /// Place `w` among `candidates`; a replica of a service spreads (the nodes with
+    /// the fewest of its peers first).
+    fn place(
+        &mut self,
+        ctx: &Ctx,
+        candidates: &mut Candidates<'_>,
+        w: &mut Workload,
+        strategy: Strategy,
+    ) -> bool {
+        let Some(service) = w.service_id.clone() else {
+            return candidates.decide(w, strategy);
+        };
+        let peers = self
+            .0
+            .entry(service)
+            .or_insert_with_key(|service| replicas_per_node(ctx, service));
+        // A moving replica still counts on the node it leaves; that node (lost or
+        // draining) is no candidate, so the count does not matter there.
+        let ok = candidates.decide_spread(w, strategy, Some(peers));
+        if let (true, Some(node)) = (ok, &w.node_id) {
+            *peers.entry(node.clone()).or_default() += 1;
+        }
+        ok
+    }
+}
+
 /// Place `batch` against one allocation view, store it in one transaction, answer
 /// each member. Runs holding the placer's lock.
 async fn place_and_store(ctx: &Ctx, strategy: Strategy, batch: Vec<Submission>) {
@@ -199,26 +231,10 @@ async fn place_and_store(ctx: &Ctx, strategy: Strategy, batch: Vec<Submission>) 
     let mut placed = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut records = Vec::with_capacity(batch.len());
-    // Replicas of one service spread over nodes: how many each node holds, counted
-    // from the cache once per service and batch, and on as the batch places them.
-    let mut peers: HashMap<String, HashMap<String, u32>> = HashMap::new();
+    let mut peers = Peers::default();
     for s in batch {
         let mut w = s.workload;
-        let service_peers = w.service_id.as_ref().map(|service| {
-            peers
-                .entry(service.clone())
-                .or_insert_with(|| replicas_per_node(ctx, service))
-        });
-        let was_placed = match service_peers {
-            Some(p) => {
-                let ok = candidates.decide_spread(&mut w, strategy, Some(p));
-                if let (true, Some(node)) = (ok, &w.node_id) {
-                    *p.entry(node.clone()).or_default() += 1;
-                }
-                ok
-            }
-            None => candidates.decide(&mut w, strategy),
-        };
+        let was_placed = peers.place(ctx, &mut candidates, &mut w, strategy);
         placed.push(was_placed);
         records.push(w);
         replies.push(s.reply);
@@ -375,6 +391,7 @@ impl Placer {
         });
         workloads.dedup_by(|a, b| a.id == b.id);
         let mut candidates = Candidates::new(&nodes, &view.allocs);
+        let mut peers = Peers::default();
         let mut placed = 0;
         let mut stuck = HashMap::new();
         for w in &workloads {
@@ -391,7 +408,7 @@ impl Placer {
             }
             let mut next = (**w).clone();
             let old = w.node_id.clone().unwrap_or_default();
-            if candidates.decide(&mut next, self.strategy) {
+            if peers.place(ctx, &mut candidates, &mut next, self.strategy) {
                 if stranded {
                     next.status_reason = Some(format!("moved from lost node {old}"));
                 } else if leaving {

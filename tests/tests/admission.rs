@@ -100,7 +100,26 @@ async fn host_takeover_bodies_are_refused_for_an_operator_and_no_container_is_cr
             assert_eq!(v["code"], code, "{extra}: {v}");
             assert!(v["requestId"].is_string(), "{v}");
         }
+        // The same template as a service's: refused on create and on apply, naming
+        // the template's field.
+        let service = json!({"name": "attack", "replicas": 2, "template": body});
+        for (method, path) in [("POST", "/services"), ("PUT", "/services/attack")] {
+            let (s, v) = if method == "POST" {
+                operator.post(path, &service).await
+            } else {
+                operator.put(path, &service).await
+            }
+            .expect("answer");
+            assert_eq!(s, status, "{method} {path} {extra}: {v}");
+            let msg = v["error"].as_str().unwrap_or_default();
+            assert!(
+                msg.starts_with(&format!("template.{field}:")),
+                "{extra}: {msg}"
+            );
+        }
     }
+    let (_, list) = operator.get("/services").await.expect("list");
+    assert_eq!(list, json!([]), "no service was stored");
     let (_, list) = operator.get("/workloads").await.expect("list");
     assert_eq!(list, json!([]), "nothing was stored");
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -28,6 +28,18 @@ fn view(ctx: &AppState, service: Service) -> ServiceStatus {
     }
 }
 
+/// The cluster policy's verdict on a service template, naming the field as
+/// `template.<field>`.
+fn admit_template(
+    template: &persys_proto::WorkloadSpec,
+    policy: &persys_proto::ClusterPolicy,
+) -> Result<(), AppError> {
+    crate::admission::admit(template, policy).map_err(|mut d| {
+        d.field = format!("template.{}", d.field);
+        AppError::policy_denied(&d)
+    })
+}
+
 fn not_found(name: &str) -> AppError {
     AppError::not_found(format!("service {name} not found"))
 }
@@ -43,7 +55,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Public<ServiceStatus>>), AppError> {
     let desired = parse(body)?.validate().map_err(|e| AppError::invalid(&e))?;
     let policy = super::workloads::current_policy(&ctx).await?;
-    crate::admission::admit(&desired.template, &policy).map_err(|d| AppError::policy_denied(&d))?;
+    admit_template(&desired.template, &policy)?;
     let service = Service::new(desired, Utc::now());
     let stored = ctx
         .store()
@@ -81,7 +93,7 @@ pub async fn apply(
     }
     let desired = parse(body)?.validate().map_err(|e| AppError::invalid(&e))?;
     let policy = super::workloads::current_policy(&ctx).await?;
-    crate::admission::admit(&desired.template, &policy).map_err(|d| AppError::policy_denied(&d))?;
+    admit_template(&desired.template, &policy)?;
     let key = keys::service(&name);
     let now = Utc::now();
     let fresh = Service::new(desired.clone(), now);
