@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command from a fresh machine to a working cluster: installs what is missing,
-# builds persys, starts a local cluster (`persys dev`: etcd, scheduler, agent), runs a
+# builds persys, starts a local cluster (`persys dev`: etcd, scheduler, DNS, agent), runs a
 # container, shows it Running with its logs, and keeps the cluster up until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +41,10 @@ The cluster is running (logs in $dir/logs). In another shell:
   export PERSYS_CONFIG=$PERSYS_CONFIG
   $bin/persys workload list
   $bin/persys logs -f $id
-Press Ctrl-C to stop it.
 MSG
+# persys-dns (when built) answers the workload's name.
+if dns=$(cat "$dir/dns-addr" 2>/dev/null) && [ -n "$dns" ]; then
+  echo "  dig @${dns%:*} -p ${dns##*:} hello.cluster.local.dev"
+fi
+echo "Press Ctrl-C to stop it."
 wait $dev

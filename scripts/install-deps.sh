@@ -2,8 +2,9 @@
 # Installs what a fresh Debian machine lacks to build and test persys:
 # protoc (etcd-client's build), etcd (the store), busybox-static (the test image),
 # iproute2 and iptables (fault tests across network namespaces), curl (an HTTP/2 client
-# of tests/tests/hardening.rs), OpenSSL headers and git (git-compose), schemathesis,
-# cargo-machete (unused dependencies).
+# of tests/tests/hardening.rs), OpenSSL headers and git (git-compose), dig (dnsutils:
+# tests/tests/dns_responder.rs asks persys-dns with it), schemathesis, cargo-machete
+# (unused dependencies).
 # Skips everything already present.
 set -euo pipefail
 need=()
@@ -17,6 +18,7 @@ command -v curl >/dev/null || need+=(curl)
 # tests make their repositories with the git CLI.
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
 command -v git >/dev/null || need+=(git)
+command -v dig >/dev/null || need+=(dnsutils)
 # Fault tests: netem through tc, or an NFQUEUE emulation where the kernel lacks netem.
 command -v iptables >/dev/null || need+=(iptables)
 command -v tc >/dev/null || need+=(iproute2)

@@ -6,6 +6,7 @@
 
 pub mod autoscale;
 pub mod compose;
+pub mod dns;
 pub mod health;
 pub mod healthcheck;
 pub mod leader;

@@ -57,6 +57,10 @@ pub struct AgentOptions {
     pub memory_mb: Option<u64>,
     /// Extra agent flags.
     pub args: Vec<String>,
+    /// The loopback address it listens on and advertises (default `127.0.0.1`):
+    /// agents on `127.0.0.2`, `127.0.0.3`… are nodes with addresses of their own on
+    /// one machine (their containers still share its engine). Not for netns hosts.
+    pub address: Option<String>,
 }
 
 impl AgentOptions {

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod bench;
 pub mod cluster;
+pub mod dns;
 pub mod docker;
 pub mod etcd;
 pub mod git;

@@ -36,6 +36,10 @@ pub struct DevArgs {
     /// First agent's port; agent i listens on PORT+i-1 (on 127.0.0.1).
     #[arg(long, value_name = "PORT", default_value_t = 8080)]
     pub agent_port: u16,
+    /// Cluster DNS domain: the scheduler's records are `<name>.<DOMAIN>`, and
+    /// `persys-dns` (started on a free 127.0.0.1 port when it is built) answers them.
+    #[arg(long, value_name = "DOMAIN", default_value = persys_proto::dns::DEFAULT_DOMAIN)]
+    pub cluster_domain: String,
 }
 
 impl DevArgs {

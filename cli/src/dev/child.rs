@@ -13,13 +13,15 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Start order; shutdown goes the other way (agents, gateway, scheduler, etcd).
+/// Start order; shutdown goes the other way (agents, gateway, DNS, scheduler, etcd).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
     /// etcd.
     Store,
     /// The scheduler.
     Scheduler,
+    /// The DNS responder.
+    Dns,
     /// The gateway.
     Gateway,
     /// The agents.

@@ -66,6 +66,11 @@ impl Layout {
         self.scheduler.join("ca.crt")
     }
 
+    /// The file `persys-dns` writes its address to.
+    pub fn dns_addr(&self) -> PathBuf {
+        self.root.join("dns-addr")
+    }
+
     /// The admin token file the gateway writes at its first start.
     pub fn admin_token(&self) -> PathBuf {
         self.gateway.join("admin-token")

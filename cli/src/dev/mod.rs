@@ -1,7 +1,9 @@
 //! `persys dev`: a whole local cluster in the foreground.
 //!
 //! etcd (Debian's `etcd`, unless `--etcd-endpoints`) → `persys-scheduler` (creates the
-//! PKI and join token in `DIR/scheduler`) → `persys-gateway` (writes an admin token to
+//! PKI and join token in `DIR/scheduler`) → `persys-dns` (answers the cluster's DNS
+//! records on a free port it writes to `DIR/dns-addr`; skipped with a warning when it
+//! is not built) → `persys-gateway` (writes an admin token to
 //! `DIR/gateway/admin-token`; skipped with a warning when it is not built) →
 //! `DIR/config.yaml` (pointing at the gateway) → N `persys-agent`s and, with
 //! `--sim-nodes`, one `persys-agent sim` → wait until every node is Active → run until
@@ -9,6 +11,7 @@
 //! meanwhile stops the cluster with an error.
 
 pub mod child;
+pub mod dns;
 mod gateway;
 pub mod layout;
 pub mod net;
@@ -132,6 +135,9 @@ impl Cluster<'_> {
         if let Flow::Interrupted = self.start_scheduler(&etcd_endpoints).await? {
             return Ok(());
         }
+        let Some(dns) = self.start_dns(&etcd_endpoints).await? else {
+            return Ok(());
+        };
         let scheduler_url = format!("https://127.0.0.1:{}", args.scheduler_port);
         let client_file = match gateway {
             Some(bin) => match self.start_gateway(bin, &etcd_endpoints).await? {
@@ -166,6 +172,8 @@ impl Cluster<'_> {
             scheduler: &scheduler_url,
             gateway: gateway.is_some(),
             etcd: &etcd_endpoints,
+            dns,
+            domain: &args.cluster_domain,
         };
         crate::output::print_text(&format!(
             "{}\n",
@@ -245,6 +253,8 @@ impl Cluster<'_> {
             format!("127.0.0.1:{}", args.scheduler_port),
             "--bootstrap-listen".into(),
             format!("127.0.0.1:{}", args.bootstrap_port),
+            "--cluster-domain".into(),
+            args.cluster_domain.clone(),
         ];
         if let Some(pki) = &self.etcd_pki {
             scheduler_args.extend(pki.client_flags(persys_certs::Role::Scheduler));

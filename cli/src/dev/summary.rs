@@ -1,5 +1,6 @@
 //! What `persys dev` prints once the cluster is up.
 
+use super::dns::Dns;
 use super::layout::{HomeConfig, Layout};
 
 /// Where the parts of a running dev cluster are.
@@ -12,6 +13,10 @@ pub struct Endpoints<'a> {
     pub gateway: bool,
     /// etcd's URLs.
     pub etcd: &'a str,
+    /// The DNS responder.
+    pub dns: Dns,
+    /// The cluster domain it answers.
+    pub domain: &'a str,
 }
 
 /// What a person needs once the cluster is up.
@@ -46,16 +51,31 @@ pub fn summary(
     } else {
         format!("{} (scheduler; no gateway)", at.api)
     };
+    let (dns_line, dig_line) = match at.dns {
+        Dns::At(addr) => (
+            format!(
+                "\n  DNS:            {addr} (UDP and TCP; zone {})",
+                at.domain
+            ),
+            format!(
+                "\n  dig @{} -p {} hello.{}",
+                addr.ip(),
+                addr.port(),
+                at.domain
+            ),
+        ),
+        Dns::Off => (String::new(), String::new()),
+    };
     format!(
         "persys dev cluster is up: {nodes} node(s) Active{simulated}\n\
          \x20 API endpoint:   {api_line}\n\
          \x20 client config:  {}{home_line}\n\
-         \x20 etcd:           {}\n\
+         \x20 etcd:           {}{dns_line}\n\
          \x20 logs:           {}\n\
          \n\
          \x20 export PERSYS_CONFIG={}\n\
          \x20 persys run --name hello --wait busybox:local -- sh -c 'echo hello; sleep 3600'\n\
-         \x20 persys ps\n\
+         \x20 persys ps{dig_line}\n\
          \n\
          Press Ctrl-C to stop.",
         layout.config.display(),
@@ -78,6 +98,8 @@ mod tests {
             scheduler: "https://127.0.0.1:8085",
             gateway: true,
             etcd: "http://127.0.0.1:2379",
+            dns: Dns::At("127.0.0.1:40123".parse().expect("addr")),
+            domain: "cluster.local.dev",
         };
         let text = summary(&layout, &at, 2, 0, &HomeConfig::NoHome);
         assert!(
@@ -92,12 +114,27 @@ mod tests {
             text.contains("scheduler:      https://127.0.0.1:8085"),
             "{text}"
         );
+        assert!(
+            text.contains("DNS:            127.0.0.1:40123 (UDP and TCP; zone cluster.local.dev)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dig @127.0.0.1 -p 40123 hello.cluster.local.dev"),
+            "{text}"
+        );
         let direct = Endpoints {
             api: "https://127.0.0.1:8085",
             gateway: false,
             ..at
         };
-        assert!(summary(&layout, &direct, 1, 0, &HomeConfig::NoHome).contains("no gateway"));
+        let direct_text = summary(&layout, &direct, 1, 0, &HomeConfig::NoHome);
+        assert!(direct_text.contains("no gateway"));
+        let no_dns = Endpoints {
+            dns: Dns::Off,
+            ..direct
+        };
+        let text = summary(&layout, &no_dns, 1, 0, &HomeConfig::NoHome);
+        assert!(!text.contains("DNS:") && !text.contains("dig "), "{text}");
         assert!(summary(&layout, &direct, 0, 1000, &HomeConfig::NoHome)
             .starts_with("persys dev cluster is up: 1000 node(s) Active (1000 simulated)"));
     }

@@ -20,7 +20,10 @@ impl Cluster {
             ),
             None => (
                 Command::new(bin("persys-agent")),
-                "127.0.0.1".to_string(),
+                a.options
+                    .address
+                    .clone()
+                    .unwrap_or_else(|| "127.0.0.1".to_string()),
                 "127.0.0.1".to_string(),
             ),
         };
