@@ -138,7 +138,7 @@ async fn dig_answers_the_serving_replicas_of_a_service_and_follows_them_until_it
         .expect("apply web");
     assert_eq!(status, 200, "{body}");
     let (status, body) = api
-        .put("/services/api", &service("api", 1, &["18181:8080"]))
+        .put("/services/api", &service("api", 1, &["18282:8080"]))
         .await
         .expect("apply api");
     assert_eq!(status, 200, "{body}");
@@ -173,13 +173,13 @@ async fn dig_answers_the_serving_replicas_of_a_service_and_follows_them_until_it
     let api_replica = wait_serving(&api, "api", 1).await.remove(0);
     let api_ip = node_ip(&api, &api_replica).await;
     let id = api_replica["id"].as_str().expect("id");
-    let target = format!("{id}-18181.api.{DOMAIN}.");
+    let target = format!("{id}-18282.api.{DOMAIN}.");
     let srv_name = format!("api.{DOMAIN}");
     let d = dig_until(&dns, &[&srv_name, "SRV"], t, "api's SRV", |d| {
         d.answers.len() == 1
     })
     .await;
-    assert_eq!(d.data(), [format!("10 100 18181 {target}")], "{}", d.text);
+    assert_eq!(d.data(), [format!("10 100 18282 {target}")], "{}", d.text);
     assert_eq!(d.additional.len(), 1, "{}", d.text);
     assert_eq!(
         (d.additional[0].name.as_str(), d.additional[0].data.as_str()),
