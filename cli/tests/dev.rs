@@ -1,6 +1,6 @@
-//! `persys dev` for real: Debian's etcd, the built `persys-scheduler`, `persys-gateway`
-//! and `persys-agent` (next to `persys`; `cargo build --workspace --bins` first), the
-//! local Docker engine.
+//! `persys dev` for real: Debian's etcd, the built `persys-scheduler`, `persys-dns`,
+//! `persys-gateway` and `persys-agent` (next to `persys`; `cargo build --workspace
+//! --bins` first), the local Docker engine, and `dig` (dnsutils).
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -31,6 +31,8 @@ struct Dev {
     data: PathBuf,
     scheduler_port: u16,
     gateway_port: u16,
+    /// What it printed once the cluster was up.
+    summary: String,
 }
 
 impl Dev {
@@ -43,6 +45,7 @@ impl Dev {
     /// is up.
     fn start_with(nodes: &[&str]) -> Dev {
         bin("persys-scheduler");
+        bin("persys-dns");
         bin("persys-gateway");
         bin("persys-agent");
         let home = tempfile::tempdir().expect("tempdir");
@@ -73,10 +76,15 @@ impl Dev {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(90);
+        let mut summary = String::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(line) if line.contains("cluster is up") => break,
+                Ok(line) if line.contains("Press Ctrl-C to stop.") => break,
+                Ok(line) if line.contains("cluster is up") || !summary.is_empty() => {
+                    summary.push_str(&line);
+                    summary.push('\n');
+                }
                 Ok(_) => {}
                 Err(_) => {
                     let _ = child.kill();
@@ -99,6 +107,7 @@ impl Dev {
             data,
             scheduler_port,
             gateway_port,
+            summary,
         }
     }
 
@@ -199,7 +208,42 @@ fn dev_runs_a_usable_cluster_and_stops_it_cleanly_on_sigterm() {
     );
     let tokens: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(tokens[0]["role"], "admin");
-    for name in ["etcd", "scheduler", "gateway", "agent-1"] {
+    // persys-dns answers the cluster's names where the summary says.
+    let dig = dev
+        .summary
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("dig @"))
+        .unwrap_or_else(|| panic!("no dig line in:\n{}", dev.summary))
+        .to_string();
+    let words: Vec<&str> = dig.split_whitespace().collect();
+    assert_eq!(words.len(), 4, "dig @IP -p PORT hello.<domain>: {dig}");
+    assert_eq!(words[3], "hello.cluster.local.dev");
+    let addr_file = dev.data.join("dns-addr");
+    assert_eq!(
+        std::fs::read_to_string(&addr_file)
+            .expect("dns-addr")
+            .trim(),
+        format!("{}:{}", words[0], words[2])
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new("dig")
+            .arg(format!("@{}", words[0]))
+            .args(["-p", words[2], "+short", "+tries=1", "+time=2"])
+            .arg("node-1.cluster.local.dev")
+            .output()
+            .expect("dig runs (apt-get install dnsutils)");
+        if String::from_utf8_lossy(&out.stdout).trim() == "127.0.0.1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-1 not answered: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for name in ["etcd", "scheduler", "dns", "gateway", "agent-1"] {
         assert!(
             dev.data.join(format!("logs/{name}.log")).is_file(),
             "{name}.log"
@@ -209,8 +253,8 @@ fn dev_runs_a_usable_cluster_and_stops_it_cleanly_on_sigterm() {
     let children = children_of(dev.child.id());
     assert_eq!(
         children.len(),
-        4,
-        "etcd, scheduler, gateway, one agent: {children:?}"
+        5,
+        "etcd, scheduler, persys-dns, gateway, one agent: {children:?}"
     );
     kill(dev.pid(), Signal::SIGTERM).expect("sigterm");
     let status = dev
@@ -226,13 +270,14 @@ fn dev_runs_a_usable_cluster_and_stops_it_cleanly_on_sigterm() {
         TcpListener::bind(("127.0.0.1", dev.gateway_port)).is_ok(),
         "gateway port released"
     );
+    assert!(!addr_file.exists(), "persys-dns removed its address file");
 }
 
 #[test]
 fn killing_dev_with_sigkill_leaves_no_child_behind() {
     let mut dev = Dev::start();
     let children = children_of(dev.child.id());
-    assert_eq!(children.len(), 4, "{children:?}");
+    assert_eq!(children.len(), 5, "{children:?}");
     kill(dev.pid(), Signal::SIGKILL).expect("sigkill");
     dev.wait(Duration::from_secs(5)).expect("dies");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -324,8 +369,8 @@ fn dev_with_sim_nodes_runs_a_simulated_fleet_and_stops_it_with_the_rest() {
     let children = children_of(dev.child.id());
     assert_eq!(
         children.len(),
-        4,
-        "etcd, scheduler, gateway, sim: {children:?}"
+        5,
+        "etcd, scheduler, persys-dns, gateway, sim: {children:?}"
     );
     assert!(dev.data.join("logs/sim.log").is_file());
     kill(dev.pid(), Signal::SIGTERM).expect("sigterm");

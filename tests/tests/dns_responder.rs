@@ -1,13 +1,12 @@
 //! `persys-dns` on real parts: the records the scheduler writes for nodes and services
 //! on real Docker, answered to the real `dig`, following the etcd watch as replicas
 //! stop serving and services go; records written straight into etcd (SRV per entry,
-//! AAAA), an etcd restart, SIGTERM; and `persys dev` starting it and printing where.
+//! AAAA), an etcd restart, SIGTERM. (`persys dev` starting it and printing where it
+//! answers is tested with the rest of dev in `cli/tests/dev.rs`.)
 
 use persys_tests::dns::{Dig, Responder};
-use persys_tests::process::{free_port, Process};
-use persys_tests::{
-    assert_eventually, AgentOptions, Api, Cluster, ClusterOptions, Etcd, TEST_IMAGE,
-};
+use persys_tests::process::free_port;
+use persys_tests::{AgentOptions, Api, Cluster, ClusterOptions, Etcd, TEST_IMAGE};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -357,61 +356,4 @@ async fn records_in_etcd_are_answered_as_they_change_through_an_etcd_restart_unt
         .terminate(Duration::from_secs(10))
         .expect("stops on SIGTERM");
     assert!(status.success(), "{status}");
-}
-
-#[tokio::test]
-async fn persys_dev_starts_the_responder_and_prints_where_it_answers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("dev.out");
-    let mut cmd = std::process::Command::new(persys_tests::cluster::bin("persys"));
-    cmd.arg("dev")
-        .arg("--data-dir")
-        .arg(dir.path().join("dev"))
-        .args(["--sim-nodes", "1"])
-        .args(["--scheduler-port", &free_port().to_string()])
-        .args(["--bootstrap-port", &free_port().to_string()])
-        .args(["--gateway-port", &free_port().to_string()])
-        .args(["--agent-port", &free_port().to_string()])
-        // Not the real home: `persys dev` writes a config there when none exists.
-        .env("HOME", dir.path())
-        .env_remove("PERSYS_CONFIG");
-    let mut dev = Process::spawn("persys dev", cmd, &out).expect("persys dev starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let text = loop {
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        if text.contains("Press Ctrl-C to stop.") {
-            break text;
-        }
-        assert!(!dev.has_exited(), "persys dev exited:\n{text}");
-        assert!(
-            Instant::now() < deadline,
-            "persys dev not up in 120 s:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    // `dig @127.0.0.1 -p PORT hello.cluster.local.dev`
-    let dig_line = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("dig @"))
-        .unwrap_or_else(|| panic!("no dig line in:\n{text}"));
-    let words: Vec<&str> = dig_line.split_whitespace().collect();
-    assert_eq!(words.len(), 4, "{dig_line}");
-    let addr = format!("{}:{}", words[0], words[2])
-        .parse()
-        .expect("an address");
-    assert_eq!(words[3], format!("hello.{DOMAIN}"));
-    // The simulated node is a name the responder answers.
-    let node = format!("sim-0.{DOMAIN}");
-    assert_eventually!(Duration::from_secs(20), "sim-0 answers", {
-        persys_tests::dns::dig(addr, &[&node, "A"]).is_ok_and(|d| d.data() == ["127.0.0.1"])
-    });
-    dev.signal(libc::SIGTERM).expect("SIGTERM");
-    let status = dev
-        .wait_exit(Duration::from_secs(30))
-        .await
-        .expect("persys dev stops");
-    assert!(status.success(), "{status}");
-    // It stopped the responder with the rest.
-    let d = persys_tests::dns::dig(addr, &[&node, "A"]);
-    assert!(d.is_err(), "nothing answers any more: {d:?}");
 }
