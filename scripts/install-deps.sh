@@ -31,6 +31,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # schemathesis (PyPI) fuzzes the gateway against its own OpenAPI document.
 command -v schemathesis >/dev/null || python3 -m pip install -q --disable-pip-version-check schemathesis
+# kubernetes-validate (PyPI) checks the rendered deploy/k8s manifests against the API
+# schemas it ships, offline (tests/tests/deploy_manifests.rs; kubectl renders them).
+# Pinned like cargo-machete.
+command -v kubernetes-validate >/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check kubernetes-validate==1.37.0
 # cargo-machete (crates.io) finds dependencies no crate uses; `cargo install` puts it in
 # ~/.cargo/bin, so only the first run builds it. Pinned so CI's verdict cannot change
 # under us with a new release.
