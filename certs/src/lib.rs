@@ -15,6 +15,7 @@
 //! - [`auth_failures`]: failed authentications (API tokens, joins) limited per source
 //!   address.
 //! - [`pem`]: PEM/DER helpers, fingerprints, private file writes.
+//! - [`expiry`]: the certificate-expiry metric every component exports.
 
 pub mod activity;
 pub mod auth_failures;
@@ -23,6 +24,7 @@ pub mod csr;
 pub mod drain;
 pub mod error;
 pub mod etcd;
+pub mod expiry;
 pub mod identity;
 pub mod issue;
 pub mod limits;
@@ -30,18 +32,21 @@ pub mod pem;
 pub mod record_mac;
 pub mod request_meta;
 pub mod serve;
+pub mod snapshot_key;
 pub mod tls;
 pub mod token;
 
 pub use ca::CertificateAuthority;
 pub use csr::generate_csr;
 pub use error::CertError;
+pub use expiry::CertificateExpiry;
 pub use identity::{Expected, Identity, PeerIdentity, Role};
 pub use issue::IssuedCert;
 pub use limits::{ConnectionLimits, ConnectionMetrics, ListenerFlags, ListenerMetrics};
 pub use pem::{common_name, fingerprint_der, fingerprint_pem, write_private};
 pub use record_mac::RecordKey;
 pub use serve::{serve_tls, serve_tls_with, ServeOptions};
+pub use snapshot_key::{SealError, SnapshotKey};
 pub use tls::{
     client_config, client_config_pinned, server_config, server_config_bootstrap,
     server_config_mtls, server_config_optional_client_auth,

@@ -26,7 +26,7 @@ const DRAIN_BEFORE_ANSWER: u64 = persys_certs::drain::DRAIN_MAX_BYTES;
 /// Refuses bodies whose declared length is over the limit, and wraps the others so
 /// that reading past the limit fails with a length error (chunked uploads).
 pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let max = app.max_body_bytes;
+    let max = limit_of(req.uri().path(), app.max_body_bytes);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -43,6 +43,15 @@ pub async fn limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
     }
     let limited = Body::new(http_body_util::Limited::new(body, max));
     next.run(Request::from_parts(parts, limited)).await
+}
+
+/// The body limit of `path`: a part of a snapshot may be larger than any other request.
+pub fn limit_of(path: &str, default: usize) -> usize {
+    if path == "/cluster/restore" {
+        persys_proto::snapshot::MAX_RESTORE_PART_BYTES
+    } else {
+        default
+    }
 }
 
 /// Read and drop up to `at_most` bytes of a body, chunk by chunk (nothing is kept).

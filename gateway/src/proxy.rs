@@ -120,7 +120,8 @@ pub async fn forward(app: Arc<App>, route: &'static Route, req: Request) -> Resp
     let upstream = match result {
         Ok(resp) => resp,
         Err(_) if body.hit_limit() => {
-            return ApiFailure::too_large(app.max_body_bytes).into_response()
+            return ApiFailure::too_large(crate::body::limit_of(route.path, app.max_body_bytes))
+                .into_response()
         }
         Err(e) => return failure(&e).into_response(),
     };

@@ -70,6 +70,9 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/cluster/metrics", Viewer, Forward),
     route(Method::GET, "/cluster/policy", Viewer, Forward),
     route(Method::PUT, "/cluster/policy", Admin, Forward),
+    // The whole state, secret values included (sealed): the admin's only.
+    route(Method::GET, "/cluster/snapshot", Admin, Stream),
+    route(Method::POST, "/cluster/restore", Admin, Forward),
     route(Method::GET, "/events", Viewer, Stream),
     route(Method::GET, "/tokens", Admin, Local),
     route(Method::POST, "/tokens", Admin, Local),

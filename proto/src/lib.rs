@@ -20,6 +20,7 @@ pub mod project;
 pub mod schedule;
 pub mod secret;
 pub mod service;
+pub mod snapshot;
 pub mod status;
 pub mod validate;
 pub mod wire;

@@ -107,6 +107,19 @@ pub struct Config {
     #[arg(long, env = "PERSYS_AUTOSCALE_INTERVAL_MS", default_value_t = 15_000)]
     pub autoscale_interval_ms: u64,
 
+    /// Write periodic snapshots of the cluster state into this directory (the leader
+    /// does; see `persys snapshot`). None without it.
+    #[arg(long, env = "PERSYS_SNAPSHOT_DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+
+    /// How often the leader writes a snapshot into `--snapshot-dir` (`10m`, `1h`, ...).
+    #[arg(long, env = "PERSYS_SNAPSHOT_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub snapshot_interval: Duration,
+
+    /// How many periodic snapshots are kept (the oldest go).
+    #[arg(long, env = "PERSYS_SNAPSHOT_RETAIN", default_value_t = 24)]
+    pub snapshot_retain: usize,
+
     /// This replica's id in the leader election (unique per replica); default
     /// `<host name>:<API port>`.
     #[arg(long, env = "PERSYS_REPLICA_ID")]
@@ -172,6 +185,9 @@ impl Config {
             max_body_bytes: persys_proto::limits::MAX_REQUEST_BYTES,
             write_deadline_ms: 5000,
             autoscale_interval_ms: 1000,
+            snapshot_dir: None,
+            snapshot_interval: Duration::from_secs(600),
+            snapshot_retain: 24,
             join_failure_limit: 10,
             join_failure_window_ms: 60_000,
             replica_id: None,

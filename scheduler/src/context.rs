@@ -29,6 +29,8 @@ pub struct Ctx {
     liveness: Liveness,
     /// What measured workloads use (leader memory, from the agents' usage reports).
     usage: crate::usage::UsageStore,
+    /// Keeps nodes' containers while an emptied etcd awaits a restore.
+    restore_guard: crate::snapshot::guard::RestoreGuard,
     /// Prometheus metrics.
     metrics: Metrics,
     /// Client for agents.
@@ -68,11 +70,16 @@ impl Ctx {
         strategy: crate::placement::Strategy,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Self {
+        let metrics = Metrics::new();
+        metrics.register_all(store.metrics().collectors());
+        metrics.set_serving_certificate(&pki.cert_pem);
+        metrics.set_ca_certificate(pki.ca.cert_pem());
         Self {
             liveness: Liveness::new(config.node_timeout()),
             usage: crate::usage::UsageStore::default(),
+            restore_guard: Default::default(),
             placer: Placer::new(strategy),
-            metrics: Metrics::new(),
+            metrics,
             dispatcher: Dispatcher::new(),
             node_queue: crate::reconcile::NodeQueue::default(),
             pending_kick: Notify::new(),
@@ -148,6 +155,12 @@ impl Ctx {
     /// What measured workloads use (the agents' usage reports).
     pub fn usage(&self) -> &crate::usage::UsageStore {
         &self.usage
+    }
+
+    /// Whether containers without a record are kept (an emptied etcd awaits a
+    /// restore).
+    pub fn restore_guard(&self) -> &crate::snapshot::guard::RestoreGuard {
+        &self.restore_guard
     }
 
     /// Prometheus metrics.

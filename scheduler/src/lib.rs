@@ -41,6 +41,7 @@ pub mod policy_cache;
 pub mod reconcile;
 pub mod records;
 pub mod services;
+pub mod snapshot;
 pub mod status;
 pub mod store;
 pub mod trust;
@@ -168,6 +169,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     if config.etcd_endpoints.iter().all(|e| e.trim().is_empty()) {
         return Err(RunError::Config("--etcd-endpoints is empty".into()));
     }
+    let ca_existed = config.data_dir.join(persys_certs::ca::CA_KEY_FILE).exists();
     let pki = pki::Pki::load_or_create(
         &config.data_dir,
         &config.tls_sans,
@@ -227,6 +229,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         shutdown.clone(),
     );
     ctx.set_leadership(leader::Leadership::replica(me, forwarder));
+    ctx.restore_guard().arm_if(
+        ca_existed,
+        cache.counts().total == 0 && cache.nodes().is_empty(),
+    );
     let ctx = Arc::new(ctx);
 
     let tracker = TaskTracker::new();

@@ -248,11 +248,13 @@ async fn place_and_store(ctx: &Ctx, strategy: Strategy, batch: Vec<Submission>) 
             for ((result, reply), placed) in results.into_iter().zip(replies).zip(placed) {
                 let answer = match result {
                     NewWorkload::Stored(stored) => {
+                        ctx.restore_guard().clear("a new workload was stored");
                         ctx.metrics().placement_seconds.observe(took);
+                        let w = stored.value;
                         if placed {
                             ctx.metrics().workloads_scheduled.inc();
+                            observe_schedule_latency(ctx, &w);
                         }
-                        let w = stored.value;
                         tracing::debug!(workload = %w.id, name = %w.spec.name, node = ?w.node_id, status = %w.status, "workload stored");
                         w
                     }
@@ -433,12 +435,23 @@ impl Placer {
             if was_placed && matches!(written, Updated::Written(_)) {
                 placed += 1;
                 ctx.metrics().workloads_scheduled.inc();
+                if pending {
+                    observe_schedule_latency(ctx, &next);
+                }
                 tracing::info!(workload = %w.id, node = ?next.node_id, reason = ?next.status_reason, "workload placed");
             }
         }
         note_drain_progress(ctx, &mut memory, stuck, &nodes);
         Ok(placed)
     }
+}
+
+/// A workload's first placement: how long since it was created.
+fn observe_schedule_latency(ctx: &Ctx, w: &Workload) {
+    let waited = (Utc::now() - w.created_at).num_microseconds().unwrap_or(0);
+    ctx.metrics()
+        .schedule_latency
+        .observe(waited.max(0) as f64 / 1e6);
 }
 
 /// Log, once each, why a workload cannot leave its draining node and when a node is

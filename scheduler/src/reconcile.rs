@@ -114,6 +114,10 @@ pub async fn reconcile_node(ctx: &Ctx, node: &Node) -> Result<(), ReconcileError
                         .any(|r| r.node_id == node.node_id && r.generation == c.generation)
             }
         };
+        if unwanted && ctx.restore_guard().keeps_orphans() {
+            tracing::info!(node = %node.node_id, workload = %c.workload_id, "keeping a container without a record: etcd was emptied and awaits a restore");
+            continue;
+        }
         if unwanted {
             tracing::info!(node = %node.node_id, workload = %c.workload_id, generation = c.generation, "removing container no record wants here");
             // This container only (by id, else its generation's name), never a newer one.

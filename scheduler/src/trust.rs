@@ -3,7 +3,7 @@
 //! that signs credential records in etcd, and the join-guessing limiter.
 
 use persys_certs::auth_failures::AuthFailures;
-use persys_certs::{CertificateAuthority, RecordKey};
+use persys_certs::{CertificateAuthority, RecordKey, SnapshotKey};
 
 /// The cluster's trust material (see the module comment).
 pub struct Trust {
@@ -11,6 +11,7 @@ pub struct Trust {
     ca_pem: String,
     ca_hash: String,
     record_key: RecordKey,
+    snapshot_key: SnapshotKey,
     join_failures: AuthFailures,
 }
 
@@ -21,6 +22,7 @@ impl Trust {
             ca_pem: pki.ca.cert_pem().to_string(),
             ca_hash: pki.ca.fingerprint(),
             record_key: pki.record_key(),
+            snapshot_key: SnapshotKey::of(&pki.ca),
             ca: pki.ca,
             join_failures,
         }
@@ -44,6 +46,11 @@ impl Trust {
     /// The key credential records in etcd are signed with.
     pub fn record_key(&self) -> &RecordKey {
         &self.record_key
+    }
+
+    /// The key snapshots are sealed with.
+    pub fn snapshot_key(&self) -> &SnapshotKey {
+        &self.snapshot_key
     }
 
     /// Failed joins per source address (guessing the join token is rate limited).

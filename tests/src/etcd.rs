@@ -104,6 +104,24 @@ impl Etcd {
         self.wait_ready().await
     }
 
+    /// Lose everything: stop, delete the data directory, start empty on the same ports
+    /// and PKI (as an etcd replaced after a disk loss).
+    pub async fn wipe(&mut self) -> Result<()> {
+        self.process.kill();
+        if self.data_dir.exists() {
+            std::fs::remove_dir_all(&self.data_dir)?;
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        self.process = spawn(
+            &self.data_dir,
+            &self.log,
+            self.client_port,
+            self.peer_port,
+            &self.pki,
+        )?;
+        self.wait_ready().await
+    }
+
     async fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

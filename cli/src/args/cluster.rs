@@ -93,6 +93,23 @@ pub enum PolicyCommand {
     },
 }
 
+/// `persys snapshot ...`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Save the cluster's state (workloads, nodes, services, tokens, policy, DNS
+    /// records) to FILE, sealed with the cluster's key (admin role).
+    Save {
+        /// Where to write it.
+        file: std::path::PathBuf,
+    },
+    /// Restore a snapshot into an empty cluster (admin role): agents' running
+    /// containers are adopted, nothing runs twice.
+    Restore {
+        /// The snapshot file.
+        file: std::path::PathBuf,
+    },
+}
+
 /// `persys token ...`
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {

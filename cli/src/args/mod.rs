@@ -10,7 +10,9 @@ pub mod dev;
 pub mod service;
 pub mod workload;
 
-pub use cluster::{CompletionArgs, EventsArgs, NodeCommand, PolicyCommand, TokenCommand};
+pub use cluster::{
+    CompletionArgs, EventsArgs, NodeCommand, PolicyCommand, SnapshotCommand, TokenCommand,
+};
 pub use dev::DevArgs;
 pub use service::{RolloutCommand, ServiceCommand};
 pub use workload::{ApplyArgs, IdArg, ListArgs, LogsArgs, RunArgs, WorkloadCommand};
@@ -120,6 +122,9 @@ pub enum Command {
     /// from a `kind: Service` file, ls, get, scale, rollout status|history|undo, rm).
     #[command(subcommand, visible_alias = "services")]
     Service(ServiceCommand),
+    /// Save or restore the cluster's state (admin role).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Manage API tokens (create, list, revoke; admin role).
     #[command(subcommand, visible_alias = "tokens")]
     Token(TokenCommand),

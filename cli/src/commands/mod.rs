@@ -12,13 +12,16 @@ pub mod resolve;
 pub mod run;
 pub mod schedule;
 pub mod services;
+pub mod snapshot;
 pub mod tokens;
 pub mod version;
 pub mod wait;
 pub mod why;
 pub mod workloads;
 
-use crate::args::{Cli, Command, NodeCommand, PolicyCommand, TokenCommand, WorkloadCommand};
+use crate::args::{
+    Cli, Command, NodeCommand, PolicyCommand, SnapshotCommand, TokenCommand, WorkloadCommand,
+};
 use crate::client::ApiClient;
 use crate::config;
 use crate::output::Format;
@@ -100,6 +103,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             PolicyCommand::Set { file } => policy::set(&ctx, &file).await,
         },
         Command::Service(s) => services::run(&ctx, s).await,
+        Command::Snapshot(s) => match s {
+            SnapshotCommand::Save { file } => snapshot::save(&ctx, &file).await,
+            SnapshotCommand::Restore { file } => snapshot::restore(&ctx, &file).await,
+        },
         Command::Token(t) => match t {
             TokenCommand::Create { name, role } => tokens::create(&ctx, &name, role).await,
             TokenCommand::List => tokens::list(&ctx).await,

@@ -33,7 +33,7 @@ use utoipa::{Modify, OpenApi};
         paths::delete_service, paths::scale_service, paths::undo_service,
         paths::list_nodes, paths::get_node, paths::cordon_node, paths::uncordon_node,
         paths::remove_node, paths::drain_node, paths::cluster_metrics,
-        paths::get_cluster_policy, paths::set_cluster_policy, paths::events, paths::list_tokens,
+        paths::get_cluster_policy, paths::set_cluster_policy, paths::save_snapshot, paths::restore_snapshot, paths::events, paths::list_tokens,
         paths::create_token, paths::revoke_token, paths::github_webhook,
         paths::healthz, paths::readyz, paths::metrics, paths::openapi,
     ),

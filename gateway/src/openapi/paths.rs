@@ -7,6 +7,7 @@ use super::schemas::HealthDoc;
 use crate::token_api::{CreateToken, CreatedToken, TokenList};
 use crate::tokens::ApiToken;
 use crate::webhook::PushOutcome;
+use persys_proto::snapshot::RestoreSummary;
 use persys_proto::{
     ApiError, ClusterMetrics, ClusterPolicy, Node, NodeList, PlacementExplanation, ScaleRequest,
     ScheduleResponse, ServiceApplied, ServiceRequest, ServiceStatus, Workload, WorkloadRequest,
@@ -229,6 +230,23 @@ pub async fn get_cluster_policy() {}
         (status = 200, description = "stored; applies to workloads created from now on", body = ClusterPolicy),
     ))]
 pub async fn set_cluster_policy() {}
+
+#[utoipa::path(get, path = "/cluster/snapshot", tag = "cluster", operation_id = "saveSnapshot",
+    responses((status = 200, description = "the cluster's state at one revision: a header line, then lines sealed with the cluster's key (secret values included, readable only by this cluster's schedulers)", body = String, content_type = "application/x-persys-snapshot")))]
+pub async fn save_snapshot() {}
+
+#[utoipa::path(post, path = "/cluster/restore", tag = "cluster", operation_id = "restoreSnapshot",
+    params(
+        ("first" = Option<bool>, Query, description = "the first part: refused unless the cluster holds no workload and no service"),
+        ("last" = Option<bool>, Query, description = "the last part: the restore is whole and takes effect"),
+    ),
+    request_body(content = String, content_type = "application/x-persys-snapshot", description = "the snapshot's header line, then some of its sealed lines (at most 4 MiB)"),
+    responses(
+        (status = 200, description = "entries created where absent", body = RestoreSummary),
+        (status = 400, description = "not a snapshot of this cluster, or changed", body = ApiError),
+        (status = 409, description = "the cluster is not empty", body = ApiError),
+    ))]
+pub async fn restore_snapshot() {}
 
 #[utoipa::path(get, path = "/events", tag = "cluster", operation_id = "events",
     responses((status = 200, description = "server-sent events (`workload`, `workloadDeleted`, `node`, `lagged`); the stream does not end", body = String, content_type = "text/event-stream")))]

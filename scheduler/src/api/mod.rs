@@ -15,6 +15,7 @@ pub mod paging;
 pub mod placement;
 pub mod policy;
 pub mod services;
+pub mod snapshot;
 pub mod workloads;
 
 use crate::context::Ctx;
@@ -70,6 +71,13 @@ pub fn router(ctx: AppState) -> Router {
         .route("/cluster/metrics", get(cluster::metrics))
         .route("/cluster/leader", get(cluster::leader))
         .route("/cluster/policy", get(policy::get).merge(put(policy::set)))
+        .route("/cluster/snapshot", get(snapshot::save))
+        .route(
+            "/cluster/restore",
+            post(snapshot::restore).layer(DefaultBodyLimit::max(
+                persys_proto::snapshot::MAX_RESTORE_PART_BYTES,
+            )),
+        )
         .route("/events", get(events::events))
         .route("/healthz", get(bootstrap::healthz))
         .fallback(not_found)

@@ -192,7 +192,13 @@ async fn ride(
     let most = ctx.config().write_deadline();
     let deadline = Instant::now() + arrival.budget.map_or(most, |b| b.min(most));
     let (parts, body) = req.into_parts();
-    let body = match leader::buffer(body, ctx.config().max_body_bytes).await {
+    // A part of a snapshot may be larger than any other request.
+    let max = if parts.uri.path() == "/cluster/restore" {
+        persys_proto::snapshot::MAX_RESTORE_PART_BYTES
+    } else {
+        ctx.config().max_body_bytes
+    };
+    let body = match leader::buffer(body, max).await {
         Ok(b) => b,
         Err(refused) => return refused,
     };

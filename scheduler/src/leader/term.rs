@@ -42,6 +42,7 @@ fn spawn_loops(ctx: &Arc<Ctx>, tracker: &TaskTracker, term: &CancellationToken) 
     tracker.spawn(crate::reconcile::run(ctx.clone(), term.clone()));
     tracker.spawn(crate::services::run(ctx.clone(), term.clone()));
     tracker.spawn(crate::services::autoscale::run(ctx.clone(), term.clone()));
+    tracker.spawn(crate::snapshot::periodic::run(ctx.clone(), term.clone()));
     tracker.spawn(crate::dns::controller::run(ctx.clone(), term.clone()));
 }
 
@@ -54,12 +55,15 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut failing = false;
     // Whether a round has reached etcd yet (reclaiming is for the first one only).
     let mut campaigned = false;
+    // The last term this replica saw (won or followed): a new one is a leader change.
+    let mut seen_term = None;
     while !shutdown.is_cancelled() {
         // Not raced against shutdown: a won key must be resigned, which `lead` does.
         match campaign(&ctx, !campaigned).await {
             Ok(Round::Won(term)) => {
                 campaigned = true;
                 recovered(&mut failing);
+                saw_term(&ctx, &mut seen_term, term.term);
                 lead(&ctx, *term, &shutdown).await
             }
             Ok(Round::Follow {
@@ -69,6 +73,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             }) => {
                 campaigned = true;
                 recovered(&mut failing);
+                saw_term(&ctx, &mut seen_term, term);
                 follow(&ctx, leader, term, revision, &shutdown).await
             }
             Ok(Round::Again) => {}
@@ -105,6 +110,13 @@ enum Round {
         revision: i64,
     },
     Again,
+}
+
+/// Count a leader change when `term` is not the one this replica saw last.
+fn saw_term(ctx: &Ctx, seen: &mut Option<i64>, term: i64) {
+    if seen.replace(term) != Some(term) {
+        ctx.metrics().leader_changes.inc();
+    }
 }
 
 fn recovered(failing: &mut bool) {
@@ -327,6 +339,9 @@ async fn keep_term(store: &Store, won: WonTerm, shutdown: &CancellationToken) ->
                 Ok(ttl_secs) if ttl_secs > 0 => {
                     if let Some(sent) = in_flight.pop_front() {
                         expires = expires.max(sent + ttl(ttl_secs));
+                        if let Some(r) = &renewer {
+                            r.answered_after(sent.elapsed());
+                        }
                     }
                 }
                 Ok(_) => return Ended::LeaseLost,

@@ -29,6 +29,9 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 /// `minHealthySeconds` or `healthyDeadlineSeconds` passing is not an event).
 pub const ROLLOUT_TICK: Duration = Duration::from_millis(500);
 
+/// How often a service is looked at again while a restore is awaited.
+const RESTORE_WAIT: Duration = Duration::from_secs(1);
+
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -217,6 +220,10 @@ where
 
 /// Bring service `name`'s replicas to what its record says.
 pub async fn reconcile(ctx: &Arc<Ctx>, name: &str) -> Result<Next, ServiceError> {
+    if ctx.restore_guard().keeps_orphans() {
+        // A restore is under way or awaited: its replicas may not all be back yet.
+        return Ok(Next::After(RESTORE_WAIT));
+    }
     let Some(record) = ctx.store().get::<Service>(&keys::service(name)).await? else {
         ctx.services().autoscaled().note(name, false);
         // Deleted: its replicas go too.

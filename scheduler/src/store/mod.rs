@@ -4,6 +4,8 @@ mod batch;
 mod cas_all;
 mod election;
 mod error;
+pub mod metrics;
+mod raw;
 mod ride;
 mod watch;
 
@@ -11,6 +13,8 @@ pub use batch::{Created, MAX_BATCH};
 pub use cas_all::CasWrite;
 pub use election::{Campaign, LeaderEvent, LeaderWatch, LeaseRenewer};
 pub use error::StoreError;
+pub use metrics::{Op, StoreMetrics};
+pub use raw::PAGE as RAW_PAGE;
 pub use ride::{deadline, within};
 pub use watch::{StoreEvent, StoreWatch};
 
@@ -50,6 +54,8 @@ pub struct Store {
     client: Client,
     /// Leadership proof that record writes (CAS puts and deletes) carry.
     fence: std::sync::Arc<election::Fence>,
+    /// Latency and errors of every etcd request (shared by the clones).
+    metrics: std::sync::Arc<StoreMetrics>,
 }
 
 impl std::fmt::Debug for Store {
@@ -95,17 +101,26 @@ impl Store {
         Ok(Self {
             client,
             fence: Default::default(),
+            metrics: Default::default(),
         })
+    }
+
+    /// The etcd request metrics (register their collectors to export them).
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     /// Whether etcd answers a read; returns its current revision.
     pub async fn ping(&self) -> Result<i64> {
+        let mut kv = self.client.kv_client();
         let resp = self
-            .client
-            .kv_client()
-            .get(
-                persys_proto::keys::LEADER,
-                Some(GetOptions::new().with_count_only()),
+            .metrics
+            .timed(
+                Op::Get,
+                kv.get(
+                    persys_proto::keys::LEADER,
+                    Some(GetOptions::new().with_count_only()),
+                ),
             )
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
@@ -114,7 +129,10 @@ impl Store {
     /// One value, if present.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>> {
         let resp = Ride::new()
-            .run(|| async { Ok(self.client.kv_client().get(key, None).await?) })
+            .run(|| async {
+                let mut kv = self.client.kv_client();
+                self.metrics.timed(Op::Get, kv.get(key, None)).await
+            })
             .await?;
         match resp.kvs().first() {
             None => Ok(None),
@@ -135,11 +153,13 @@ impl Store {
     ) -> Result<(Vec<(String, Versioned<T>)>, i64)> {
         let resp = Ride::new()
             .run(|| async {
-                Ok(self
-                    .client
-                    .kv_client()
-                    .get(prefix, Some(GetOptions::new().with_prefix()))
-                    .await?)
+                let mut kv = self.client.kv_client();
+                self.metrics
+                    .timed(
+                        Op::Range,
+                        kv.get(prefix, Some(GetOptions::new().with_prefix())),
+                    )
+                    .await
             })
             .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
@@ -187,7 +207,8 @@ impl Store {
                 let txn = Txn::new()
                     .when([Compare::value(key, CompareOp::Equal, bytes.clone())])
                     .or_else([TxnOp::put(key, bytes.clone(), None)]);
-                Ok(self.client.kv_client().txn(txn).await?)
+                let mut kv = self.client.kv_client();
+                self.metrics.timed(Op::Txn, kv.txn(txn)).await
             })
             .await?;
         Ok(!resp.succeeded())
@@ -262,14 +283,23 @@ impl Store {
     /// Delete `key` unconditionally; whether it existed.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let resp = Ride::new()
-            .run(|| async { Ok(self.client.kv_client().delete(key, None).await?) })
+            .run(|| async {
+                let mut kv = self.client.kv_client();
+                self.metrics.timed(Op::Delete, kv.delete(key, None)).await
+            })
             .await?;
         Ok(resp.deleted() > 0)
     }
 
     /// Watch workload and node records from `start_revision` (inclusive).
     pub async fn watch(&self, start_revision: i64) -> Result<StoreWatch> {
-        StoreWatch::start(self.client.watch_client(), start_revision).await
+        let started = std::time::Instant::now();
+        let watch = StoreWatch::start(self.client.watch_client(), start_revision).await;
+        self.metrics.observe(Op::Watch, started.elapsed());
+        if let Err(e) = &watch {
+            self.metrics.failed(Op::Watch, e);
+        }
+        watch
     }
 }
 
