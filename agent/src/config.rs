@@ -156,6 +156,10 @@ pub struct Config {
     /// How `--runtime fake` behaves.
     #[command(flatten)]
     pub fake: FakeFlags,
+
+    /// Log line format.
+    #[command(flatten)]
+    pub log: persys_http::logging::LogFlags,
 }
 
 /// The simulated engine's behaviour (`--runtime fake` and `sim`).

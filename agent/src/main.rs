@@ -5,17 +5,16 @@ use clap::Parser;
 use persys_agent::{Cli, Command};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = cli.default_log_filter();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .init();
+    let log = match &cli.command {
+        None => &cli.agent.log,
+        Some(Command::Sim(args)) => &args.agent.log,
+    };
+    persys_http::logging::init(log, default_filter);
     let shutdown = CancellationToken::new();
     tokio::spawn(persys_http::cancel_on_signal(shutdown.clone()));
     let result = match cli.command {

@@ -50,6 +50,10 @@ pub struct Config {
     /// A TCP connection that sends no query for this long is closed.
     #[arg(long, env = "PERSYS_TCP_IDLE_TIMEOUT_MS", default_value_t = 5_000)]
     pub tcp_idle_timeout_ms: u64,
+
+    /// Log line format.
+    #[command(flatten)]
+    pub log: persys_http::logging::LogFlags,
 }
 
 impl Config {

@@ -5,17 +5,11 @@ use persys_dns::Config;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // hickory logs every request at info.
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn")),
-        )
-        .init();
+    // hickory logs every request at info.
+    persys_http::logging::init(&config.log, "info,hickory_server=warn");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

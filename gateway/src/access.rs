@@ -39,7 +39,10 @@ pub fn request_id_of(req: &Request) -> String {
 pub async fn request_context(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let id = request_id_of(&req);
     let method = method_label(req.method());
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let span = persys_http::request_span!(id);
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), tracing::Instrument::instrument(next.run(req), span))
+        .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);

@@ -140,6 +140,10 @@ pub struct Config {
     /// Timeouts and the connection cap of the HTTPS listener.
     #[command(flatten)]
     pub listener: persys_certs::ListenerFlags,
+
+    /// Log line format.
+    #[command(flatten)]
+    pub log: persys_http::logging::LogFlags,
 }
 
 impl Config {

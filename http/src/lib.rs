@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod headers;
+pub mod logging;
 pub mod sans;
 pub mod shutdown;
 pub mod stream;

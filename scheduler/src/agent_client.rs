@@ -150,9 +150,7 @@ impl AgentClient {
     /// `POST /docker/run`: create or adopt the container; its state after.
     pub async fn run(&self, node: &Node, req: &RunRequest) -> Result<ContainerState, AgentError> {
         let url = format!("{}/docker/run", node.agent_url());
-        let resp = self
-            .http(node)?
-            .post(url)
+        let resp = traced(self.http(node)?.post(url))
             .json(req)
             .timeout(RUN_TIMEOUT)
             .send()
@@ -163,9 +161,7 @@ impl AgentClient {
     /// `POST /docker/stop/{id}`.
     pub async fn stop(&self, node: &Node, workload_id: &str) -> Result<ContainerState, AgentError> {
         let url = format!("{}/docker/stop/{workload_id}", node.agent_url());
-        let resp = self
-            .http(node)?
-            .post(url)
+        let resp = traced(self.http(node)?.post(url))
             .timeout(STOP_TIMEOUT)
             .send()
             .await;
@@ -175,9 +171,7 @@ impl AgentClient {
     /// `POST /docker/remove/{id}`. A container that is already gone counts as removed.
     pub async fn remove(&self, node: &Node, workload_id: &str) -> Result<(), AgentError> {
         let url = format!("{}/docker/remove/{workload_id}", node.agent_url());
-        let resp = self
-            .http(node)?
-            .post(url)
+        let resp = traced(self.http(node)?.post(url))
             .timeout(SHORT_TIMEOUT)
             .send()
             .await;
@@ -191,9 +185,7 @@ impl AgentClient {
     /// `GET /docker/list`: every container of this node.
     pub async fn list(&self, node: &Node) -> Result<Vec<ContainerState>, AgentError> {
         let url = format!("{}/docker/list", node.agent_url());
-        let resp = self
-            .http(node)?
-            .get(url)
+        let resp = traced(self.http(node)?.get(url))
             .timeout(SHORT_TIMEOUT)
             .send()
             .await;
@@ -224,13 +216,27 @@ impl AgentClient {
             params.push(("service", service.clone()));
         }
         // No overall timeout: a followed log stream lasts as long as the client wants.
-        let resp = self.http(node)?.get(url).query(&params).send().await;
+        let resp = traced(self.http(node)?.get(url))
+            .query(&params)
+            .send()
+            .await;
         let resp = resp.map_err(|e| unreachable(node, &e))?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
             Err(status_error(node, resp).await)
         }
+    }
+}
+
+/// A call made while handling a request carries that request's id to the agent, so
+/// the agent's log lines of it carry it too.
+fn traced(builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    let id = persys_http::current_request_id();
+    if id.is_empty() {
+        builder
+    } else {
+        builder.header(persys_proto::REQUEST_ID_HEADER, id)
     }
 }
 

@@ -138,6 +138,10 @@ pub struct Config {
     /// Timeouts and the connection cap of each listener (API and bootstrap).
     #[command(flatten)]
     pub listener: persys_certs::ListenerFlags,
+
+    /// Log line format.
+    #[command(flatten)]
+    pub log: persys_http::logging::LogFlags,
 }
 
 impl Config {
@@ -194,6 +198,7 @@ impl Config {
             advertise_url: None,
             advertise_bootstrap_url: None,
             listener: persys_certs::ListenerFlags::defaults(),
+            log: Default::default(),
         }
     }
 }

@@ -86,10 +86,18 @@ async fn require_scheduler(request: Request, next: Next) -> Response {
     }
 }
 
-/// The request's span: method and path cut to a bounded length.
+/// The request's span: its id (set or taken by the layer outside; on every line
+/// logged while it is handled), method and path cut to a bounded length.
 fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
-    tracing::debug_span!(
+    let id = request
+        .headers()
+        .get(persys_proto::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("");
+    tracing::info_span!(
         "request",
+        request_id = %id,
         method = %logged_method(request.method()),
         path = %LoggedPath(request.uri().path()),
     )

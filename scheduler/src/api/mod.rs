@@ -142,7 +142,13 @@ async fn request_context(State(ctx): State<AppState>, req: Request, next: Next) 
     let uri = req.uri().clone();
     let route = route_label(req.extensions().get::<MatchedPath>()).to_string();
     let started = std::time::Instant::now();
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let span = persys_http::request_span!(id);
+    let mut resp = REQUEST_ID
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(next.run(req), span),
+        )
+        .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
