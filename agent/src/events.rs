@@ -71,6 +71,9 @@ pub async fn follow_events<R: ContainerRuntime>(
                         tracing::info!(workload = %state.workload_id, generation = state.generation, status = %state.status, exit_code = ?state.exit_code, "container state changed");
                         supervisor.reports().push(state);
                     }
+                    if let Some(at) = event.at {
+                        crate::metrics::global().event_handled(at);
+                    }
                 }
                 Some(Err(e)) => break Some(e.to_string()),
                 None => break None,

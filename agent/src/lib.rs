@@ -208,6 +208,7 @@ pub async fn run_with<R: ContainerRuntime>(
     let server_tls =
         persys_certs::server_config_mtls(&identity.ca_pem, &identity.cert_pem, &identity.key_pem)
             .map_err(|e| AgentError::Tls(e.to_string()))?;
+    metrics::global().set_certificates(&identity.cert_pem, &identity.ca_pem);
     let client = Arc::new(
         SchedulerClient::new(&config.scheduler_urls, &identity)
             .map_err(|e| AgentError::Tls(e.to_string()))?,

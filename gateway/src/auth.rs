@@ -74,6 +74,14 @@ impl Unauthenticated {
         }
     }
 
+    /// Every [`Unauthenticated::reason`].
+    pub const REASONS: [&'static str; 4] = [
+        "missing_credential",
+        "malformed_authorization",
+        "invalid_token",
+        "not_a_user_certificate",
+    ];
+
     /// Short reason for logs and metrics.
     pub fn reason(self) -> &'static str {
         match self {
@@ -143,6 +151,16 @@ mod tests {
 
     fn hv(s: &str) -> HeaderValue {
         HeaderValue::from_str(s).expect("header")
+    }
+
+    #[test]
+    fn every_failure_reason_is_listed_for_the_metric() {
+        use Unauthenticated::*;
+        let reasons: Vec<&str> = [Missing, Malformed, Invalid, NotAUser]
+            .into_iter()
+            .map(Unauthenticated::reason)
+            .collect();
+        assert_eq!(reasons, Unauthenticated::REASONS);
     }
 
     #[test]

@@ -182,6 +182,8 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let tls = pki::load_when_ready(&config).await?;
     let app = App::new(&config, tls.upstream, tls.record_key, shutdown.clone()).await?;
+    app.metrics
+        .set_certificates(&tls.server_cert_pem, &tls.ca_pem);
     let tasks = TaskTracker::new();
     tasks.spawn(
         app.tokens

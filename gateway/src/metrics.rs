@@ -25,6 +25,8 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// Connections of the HTTPS listener (open, closed by the server and why).
     pub connections: persys_certs::ConnectionMetrics,
+    /// Expiry of the HTTPS certificate and of the cluster CA.
+    pub certificate_expiry: persys_certs::CertificateExpiry,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -89,8 +91,14 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        // Every reason from zero, so that a rate over them exists before the first.
+        for reason in crate::auth::Unauthenticated::REASONS {
+            auth_failures.with_label_values(&[reason]);
+        }
         let connections = persys_certs::ConnectionMetrics::new("persys_gateway")?;
         connections.register(&registry)?;
+        let certificate_expiry = persys_certs::CertificateExpiry::new("gateway")?;
+        certificate_expiry.register(&registry)?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(upstream_latency.clone()))?;
@@ -108,7 +116,18 @@ impl Metrics {
             webhooks,
             auth_failures,
             connections,
+            certificate_expiry,
         })
+    }
+
+    /// Set `persys_certificate_expiry_timestamp_seconds{component="gateway"}` from the
+    /// HTTPS certificate (`cert="serving"`) and the cluster CA (`cert="ca"`). Call it
+    /// again with the new PEMs whenever the certificate is replaced (renewal).
+    pub fn set_certificates(&self, serving_pem: &str, ca_pem: &str) {
+        self.certificate_expiry
+            .observe_pem(persys_certs::expiry::SERVING, serving_pem);
+        self.certificate_expiry
+            .observe_pem(persys_certs::expiry::CA, ca_pem);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -137,5 +156,26 @@ mod tests {
         let text = m.render();
         assert!(text.contains(r#"persys_gateway_requests_total{method="GET",route="/workloads/{id}",status="200"} 1"#), "{text}");
         assert!(text.contains("persys_gateway_auth_decisions_total"));
+        assert!(
+            text.contains(r#"persys_gateway_auth_failures_total{reason="invalid_token"} 0"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn certificate_expiry_is_exported_once_set() {
+        let m = Metrics::new().expect("metrics");
+        let ca = persys_certs::CertificateAuthority::generate("t").expect("ca");
+        let leaf = ca
+            .issue_server(&persys_certs::Identity::gateway(), &["localhost".into()])
+            .expect("leaf");
+        m.set_certificates(&leaf.cert_pem, ca.cert_pem());
+        let text = m.render();
+        for cert in ["serving", "ca"] {
+            let series = format!(
+                r#"persys_certificate_expiry_timestamp_seconds{{cert="{cert}",component="gateway"}}"#
+            );
+            assert!(text.contains(&series), "{series} in {text}");
+        }
     }
 }

@@ -18,6 +18,10 @@ pub struct GatewayTls {
     pub upstream: rustls::ClientConfig,
     /// The key credential records in etcd are signed with.
     pub record_key: persys_certs::RecordKey,
+    /// The HTTPS certificate (PEM), for its expiry metric.
+    pub server_cert_pem: String,
+    /// The cluster CA certificate (PEM).
+    pub ca_pem: String,
 }
 
 fn read(path: &Path) -> Result<String, StartError> {
@@ -81,6 +85,8 @@ pub fn load(config: &Config) -> Result<GatewayTls, StartError> {
         server,
         upstream,
         record_key: persys_certs::RecordKey::of(&ca),
+        server_cert_pem: cert_pem,
+        ca_pem,
     })
 }
 

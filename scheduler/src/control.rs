@@ -114,6 +114,13 @@ pub async fn apply_state(
     .await?;
     if let Updated::Written(v) = out {
         tracing::debug!(workload = %v.value.id, status = %v.value.status, "status applied");
+        if v.value.generation == cached.value.generation {
+            let restarts = v
+                .value
+                .restart_count
+                .saturating_sub(cached.value.restart_count);
+            ctx.metrics().workload_restarts.inc_by(u64::from(restarts));
+        }
         if v.value.status.is_terminal() && !was_terminal {
             // A finished container may still hold its reservation, but a stop frees it.
             ctx.kick_pending();

@@ -32,6 +32,9 @@ pub struct Beat {
     /// Set when the node's heartbeat stream broke: it expires then unless a heartbeat
     /// arrives first.
     pub suspected_until: Option<Instant>,
+    /// `at` is a grace period given (at a term's start, a registration), not a
+    /// heartbeat.
+    pub grace: bool,
 }
 
 /// Heartbeats by node id.
@@ -54,9 +57,10 @@ impl Liveness {
         self.beats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Record a heartbeat.
-    pub fn beat(&self, node_id: &str, hb: &NodeHeartbeat, now: Instant) {
-        self.lock().insert(
+    /// Record a heartbeat; the time since the node's previous heartbeat (`None` for
+    /// its first, or the first after a grace period).
+    pub fn beat(&self, node_id: &str, hb: &NodeHeartbeat, now: Instant) -> Option<Duration> {
+        let prev = self.lock().insert(
             node_id.to_string(),
             Beat {
                 at: now,
@@ -64,8 +68,23 @@ impl Liveness {
                 available_cpu: hb.available_cpu,
                 available_memory: hb.available_memory,
                 suspected_until: None,
+                grace: false,
             },
         );
+        // A grace period is no heartbeat: its `at` is when it was given.
+        prev.filter(|p| !p.grace)
+            .map(|p| now.saturating_duration_since(p.at))
+    }
+
+    /// The longest time since the last heartbeat (or grace period) among the nodes
+    /// `counted` admits; zero when there are none.
+    pub fn max_age(&self, now: Instant, counted: impl Fn(&str) -> bool) -> Duration {
+        self.lock()
+            .iter()
+            .filter(|(id, _)| counted(id))
+            .map(|(_, b)| now.saturating_duration_since(b.at))
+            .max()
+            .unwrap_or_default()
     }
 
     /// The node's heartbeat stream broke (its agent may be dead): it expires `confirm`
@@ -90,6 +109,7 @@ impl Liveness {
                 available_cpu: prev.map(|b| b.available_cpu).unwrap_or_default(),
                 available_memory: prev.map(|b| b.available_memory).unwrap_or_default(),
                 suspected_until: None,
+                grace: true,
             },
         );
     }
@@ -191,7 +211,9 @@ pub async fn heartbeat(
     let Some(status) = ctx.cache().node_status(node_id) else {
         return Ok(false);
     };
-    ctx.liveness().beat(node_id, hb, Instant::now());
+    if let Some(gap) = ctx.liveness().beat(node_id, hb, Instant::now()) {
+        ctx.metrics().heartbeat_interval.observe(gap.as_secs_f64());
+    }
     if status == NodeStatus::Inactive {
         let out =
             control::set_node_status(ctx, node_id, NodeStatus::Active, Some(NodeStatus::Inactive))

@@ -1,8 +1,8 @@
 //! `ContainerRuntime` over the Docker Engine API (bollard).
 
 use super::{
-    ContainerRuntime, ContainerSpec, ContainerStats, EngineStatus, EventAction, EventStream, ExecOutcome, Listed,
-    LogOptions, LogStream, Observed, RuntimeError, RuntimeEvent,
+    ContainerRuntime, ContainerSpec, ContainerStats, EngineStatus, EventAction, EventStream,
+    ExecOutcome, Listed, LogOptions, LogStream, Observed, RuntimeError, RuntimeEvent,
 };
 use bollard::container::{
     Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
@@ -501,11 +501,16 @@ impl ContainerRuntime for DockerRuntime {
                         return None;
                     }
                     let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok());
+                    let at = msg
+                        .time_nano
+                        .and_then(|n| u64::try_from(n).ok())
+                        .map(|n| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(n));
                     Some(Ok(RuntimeEvent {
                         container_id: actor.id.unwrap_or_default(),
                         action,
                         labels: attributes,
                         exit_code,
+                        at,
                     }))
                 }
             })

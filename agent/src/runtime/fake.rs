@@ -425,6 +425,7 @@ impl Shared {
             action,
             labels: c.labels.clone(),
             exit_code: c.exit_code,
+            at: Some(std::time::SystemTime::now()),
         });
     }
 
@@ -786,7 +787,9 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn stats(&self, id: &str) -> Result<super::ContainerStats, RuntimeError> {
         // Simulated containers use nothing.
-        self.inspect(id).await.map(|_| super::ContainerStats::default())
+        self.inspect(id)
+            .await
+            .map(|_| super::ContainerStats::default())
     }
 
     async fn version(&self) -> Result<String, RuntimeError> {

@@ -162,6 +162,8 @@ pub struct RuntimeEvent {
     pub labels: HashMap<String, String>,
     /// Exit code, on `die`.
     pub exit_code: Option<i64>,
+    /// When the engine says it happened (its event timestamp), if it says.
+    pub at: Option<std::time::SystemTime>,
 }
 
 /// Options of a log read.
@@ -252,8 +254,7 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<Option<std::net::IpAddr>, RuntimeError>> + Send;
     /// What running container `id` has used (one read, no waiting for a second one).
-    fn stats(&self, id: &str)
-        -> impl Future<Output = Result<ContainerStats, RuntimeError>> + Send;
+    fn stats(&self, id: &str) -> impl Future<Output = Result<ContainerStats, RuntimeError>> + Send;
     /// The engine's API version in use (also a liveness probe).
     fn version(&self) -> impl Future<Output = Result<String, RuntimeError>> + Send;
 }

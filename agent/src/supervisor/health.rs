@@ -7,6 +7,7 @@
 
 use super::ledger::Intent;
 use super::Supervisor;
+use crate::metrics::ContainerOp;
 use crate::runtime::ContainerRuntime;
 use persys_proto::healthcheck::clip_output;
 use persys_proto::{labels, Health, HealthCheck, Probe};
@@ -224,11 +225,10 @@ impl<R: ContainerRuntime> Supervisor<R> {
     async fn probe_once(&self, id: &str, check: &HealthCheck) -> Result<(), String> {
         match check.probe() {
             Some(Probe::Exec(argv)) => {
-                let out = self
-                    .runtime
-                    .exec(id, argv)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let out =
+                    crate::metrics::container_op(ContainerOp::Exec, self.runtime.exec(id, argv))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 if out.exit_code == 0 {
                     Ok(())
                 } else if out.output.is_empty() {
@@ -295,10 +295,17 @@ impl<R: ContainerRuntime> Supervisor<R> {
     async fn restart_unhealthy(&self, id: &str) {
         self.ledger.record(id, Intent::Restart).await;
         self.health.count_restart(id);
-        if let Err(e) = self.runtime.stop(id, RESTART_STOP_TIMEOUT).await {
+        if let Err(e) = crate::metrics::container_op(
+            ContainerOp::Stop,
+            self.runtime.stop(id, RESTART_STOP_TIMEOUT),
+        )
+        .await
+        {
             tracing::warn!(container = %id, error = %e, "stopping the unhealthy container failed");
         }
-        if let Err(e) = self.runtime.start(id).await {
+        if let Err(e) =
+            crate::metrics::container_op(ContainerOp::Start, self.runtime.start(id)).await
+        {
             tracing::warn!(container = %id, error = %e, "starting the unhealthy container again failed");
             self.ledger.forget(id).await;
         }

@@ -8,6 +8,7 @@ mod observe;
 pub mod plan;
 mod run;
 
+use crate::metrics::ContainerOp;
 use crate::report::{ReportHandle, Snapshot};
 use crate::runtime::{ContainerRuntime, LogOptions, LogStream, Observed, RuntimeError};
 use crate::state::{container_state, generation_of, without_container, workload_of};
@@ -297,7 +298,9 @@ impl<R: ContainerRuntime> Supervisor<R> {
         let (workload, _) = workload_of(&o.labels, &o.name);
         let _guard = self.lock_workload(&workload).await;
         self.ledger.record(&o.id, Intent::Stop).await;
-        match self.runtime.stop(&o.id, timeout).await {
+        match crate::metrics::container_op(ContainerOp::Stop, self.runtime.stop(&o.id, timeout))
+            .await
+        {
             Ok(()) => {}
             Err(RuntimeError::NotFound(_)) => {
                 let (w, g) = workload_of(&o.labels, &o.name);
@@ -348,7 +351,9 @@ impl<R: ContainerRuntime> Supervisor<R> {
         let _guard = self.lock_workload(&workload).await;
         for o in &found {
             self.ledger.record(&o.id, Intent::Remove).await;
-            match self.runtime.remove(&o.id).await {
+            match crate::metrics::container_op(ContainerOp::Remove, self.runtime.remove(&o.id))
+                .await
+            {
                 Ok(()) | Err(RuntimeError::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
             }

@@ -3,6 +3,7 @@
 use super::ledger::Intent;
 use super::plan::{plan_run, RunPlan};
 use super::{Supervisor, SupervisorError, RUN_ATTEMPTS};
+use crate::metrics::ContainerOp;
 use crate::runtime::{ContainerRuntime, ContainerSpec, RuntimeError};
 use persys_proto::{container_name, ContainerState, RunRequest, WorkloadStatus};
 
@@ -58,7 +59,7 @@ impl<R: ContainerRuntime> Supervisor<R> {
             // after it is observed later, so it wins over this answer whichever
             // reaches the scheduler last.
             let starting = chrono::Utc::now();
-            match self.runtime.run(&spec).await {
+            match crate::metrics::container_op(ContainerOp::Run, self.runtime.run(&spec)).await {
                 Ok(id) => {
                     self.remember_limits(&id, spec.nano_cpus, spec.memory_bytes);
                     return Ok(ContainerState {
@@ -71,7 +72,12 @@ impl<R: ContainerRuntime> Supervisor<R> {
                     self.reports
                         .push(self.bare(req, WorkloadStatus::Pulling, None));
                     tracing::info!(image = %req.image, workload = %req.workload_id, "pulling image");
-                    match self.runtime.pull(&req.image).await {
+                    match crate::metrics::container_op(
+                        ContainerOp::Pull,
+                        self.runtime.pull(&req.image),
+                    )
+                    .await
+                    {
                         Ok(()) => pulled = true,
                         Err(RuntimeError::Pull { message, .. }) => {
                             tracing::warn!(image = %req.image, workload = %req.workload_id, reason = %message, "image pull failed");
@@ -133,7 +139,7 @@ impl<R: ContainerRuntime> Supervisor<R> {
                 RunPlan::Replace { stale } => {
                     tracing::info!(workload = %req.workload_id, stale_generation = stale, generation = req.generation, container = %existing.id, "removing stale generation");
                     self.ledger.record(&existing.id, Intent::Fence).await;
-                    match self.runtime.remove(&existing.id).await {
+                    match crate::metrics::container_op(ContainerOp::Remove, self.runtime.remove(&existing.id)).await {
                         Ok(()) | Err(RuntimeError::NotFound(_)) => {}
                         Err(e) => return Err(e.into()),
                     }
@@ -155,7 +161,9 @@ impl<R: ContainerRuntime> Supervisor<R> {
             return Ok(Some(self.state_of(&existing)));
         }
         self.ledger.forget(&existing.id).await;
-        match self.runtime.start(&existing.id).await {
+        match crate::metrics::container_op(ContainerOp::Start, self.runtime.start(&existing.id))
+            .await
+        {
             Ok(()) => Ok(Some(ContainerState {
                 container_id: Some(existing.id),
                 restart_count: existing.restart_count,

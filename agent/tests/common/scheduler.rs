@@ -181,6 +181,7 @@ impl FakeScheduler {
             docker_host: None,
             stop_timeout_secs: 1,
             full_report_interval_ms: 30_000,
+            usage_interval_ms: 0,
             listener: persys_certs::ListenerFlags::defaults(),
             runtime: persys_agent::RuntimeKind::Docker,
             fake: persys_agent::config::FakeFlags::default(),

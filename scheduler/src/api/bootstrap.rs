@@ -40,8 +40,7 @@ pub async fn readyz(State(ctx): State<AppState>) -> Result<Json<serde_json::Valu
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(ctx): State<AppState>) -> impl IntoResponse {
-    ctx.metrics()
-        .set_nodes(ctx.cache().nodes().iter().map(|n| n.status.as_str()));
+    crate::metrics::refresh(&ctx);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ctx.metrics().render(),

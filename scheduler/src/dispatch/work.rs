@@ -6,6 +6,7 @@ use super::Next;
 use crate::agent_client::AgentError;
 use crate::context::Ctx;
 use crate::control;
+use crate::metrics::{DispatchAction, DispatchResult};
 use crate::store::StoreError;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
@@ -22,10 +23,15 @@ pub async fn reconcile(ctx: &Ctx, id: &str) -> Next {
     };
     // Before the action: a job's old copy must be gone before its new one runs.
     if retire_due(&w) {
-        if let Err(e) = retire(ctx, &w).await {
-            tracing::warn!(workload = %id, error = %e, "removing old copies failed; will retry");
-            ctx.metrics().dispatch_errors.inc();
-            return Next::Retry;
+        let results = &ctx.metrics().dispatch_results;
+        match retire(ctx, &w).await {
+            Ok(()) => results.inc(DispatchAction::Retire, DispatchResult::Ok),
+            Err(e) => {
+                tracing::warn!(workload = %id, error = %e, "removing old copies failed; will retry");
+                ctx.metrics().dispatch_errors.inc();
+                results.inc(DispatchAction::Retire, e.result());
+                return Next::Retry;
+            }
         }
     }
     let Some(action) = action_for(&w) else {
@@ -36,23 +42,35 @@ pub async fn reconcile(ctx: &Ctx, id: &str) -> Next {
         .as_deref()
         .and_then(|n| ctx.cache().node(n))
         .map(|v| v.value);
-    let result = match (action, node) {
-        (Action::RecordOnly, _) | (_, None) => record_only(ctx, &w).await.map_err(Failure::Store),
+    let results = &ctx.metrics().dispatch_results;
+    let (counted, result) = match (action, node) {
+        (Action::RecordOnly, _) | (_, None) => (
+            DispatchAction::Record,
+            record_only(ctx, &w).await.map_err(Failure::Store),
+        ),
         // The agent is gone: a delete can finish without it (the backstop removes the
         // orphan container if the node returns); anything else waits for the node.
-        (Action::Remove, Some(n)) if n.status == NodeStatus::Inactive => {
-            record_only(ctx, &w).await.map_err(Failure::Store)
+        (Action::Remove, Some(n)) if n.status == NodeStatus::Inactive => (
+            DispatchAction::Record,
+            record_only(ctx, &w).await.map_err(Failure::Store),
+        ),
+        (action, Some(n)) if n.status == NodeStatus::Inactive => {
+            results.inc(counted_action(action), DispatchResult::Deferred);
+            return Next::Done;
         }
-        (_, Some(n)) if n.status == NodeStatus::Inactive => return Next::Done,
-        (Action::Run, Some(n)) => run_on(ctx, &w, &n).await,
-        (Action::Stop, Some(n)) => stop_on(ctx, &w, &n).await,
-        (Action::Remove, Some(n)) => remove_on(ctx, &w, &n).await,
+        (Action::Run, Some(n)) => (DispatchAction::Run, run_on(ctx, &w, &n).await),
+        (Action::Stop, Some(n)) => (DispatchAction::Stop, stop_on(ctx, &w, &n).await),
+        (Action::Remove, Some(n)) => (DispatchAction::Remove, remove_on(ctx, &w, &n).await),
     };
     match result {
-        Ok(()) => Next::Done,
+        Ok(()) => {
+            results.inc(counted, DispatchResult::Ok);
+            Next::Done
+        }
         Err(Failure::Agent(e)) if !e.is_retryable() => {
             tracing::warn!(workload = %id, error = %e, "agent refused");
             ctx.metrics().dispatch_errors.inc();
+            results.inc(counted, DispatchResult::Refused);
             if let Err(e) = mark_failed(ctx, &w, &e.to_string()).await {
                 tracing::warn!(workload = %id, error = %e, "recording dispatch failure failed");
                 return Next::Retry;
@@ -62,8 +80,18 @@ pub async fn reconcile(ctx: &Ctx, id: &str) -> Next {
         Err(e) => {
             tracing::warn!(workload = %id, error = %e, "dispatch failed; will retry");
             ctx.metrics().dispatch_errors.inc();
+            results.inc(counted, e.result());
             Next::Retry
         }
+    }
+}
+
+fn counted_action(action: Action) -> DispatchAction {
+    match action {
+        Action::Run => DispatchAction::Run,
+        Action::Stop => DispatchAction::Stop,
+        Action::Remove => DispatchAction::Remove,
+        Action::RecordOnly => DispatchAction::Record,
     }
 }
 
@@ -73,6 +101,17 @@ enum Failure {
     Agent(AgentError),
     #[error(transparent)]
     Store(StoreError),
+}
+
+impl Failure {
+    /// The metric's result of a failure that is retried.
+    fn result(&self) -> DispatchResult {
+        match self {
+            Self::Agent(e) if !e.is_retryable() => DispatchResult::Refused,
+            Self::Agent(_) => DispatchResult::AgentUnreachable,
+            Self::Store(_) => DispatchResult::StoreError,
+        }
+    }
 }
 
 fn backoff() -> ExponentialBuilder {

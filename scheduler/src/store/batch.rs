@@ -142,11 +142,10 @@ impl Store {
                     .iter()
                     .map(|i| TxnOp::get(items[*i].0.as_str(), None))
                     .collect();
-                Ok(self
-                    .client
-                    .kv_client()
-                    .txn(Txn::new().and_then(gets))
-                    .await?)
+                let mut kv = self.client.kv_client();
+                self.metrics
+                    .timed(super::Op::Txn, kv.txn(Txn::new().and_then(gets)))
+                    .await
             })
             .await?;
         let gets = resp.op_responses().into_iter().filter_map(|op| match op {

@@ -3,7 +3,7 @@
 //! resign, a watch of the key, and the write fence every record write carries.
 
 use super::ride::{Expect, Ride, Settled};
-use super::{decode, encode, Result, Store, StoreError};
+use super::{decode, encode, Op, Result, Store, StoreError};
 use etcd_client::{
     Compare, CompareOp, EventType, LeaseKeepAliveStream, LeaseKeeper, TxnOp, TxnOpResponse,
     WatchOptions, WatchStream, Watcher,
@@ -71,6 +71,7 @@ pub enum LeaderEvent {
 pub struct LeaseRenewer {
     keeper: LeaseKeeper,
     stream: LeaseKeepAliveStream,
+    metrics: std::sync::Arc<super::StoreMetrics>,
 }
 
 impl std::fmt::Debug for LeaseRenewer {
@@ -84,19 +85,33 @@ impl std::fmt::Debug for LeaseRenewer {
 impl LeaseRenewer {
     /// Queue one renewal; its answer comes from [`LeaseRenewer::answer`].
     pub async fn send(&mut self) -> Result<()> {
-        self.keeper.keep_alive().await?;
+        if let Err(e) = self.keeper.keep_alive().await {
+            let e = StoreError::from(e);
+            self.metrics.failed(Op::LeaseKeepAlive, &e);
+            return Err(e);
+        }
         Ok(())
     }
 
     /// The answer to the oldest renewal not yet answered: the lease's TTL in seconds
     /// from when etcd renewed it, `0` when the lease is gone.
     pub async fn answer(&mut self) -> Result<i64> {
-        match self.stream.message().await? {
-            Some(resp) => Ok(resp.ttl()),
-            None => Err(StoreError::Unavailable(
+        let answer = match self.stream.message().await {
+            Ok(Some(resp)) => Ok(resp.ttl()),
+            Ok(None) => Err(StoreError::Unavailable(
                 "lease keep-alive stream ended".into(),
             )),
+            Err(e) => Err(StoreError::from(e)),
+        };
+        if let Err(e) = &answer {
+            self.metrics.failed(Op::LeaseKeepAlive, e);
         }
+        answer
+    }
+
+    /// Record the round trip of one renewal, from its sending to its answer.
+    pub fn answered_after(&self, took: std::time::Duration) {
+        self.metrics.observe(Op::LeaseKeepAlive, took);
     }
 }
 
@@ -148,19 +163,35 @@ impl LeaderWatch {
 impl Store {
     /// A lease of `ttl_secs` seconds (etcd may round it up to its minimum).
     pub async fn grant_lease(&self, ttl_secs: i64) -> Result<i64> {
-        Ok(self.client.lease_client().grant(ttl_secs, None).await?.id())
+        let mut lease = self.client.lease_client();
+        Ok(self
+            .metrics
+            .timed(Op::LeaseGrant, lease.grant(ttl_secs, None))
+            .await?
+            .id())
     }
 
     /// Revoke a lease, deleting the keys attached to it.
     pub async fn revoke_lease(&self, lease: i64) -> Result<()> {
-        self.client.lease_client().revoke(lease).await?;
+        let mut client = self.client.lease_client();
+        self.metrics
+            .timed(Op::LeaseRevoke, client.revoke(lease))
+            .await?;
         Ok(())
     }
 
     /// Open a keep-alive stream for `lease` (this renews it once).
     pub async fn keep_lease(&self, lease: i64) -> Result<LeaseRenewer> {
-        let (keeper, stream) = self.client.lease_client().keep_alive(lease).await?;
-        Ok(LeaseRenewer { keeper, stream })
+        let mut client = self.client.lease_client();
+        let (keeper, stream) = self
+            .metrics
+            .timed(Op::LeaseKeepAlive, client.keep_alive(lease))
+            .await?;
+        Ok(LeaseRenewer {
+            keeper,
+            stream,
+            metrics: self.metrics.clone(),
+        })
     }
 
     /// Create the leader key with `record` on `lease` if nobody holds it.
@@ -174,7 +205,8 @@ impl Store {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(keys::LEADER, None)]);
-        let resp = self.client.kv_client().txn(txn).await?;
+        let mut kv = self.client.kv_client();
+        let resp = self.metrics.timed(Op::Txn, kv.txn(txn)).await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
         if resp.succeeded() {
             return Ok(Campaign::Won { term: revision });
@@ -208,22 +240,27 @@ impl Store {
                 term,
             )])
             .and_then([TxnOp::delete(keys::LEADER, None)]);
-        Ok(self.client.kv_client().txn(txn).await?.succeeded())
+        let mut kv = self.client.kv_client();
+        Ok(self.metrics.timed(Op::Txn, kv.txn(txn)).await?.succeeded())
     }
 
     /// The term (create revision) of the leader key, `None` when nobody leads.
     pub async fn leader_term(&self) -> Result<Option<i64>> {
-        let resp = self.client.kv_client().get(keys::LEADER, None).await?;
+        let mut kv = self.client.kv_client();
+        let resp = self
+            .metrics
+            .timed(Op::Get, kv.get(keys::LEADER, None))
+            .await?;
         Ok(resp.kvs().first().map(|kv| kv.create_revision()))
     }
 
     /// Watch the leader key from `start_revision` (inclusive).
     pub async fn watch_leader(&self, start_revision: i64) -> Result<LeaderWatch> {
         let options = WatchOptions::new().with_start_revision(start_revision);
+        let mut client = self.client.watch_client();
         let (watcher, stream) = self
-            .client
-            .watch_client()
-            .watch(keys::LEADER, Some(options))
+            .metrics
+            .timed(Op::Watch, client.watch(keys::LEADER, Some(options)))
             .await?;
         Ok(LeaderWatch {
             _watcher: watcher,
@@ -272,7 +309,8 @@ impl Store {
         if term != UNFENCED {
             txn = txn.or_else([TxnOp::get(keys::LEADER, None)]);
         }
-        let resp = self.client.kv_client().txn(txn).await?;
+        let mut kv = self.client.kv_client();
+        let resp = self.metrics.timed(Op::Txn, kv.txn(txn)).await?;
         if !resp.succeeded() && term != UNFENCED {
             let current = resp.op_responses().into_iter().find_map(|op| match op {
                 TxnOpResponse::Get(get) => Some(

@@ -128,7 +128,8 @@ impl Store {
     /// was applied.
     pub(super) async fn settle(&self, key: &str, expect: Expect<'_>, term: i64) -> Result<Settled> {
         let txn = Txn::new().and_then([TxnOp::get(key, None), TxnOp::get(keys::LEADER, None)]);
-        let resp = self.client.kv_client().txn(txn).await?;
+        let mut kv = self.client.kv_client();
+        let resp = self.metrics.timed(super::Op::Txn, kv.txn(txn)).await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
         let mut gets = resp.op_responses().into_iter().filter_map(|op| match op {
             TxnOpResponse::Get(g) => Some(g),

@@ -15,6 +15,7 @@ mod build;
 mod create;
 mod wait;
 
+use crate::metrics::ContainerOp;
 use crate::runtime::docker::{map_err, observed, DockerRuntime};
 use crate::runtime::{ContainerRuntime, LogOptions, LogStream, RuntimeError};
 use crate::state::container_state;
@@ -315,7 +316,8 @@ impl ComposeEngine {
         match self.runtime.inspect(&name).await {
             Ok(o) if o.labels.get(labels::NODE_ID) == Some(&p.node_id) => {
                 if o.status != crate::runtime::EngineStatus::Running {
-                    self.runtime.start(&o.id).await?;
+                    crate::metrics::container_op(ContainerOp::Start, self.runtime.start(&o.id))
+                        .await?;
                 }
                 return Ok(o.id);
             }
@@ -355,12 +357,14 @@ impl ComposeEngine {
             }) => self.runtime.inspect(&name).await?.id,
             Err(e) => return Err(map_err(e, &name).into()),
         };
-        self.runtime.start(&id).await.map_err(|e| {
-            ComposeEngineError::Engine(RuntimeError::Engine(format!(
-                "service {:?} did not start: {e}",
-                service.name
-            )))
-        })?;
+        crate::metrics::container_op(ContainerOp::Start, self.runtime.start(&id))
+            .await
+            .map_err(|e| {
+                ComposeEngineError::Engine(RuntimeError::Engine(format!(
+                    "service {:?} did not start: {e}",
+                    service.name
+                )))
+            })?;
         Ok(id)
     }
 
@@ -492,7 +496,9 @@ impl ComposeEngine {
         volumes: bool,
     ) -> Result<(), ComposeEngineError> {
         for (_, m) in self.members(Some(workload_id), generation).await? {
-            match self.runtime.remove(&m.id).await {
+            match crate::metrics::container_op(ContainerOp::Remove, self.runtime.remove(&m.id))
+                .await
+            {
                 Ok(()) | Err(RuntimeError::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
             }
