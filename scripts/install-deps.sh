@@ -3,8 +3,8 @@
 # protoc (etcd-client's build), etcd (the store), busybox-static (the test image),
 # iproute2 and iptables (fault tests across network namespaces), curl (an HTTP/2 client
 # of tests/tests/hardening.rs), OpenSSL headers and git (git-compose), dig (dnsutils:
-# tests/tests/dns_responder.rs asks persys-dns with it), schemathesis, cargo-machete
-# (unused dependencies).
+# tests/tests/dns_responder.rs asks persys-dns with it), prometheus and promtool
+# (tests/tests/observability.rs), schemathesis, cargo-machete (unused dependencies).
 # Skips everything already present.
 set -euo pipefail
 need=()
@@ -19,6 +19,8 @@ command -v curl >/dev/null || need+=(curl)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
 command -v git >/dev/null || need+=(git)
 command -v dig >/dev/null || need+=(dnsutils)
+# Prometheus and promtool: the observability tests run their own server on a free port.
+command -v promtool >/dev/null || need+=(prometheus)
 # Fault tests: netem through tc, or an NFQUEUE emulation where the kernel lacks netem.
 command -v iptables >/dev/null || need+=(iptables)
 command -v tc >/dev/null || need+=(iproute2)
@@ -28,6 +30,11 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The package starts a Prometheus on :9090 where an init system runs it; the tests
+  # need none (and nothing may hold a port they could pick).
+  if [[ " ${need[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+    $sudo_cmd systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 # schemathesis (PyPI) fuzzes the gateway against its own OpenAPI document.
 command -v schemathesis >/dev/null || python3 -m pip install -q --disable-pip-version-check schemathesis
