@@ -29,6 +29,7 @@ pub mod heartbeat;
 pub mod host;
 pub mod join;
 pub mod metrics;
+pub mod renew;
 pub mod report;
 pub mod runtime;
 pub mod sim;
@@ -209,6 +210,8 @@ pub async fn run_with<R: ContainerRuntime>(
         persys_certs::server_config_mtls(&identity.ca_pem, &identity.cert_pem, &identity.key_pem)
             .map_err(|e| AgentError::Tls(e.to_string()))?;
     metrics::global().set_certificates(&identity.cert_pem, &identity.ca_pem);
+    // Renewals replace it for new connections (see `renew`).
+    let (server_tls_tx, server_tls) = persys_certs::ServerTls::reloadable(server_tls);
     let client = Arc::new(
         SchedulerClient::new(&config.scheduler_urls, &identity)
             .map_err(|e| AgentError::Tls(e.to_string()))?,
@@ -263,6 +266,21 @@ pub async fn run_with<R: ContainerRuntime>(
             .in_current_span(),
         );
     }
+    tasks.spawn(
+        renew::run(
+            renew::Renewal {
+                joiner: joiner.clone(),
+                client: client.clone(),
+                server_tls: server_tls_tx,
+                on_renewed: Box::new(|next| {
+                    metrics::global().set_certificates(&next.cert_pem, &next.ca_pem)
+                }),
+            },
+            identity.clone(),
+            background.clone(),
+        )
+        .in_current_span(),
+    );
     tasks.spawn(
         heartbeat::run_heartbeats(
             supervisor.clone(),

@@ -2,7 +2,7 @@
 //! the public key with the identity the CA decides (never what the CSR asks for).
 
 use crate::identity::Identity;
-use crate::issue::{leaf_params, Usage};
+use crate::issue::{leaf_params, Usage, DEFAULT_LEAF_VALIDITY};
 use crate::{CertError, CertificateAuthority};
 use rcgen::{
     CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType, KeyPair,
@@ -33,6 +33,18 @@ impl CertificateAuthority {
         identity: &Identity,
         sans: &[String],
     ) -> Result<String, CertError> {
+        self.sign_csr_valid_for(csr_pem, identity, sans, DEFAULT_LEAF_VALIDITY)
+    }
+
+    /// [`CertificateAuthority::sign_csr`], valid for `validity` (from a minute before
+    /// now, for clocks a little behind).
+    pub fn sign_csr_valid_for(
+        &self,
+        csr_pem: &str,
+        identity: &Identity,
+        sans: &[String],
+        validity: std::time::Duration,
+    ) -> Result<String, CertError> {
         if csr_pem.len() > MAX_CSR_PEM_BYTES {
             return Err(CertError::Csr(format!(
                 "larger than {MAX_CSR_PEM_BYTES} bytes"
@@ -41,7 +53,7 @@ impl CertificateAuthority {
         // from_pem verifies the CSR's self-signature (proof of key possession).
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| CertError::Csr(e.to_string()))?;
-        let params = leaf_params(identity, sans, Usage::Dual)?;
+        let params = leaf_params(identity, sans, Usage::Dual, validity)?;
         let cert = params.signed_by(&csr.public_key, &self.issuer, &self.key)?;
         Ok(cert.pem())
     }

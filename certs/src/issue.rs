@@ -10,8 +10,11 @@ use rcgen::{
 use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
 
-/// How long a leaf certificate is valid. Agents rotate theirs at every start.
-const LEAF_VALIDITY: Duration = Duration::days(365);
+/// How long a leaf certificate is valid unless its issuer says otherwise. Agents
+/// rotate theirs at every start and before two thirds of their lifetime have passed
+/// ([`crate::renew`]); the scheduler signs theirs for `--node-cert-validity`.
+pub const DEFAULT_LEAF_VALIDITY: std::time::Duration =
+    std::time::Duration::from_secs(365 * 24 * 3600);
 
 /// A certificate and its private key, both PEM.
 #[derive(Clone)]
@@ -74,7 +77,7 @@ impl CertificateAuthority {
         usage: Usage,
     ) -> Result<IssuedCert, CertError> {
         let key = KeyPair::generate()?;
-        let params = leaf_params(identity, sans, usage)?;
+        let params = leaf_params(identity, sans, usage, DEFAULT_LEAF_VALIDITY)?;
         let cert = params.signed_by(&key, &self.issuer, &self.key)?;
         Ok(IssuedCert {
             cert_pem: cert.pem(),
@@ -89,6 +92,7 @@ pub(crate) fn leaf_params(
     identity: &Identity,
     sans: &[String],
     usage: Usage,
+    validity: std::time::Duration,
 ) -> Result<CertificateParams, CertError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -115,7 +119,7 @@ pub(crate) fn leaf_params(
     params.use_authority_key_identifier_extension = true;
     let now = OffsetDateTime::now_utc();
     params.not_before = now - BACKDATE;
-    params.not_after = now + LEAF_VALIDITY;
+    params.not_after = now + Duration::try_from(validity).unwrap_or(Duration::days(365));
     params.serial_number = Some(random_serial());
     Ok(params)
 }

@@ -43,6 +43,33 @@ pub struct ServeOptions {
     pub metrics: ListenerMetrics,
 }
 
+/// The TLS configuration a server uses for its next handshakes. A renewal sends a new
+/// one (a `watch`, as linkerd2-proxy does): connections already open keep the session
+/// they have, new ones get the new certificate, nothing is dropped.
+#[derive(Debug, Clone)]
+pub struct ServerTls(tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>);
+
+impl ServerTls {
+    /// A configuration that can be replaced, and the handle that replaces it.
+    pub fn reloadable(
+        config: Arc<rustls::ServerConfig>,
+    ) -> (tokio::sync::watch::Sender<Arc<rustls::ServerConfig>>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(config);
+        (tx, Self(rx))
+    }
+
+    fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.0.borrow().clone()
+    }
+}
+
+impl From<Arc<rustls::ServerConfig>> for ServerTls {
+    /// A configuration that never changes.
+    fn from(config: Arc<rustls::ServerConfig>) -> Self {
+        Self::reloadable(config).1
+    }
+}
+
 /// [`serve_tls_with`] with the default limits and no metrics.
 pub async fn serve_tls(
     listener: TcpListener,
@@ -60,12 +87,12 @@ pub async fn serve_tls(
 /// Handshake failures are logged at debug and never stop the loop.
 pub async fn serve_tls_with(
     listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    config: impl Into<ServerTls>,
     router: Router,
     shutdown: CancellationToken,
     options: ServeOptions,
 ) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(config);
+    let tls: ServerTls = config.into();
     let permits = Arc::new(Semaphore::new(options.limits.max_connections));
     let options = Arc::new(options);
     let mut connections = JoinSet::new();
@@ -95,7 +122,8 @@ pub async fn serve_tls_with(
             tcp,
             remote,
             permit,
-            acceptor.clone(),
+            // The configuration of this handshake: the latest one sent.
+            TlsAcceptor::from(tls.current()),
             router.clone(),
             options.clone(),
             shutdown.clone(),

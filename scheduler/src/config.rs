@@ -107,6 +107,11 @@ pub struct Config {
     #[arg(long, env = "PERSYS_AUTOSCALE_INTERVAL_MS", default_value_t = 15_000)]
     pub autoscale_interval_ms: u64,
 
+    /// How long the certificates signed for nodes are valid (`7d`, `12h`, ...). Agents
+    /// renew theirs after two thirds of it, without a restart.
+    #[arg(long, env = "PERSYS_NODE_CERT_VALIDITY", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub node_cert_validity: Duration,
+
     /// Write periodic snapshots of the cluster state into this directory (the leader
     /// does; see `persys snapshot`). None without it.
     #[arg(long, env = "PERSYS_SNAPSHOT_DIR")]
@@ -190,6 +195,7 @@ impl Config {
             write_deadline_ms: 5000,
             autoscale_interval_ms: 1000,
             snapshot_dir: None,
+            node_cert_validity: Duration::from_secs(7 * 24 * 3600),
             snapshot_interval: Duration::from_secs(600),
             snapshot_retain: 24,
             join_failure_limit: 10,

@@ -226,7 +226,12 @@ pub async fn register(
     let certificate = ctx
         .trust()
         .ca()
-        .sign_csr(&req.csr, &Identity::node(&node_id), &sans)
+        .sign_csr_valid_for(
+            &req.csr,
+            &Identity::node(&node_id),
+            &sans,
+            ctx.config().node_cert_validity,
+        )
         .map_err(|e| AppError::invalid_field("csr", e))?;
     let serial = persys_certs::pem::parse_certs(&certificate)
         .ok()
