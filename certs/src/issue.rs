@@ -76,8 +76,19 @@ impl CertificateAuthority {
         sans: &[String],
         usage: Usage,
     ) -> Result<IssuedCert, CertError> {
+        self.issue_valid_for(identity, sans, usage, DEFAULT_LEAF_VALIDITY)
+    }
+
+    /// [`CertificateAuthority::issue`], valid for `validity`.
+    pub fn issue_valid_for(
+        &self,
+        identity: &Identity,
+        sans: &[String],
+        usage: Usage,
+        validity: std::time::Duration,
+    ) -> Result<IssuedCert, CertError> {
         let key = KeyPair::generate()?;
-        let params = leaf_params(identity, sans, usage, DEFAULT_LEAF_VALIDITY)?;
+        let params = leaf_params(identity, sans, usage, validity)?;
         let cert = params.signed_by(&key, &self.issuer, &self.key)?;
         Ok(IssuedCert {
             cert_pem: cert.pem(),

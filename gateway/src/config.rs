@@ -124,6 +124,12 @@ pub struct Config {
     #[arg(long, env = "PERSYS_RATE_LIMIT_BURST", default_value_t = 100)]
     pub rate_limit_burst: u32,
 
+    /// How long the certificates the gateway issues itself (from the cluster CA) are
+    /// valid (`7d`, `12h`, ...); it renews them after two thirds of it, without a
+    /// restart. An operator's `--tls-cert` is re-read at each renewal.
+    #[arg(long, env = "PERSYS_GATEWAY_CERT_VALIDITY", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub cert_validity: Duration,
+
     /// How often each scheduler is probed for health, ms.
     #[arg(long, env = "PERSYS_HEALTH_INTERVAL_MS", default_value_t = 2_000)]
     pub health_interval_ms: u64,

@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod pki;
 pub mod proxy;
 pub mod ratelimit;
+pub mod renew;
 pub mod routes;
 pub mod token_api;
 pub mod token_store;
@@ -181,6 +182,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let tls = pki::load_when_ready(&config).await?;
+    let client_cert_pem = tls.client_cert_pem.clone();
     let app = App::new(&config, tls.upstream, tls.record_key, shutdown.clone()).await?;
     app.metrics
         .set_certificates(&tls.server_cert_pem, &tls.ca_pem);
@@ -196,6 +198,11 @@ pub async fn serve(
             .run_health(config.health_interval(), shutdown.clone()),
     );
     tasks.spawn(forget_idle_limits(app.clone(), shutdown.clone()));
+    let (server_tx, server_tls) = persys_certs::ServerTls::reloadable(tls.server.clone());
+    {
+        let (config, app, stop) = (config.clone(), app.clone(), shutdown.clone());
+        tasks.spawn(async move { renew::run(config, app, client_cert_pem, server_tx, stop).await });
+    }
     tasks.close();
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
@@ -209,7 +216,7 @@ pub async fn serve(
         metrics: app.metrics.connections.listener("https"),
     };
     let served =
-        persys_certs::serve_tls_with(listener, tls.server, router(app), shutdown.clone(), options)
+        persys_certs::serve_tls_with(listener, server_tls, router(app), shutdown.clone(), options)
             .await;
     shutdown.cancel();
     tasks.wait().await;

@@ -5,6 +5,7 @@
 
 use crate::{Config, StartError};
 use persys_certs::ca::{CA_CERT_FILE, CA_KEY_FILE};
+use persys_certs::issue::Usage;
 use persys_certs::{CertificateAuthority, Expected, Identity, Role};
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct GatewayTls {
     pub server_cert_pem: String,
     /// The cluster CA certificate (PEM).
     pub ca_pem: String,
+    /// The client certificate (PEM): when it is due, both are renewed.
+    pub client_cert_pem: String,
 }
 
 fn read(path: &Path) -> Result<String, StartError> {
@@ -67,13 +70,23 @@ pub fn load(config: &Config) -> Result<GatewayTls, StartError> {
     let (cert_pem, key_pem) = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => (read(cert)?, read(key)?),
         _ => {
-            let issued = ca.issue_server(&Identity::gateway(), &server_sans(&config.tls_sans))?;
+            let issued = ca.issue_valid_for(
+                &Identity::gateway(),
+                &server_sans(&config.tls_sans),
+                Usage::Server,
+                config.cert_validity,
+            )?;
             (issued.cert_pem, issued.key_pem)
         }
     };
     let server =
         persys_certs::server_config_optional_client_auth(ca.cert_pem(), &cert_pem, &key_pem)?;
-    let client = ca.issue_client(&Identity::gateway())?;
+    let client = ca.issue_valid_for(
+        &Identity::gateway(),
+        &[],
+        Usage::Client,
+        config.cert_validity,
+    )?;
     // Only a scheduler's certificate: the user's credentials behind each request must
     // never reach a node that claims the scheduler's address.
     let upstream = persys_certs::client_config(
@@ -87,6 +100,7 @@ pub fn load(config: &Config) -> Result<GatewayTls, StartError> {
         record_key: persys_certs::RecordKey::of(&ca),
         server_cert_pem: cert_pem,
         ca_pem,
+        client_cert_pem: client.cert_pem,
     })
 }
 

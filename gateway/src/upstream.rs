@@ -41,12 +41,24 @@ struct Target {
     healthy: AtomicBool,
 }
 
+fn build_client(tls: rustls::ClientConfig) -> Result<reqwest::Client, StartError> {
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()?)
+}
+
 /// The configured schedulers.
 #[derive(Debug)]
 pub struct Upstreams {
     targets: Vec<Target>,
     preferred: AtomicUsize,
-    client: reqwest::Client,
+    /// Replaced when the gateway's certificate is renewed ([`Upstreams::rotate`]).
+    client: std::sync::RwLock<reqwest::Client>,
     metrics: Metrics,
 }
 
@@ -76,14 +88,7 @@ impl Upstreams {
         if targets.is_empty() {
             return Err(StartError::Config("no --scheduler-url given".into()));
         }
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .no_proxy()
-            .build()?;
+        let client = build_client(tls)?;
         for t in &targets {
             metrics
                 .upstream_healthy
@@ -93,9 +98,25 @@ impl Upstreams {
         Ok(Self {
             targets,
             preferred: AtomicUsize::new(0),
-            client,
+            client: std::sync::RwLock::new(client),
             metrics,
         })
+    }
+
+    /// The client of the current certificate.
+    fn client(&self) -> reqwest::Client {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reach the schedulers with `tls` (a renewed client certificate) from now on;
+    /// requests under way finish on the connections they have.
+    pub fn rotate(&self, tls: rustls::ClientConfig) -> Result<(), StartError> {
+        let client = build_client(tls)?;
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        Ok(())
     }
 
     /// Whether any scheduler answered its last probe (or call).
@@ -167,7 +188,7 @@ impl Upstreams {
         for idx in self.order() {
             let base = &self.targets[idx].base;
             let builder = self
-                .client
+                .client()
                 .request(method.clone(), format!("{base}{path_and_query}"));
             let Some(builder) = prepare(builder) else {
                 break;
@@ -208,7 +229,7 @@ impl Upstreams {
     pub async fn probe_all(&self) {
         let probes = self.targets.iter().enumerate().map(|(idx, t)| {
             let req = self
-                .client
+                .client()
                 .get(format!("{}{PROBE_PATH}", t.base))
                 .timeout(PROBE_TIMEOUT);
             async move {

@@ -112,3 +112,67 @@ async fn a_node_renews_its_short_lived_certificate_without_a_restart_or_a_droppe
     .await
     .expect("a workload runs after the renewals");
 }
+
+#[tokio::test]
+async fn the_gateway_renews_its_certificates_without_a_restart_or_a_dropped_stream() {
+    const GATEWAY_VALIDITY: u64 = 6;
+    let mut c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions::default()],
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    let started = Instant::now();
+    c.start_gateway(&[], &["--cert-validity", &format!("{GATEWAY_VALIDITY}s")])
+        .await
+        .expect("gateway starts");
+    let admin = c.gateway_admin().expect("admin");
+    let (status, w) = admin
+        .post(
+            "/workloads",
+            &json!({"image": TEST_IMAGE,
+                    "command": "sh -c 'while true; do echo tick; sleep 0.5; done'"}),
+        )
+        .await
+        .expect("create");
+    assert_eq!(status, 201, "{w}");
+    let id = w["id"].as_str().expect("id").to_string();
+    c.wait_status(&id, "Running", Duration::from_secs(30))
+        .await
+        .expect("running");
+    // A followed log through the gateway: a user connection and an upstream one, both
+    // on the first certificates.
+    let resp = admin
+        .client()
+        .get(admin.url(&format!("/workloads/{id}/logs?follow=true")))
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .expect("logs");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = resp.bytes_stream();
+    let first_expired = started + Duration::from_secs(GATEWAY_VALIDITY + 1);
+    let until = started + Duration::from_secs(2 * GATEWAY_VALIDITY + 2);
+    let mut ticks_after_expiry = 0;
+    while Instant::now() < until {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("the followed log went on")
+            .expect("not ended")
+            .expect("no stream error");
+        if Instant::now() > first_expired && String::from_utf8_lossy(&chunk).contains("tick") {
+            ticks_after_expiry += 1;
+        }
+    }
+    assert!(ticks_after_expiry > 0, "the stream opened before the renewal went on");
+    // A new client (a new handshake) after the first certificates expired: the gateway
+    // serves a renewed certificate, and reaches the scheduler with a renewed one.
+    let fresh = c.gateway_admin().expect("admin");
+    let (status, list) = fresh.get("/workloads").await.expect("a new connection");
+    assert_eq!(status, 200, "{list}");
+    let logs = c.all_logs();
+    assert!(
+        logs.contains("certificates renewed"),
+        "the gateway logged its renewal"
+    );
+}
