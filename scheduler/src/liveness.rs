@@ -293,4 +293,21 @@ mod tests {
         assert!(!l.is_expired("n1", Instant::now()));
         assert_eq!(l.get("n1").map(|b| b.available_cpu), Some(1.5));
     }
+
+    #[test]
+    fn a_beat_tells_the_gap_since_the_last_beat_and_the_oldest_is_found() {
+        let l = Liveness::new(Duration::from_secs(2));
+        let t0 = Instant::now();
+        assert_eq!(l.beat("n1", &hb(), t0), None, "a first beat");
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(l.beat("n1", &hb(), t1), Some(Duration::from_millis(500)));
+        // A grace period is no beat: the next beat tells no gap.
+        l.grace("n1", t1 + Duration::from_secs(1));
+        assert_eq!(l.beat("n1", &hb(), t1 + Duration::from_secs(2)), None);
+        l.beat("n2", &hb(), t0);
+        let now = t1 + Duration::from_secs(3);
+        assert_eq!(l.max_age(now, |_| true), now - t0);
+        assert_eq!(l.max_age(now, |id| id == "n1"), Duration::from_secs(1));
+        assert_eq!(l.max_age(now, |_| false), Duration::ZERO);
+    }
 }

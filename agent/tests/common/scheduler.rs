@@ -185,6 +185,7 @@ impl FakeScheduler {
             listener: persys_certs::ListenerFlags::defaults(),
             runtime: persys_agent::RuntimeKind::Docker,
             fake: persys_agent::config::FakeFlags::default(),
+            log: Default::default(),
         }
     }
 
