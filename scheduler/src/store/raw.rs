@@ -36,11 +36,10 @@ impl Store {
                     .with_revision(revision)
                     .with_limit(limit)
                     .with_sort(SortTarget::Key, SortOrder::Ascend);
-                Ok(self
-                    .client
-                    .kv_client()
-                    .get(start.clone(), Some(options))
-                    .await?)
+                let mut kv = self.client.kv_client();
+                self.metrics
+                    .timed(super::Op::Range, kv.get(start.clone(), Some(options)))
+                    .await
             })
             .await?;
         Ok(resp
@@ -55,7 +54,10 @@ impl Store {
         let resp = Ride::new()
             .run(|| async {
                 let options = GetOptions::new().with_prefix().with_count_only();
-                Ok(self.client.kv_client().get(prefix, Some(options)).await?)
+                let mut kv = self.client.kv_client();
+                self.metrics
+                    .timed(super::Op::Range, kv.get(prefix, Some(options)))
+                    .await
             })
             .await?;
         Ok(resp.count() > 0)
