@@ -46,7 +46,7 @@ pub use issue::IssuedCert;
 pub use limits::{ConnectionLimits, ConnectionMetrics, ListenerFlags, ListenerMetrics};
 pub use pem::{common_name, fingerprint_der, fingerprint_pem, write_private};
 pub use record_mac::RecordKey;
-pub use serve::{serve_tls, serve_tls_with, ServeOptions, ServerTls};
+pub use serve::{serve_tls, serve_tls_with, ServeOptions, ServerTls, ServerTlsSender};
 pub use snapshot_key::{SealError, SnapshotKey};
 pub use tls::{
     client_config, client_config_pinned, server_config, server_config_bootstrap,

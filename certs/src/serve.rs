@@ -49,11 +49,12 @@ pub struct ServeOptions {
 #[derive(Debug, Clone)]
 pub struct ServerTls(tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>);
 
+/// The handle that replaces a [`ServerTls`]'s configuration.
+pub type ServerTlsSender = tokio::sync::watch::Sender<Arc<rustls::ServerConfig>>;
+
 impl ServerTls {
     /// A configuration that can be replaced, and the handle that replaces it.
-    pub fn reloadable(
-        config: Arc<rustls::ServerConfig>,
-    ) -> (tokio::sync::watch::Sender<Arc<rustls::ServerConfig>>, Self) {
+    pub fn reloadable(config: Arc<rustls::ServerConfig>) -> (ServerTlsSender, Self) {
         let (tx, rx) = tokio::sync::watch::channel(config);
         (tx, Self(rx))
     }

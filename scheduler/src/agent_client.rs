@@ -70,7 +70,8 @@ impl AgentError {
 /// the same address, is ever sent another node's workloads.
 #[derive(Clone)]
 pub struct AgentClient {
-    tls: Arc<TlsMaterial>,
+    /// Replaced when the scheduler's certificate is renewed ([`AgentClient::rotate`]).
+    tls: Arc<std::sync::RwLock<Arc<TlsMaterial>>>,
     per_node: Arc<Mutex<HashMap<String, reqwest::Client>>>,
 }
 
@@ -97,11 +98,11 @@ impl AgentClient {
     /// A client trusting only `ca_pem` and presenting `(cert_pem, key_pem)`.
     pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, AgentError> {
         let client = Self {
-            tls: Arc::new(TlsMaterial {
+            tls: Arc::new(std::sync::RwLock::new(Arc::new(TlsMaterial {
                 ca_pem: ca_pem.to_string(),
                 cert_pem: cert_pem.to_string(),
                 key_pem: key_pem.to_string(),
-            }),
+            }))),
             per_node: Arc::default(),
         };
         // Fail at start, not at the first dispatch, when the material is bad.
@@ -109,8 +110,34 @@ impl AgentClient {
         Ok(client)
     }
 
+    /// Present `(cert_pem, key_pem)` from now on (a renewed certificate): the clients
+    /// of every node are built again on their next call; calls under way finish on the
+    /// connections they have.
+    pub fn rotate(&self, cert_pem: &str, key_pem: &str) -> Result<(), AgentError> {
+        let ca_pem = self.material().ca_pem.clone();
+        let next = Self {
+            tls: Arc::new(std::sync::RwLock::new(Arc::new(TlsMaterial {
+                ca_pem,
+                cert_pem: cert_pem.to_string(),
+                key_pem: key_pem.to_string(),
+            }))),
+            per_node: Arc::default(),
+        };
+        next.build("setup-check")?;
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = next.material();
+        self.per_node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    fn material(&self) -> Arc<TlsMaterial> {
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn build(&self, node_id: &str) -> Result<reqwest::Client, AgentError> {
-        let m = &self.tls;
+        let m = self.material();
         let mut tls = persys_certs::tls::for_one_server(
             persys_certs::client_config(
                 &m.ca_pem,

@@ -107,6 +107,11 @@ pub struct Config {
     #[arg(long, env = "PERSYS_AUTOSCALE_INTERVAL_MS", default_value_t = 15_000)]
     pub autoscale_interval_ms: u64,
 
+    /// How long the scheduler's own certificate is valid (`7d`, ...): issued at every
+    /// start and renewed after two thirds of it, without a restart.
+    #[arg(long, env = "PERSYS_CERT_VALIDITY", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub cert_validity: Duration,
+
     /// How long the certificates signed for nodes are valid (`7d`, `12h`, ...). Agents
     /// renew theirs after two thirds of it, without a restart.
     #[arg(long, env = "PERSYS_NODE_CERT_VALIDITY", default_value = "7d", value_parser = humantime::parse_duration)]
@@ -196,6 +201,7 @@ impl Config {
             autoscale_interval_ms: 1000,
             snapshot_dir: None,
             node_cert_validity: Duration::from_secs(7 * 24 * 3600),
+            cert_validity: Duration::from_secs(7 * 24 * 3600),
             snapshot_interval: Duration::from_secs(600),
             snapshot_retain: 24,
             join_failure_limit: 10,

@@ -44,6 +44,7 @@ pub mod services;
 pub mod snapshot;
 pub mod status;
 pub mod store;
+pub mod renew;
 pub mod trust;
 pub mod usage;
 
@@ -170,11 +171,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         return Err(RunError::Config("--etcd-endpoints is empty".into()));
     }
     let ca_existed = config.data_dir.join(persys_certs::ca::CA_KEY_FILE).exists();
-    let pki = pki::Pki::load_or_create(
+    let mut pki = pki::Pki::load_or_create(
         &config.data_dir,
         &config.tls_sans,
         config.join_token.as_deref(),
     )?;
+    // Short-lived, renewed by `renew` (the one on disk is for tools of the host).
+    let own = pki
+        .ca
+        .issue_valid_for(
+            &persys_certs::Identity::scheduler(),
+            &pki::server_sans(&config.tls_sans),
+            persys_certs::issue::Usage::Dual,
+            config.cert_validity,
+        )
+        .map_err(|e| RunError::Config(format!("issuing the scheduler certificate: {e}")))?;
+    pki.cert_pem = own.cert_pem;
+    pki.key_pem = own.key_pem;
     let endpoints = config.etcd_endpoints.join(",");
     let etcd_err = |source| RunError::Etcd {
         endpoints: endpoints.clone(),
@@ -194,6 +207,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let api_tls = persys_certs::server_config_mtls(pki.ca.cert_pem(), &pki.cert_pem, &pki.key_pem)?;
     let bootstrap_tls =
         persys_certs::server_config_bootstrap(pki.ca.cert_pem(), &pki.cert_pem, &pki.key_pem)?;
+    // Renewals send new configurations to both listeners (see `renew`).
+    let (api_tls_tx, api_tls) = persys_certs::ServerTls::reloadable(api_tls);
+    let (bootstrap_tls_tx, bootstrap_tls) = persys_certs::ServerTls::reloadable(bootstrap_tls);
+    let own_cert_pem = pki.cert_pem.clone();
     let agents = agent_client::AgentClient::new(pki.ca.cert_pem(), &pki.cert_pem, &pki.key_pem)
         .map_err(|e| RunError::Config(e.to_string()))?;
     let api_listener = bind(config.listen).await?;
@@ -236,6 +253,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let ctx = Arc::new(ctx);
 
     let tracker = TaskTracker::new();
+    tracker.spawn(renew::run(
+        ctx.clone(),
+        renew::Listeners {
+            api: api_tls_tx,
+            bootstrap: bootstrap_tls_tx,
+        },
+        own_cert_pem,
+        shutdown.clone(),
+    ));
     let failed = Arc::new(tokio::sync::Mutex::new(None));
     {
         let (cache, store, token) = (cache.clone(), store.clone(), shutdown.clone());

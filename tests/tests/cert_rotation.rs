@@ -1,7 +1,7 @@
-//! Certificate rotation on real processes, Docker and mTLS: with node certificates
-//! valid for seconds, the agent renews its own before expiry without a restart, keeps
-//! heartbeating and reporting, the scheduler reaches it with new connections, and a
-//! connection opened before the renewal (a followed log) is not dropped.
+//! Certificate rotation on real processes, Docker and mTLS: with certificates valid for
+//! seconds, the agent, the scheduler and the gateway renew theirs before expiry without
+//! a restart; heartbeats, reports and new calls go on over new connections, and a
+//! connection opened before a renewal (a followed log) is not dropped.
 
 use futures::StreamExt;
 use persys_tests::{AgentOptions, Cluster, ClusterOptions, TEST_IMAGE};
@@ -23,8 +23,11 @@ async fn a_node_renews_its_short_lived_certificate_without_a_restart_or_a_droppe
     let c = Cluster::start(ClusterOptions {
         agents: vec![AgentOptions::default()],
         node_timeout_ms: Some(3000),
+        // The scheduler's own certificate is as short-lived: both ends renew.
         scheduler_args: vec![
             "--node-cert-validity".into(),
+            format!("{VALIDITY_SECS}s"),
+            "--cert-validity".into(),
             format!("{VALIDITY_SECS}s"),
         ],
         ..Default::default()
@@ -99,6 +102,13 @@ async fn a_node_renews_its_short_lived_certificate_without_a_restart_or_a_droppe
         .await
         .expect("node");
     assert_eq!(node["status"], "Active", "{node}");
+    assert!(
+        c.all_logs().contains("scheduler certificate renewed"),
+        "the scheduler renewed its own certificate"
+    );
+    // A new client of the scheduler (a new handshake, past its first certificate).
+    let fresh = c.api().expect("api");
+    fresh.get_json("/nodes").await.expect("a new connection");
     // ...and new work reaches it on new connections, both ways.
     let w2 = c
         .submit(json!({"image": TEST_IMAGE, "command": "sleep 3600"}))

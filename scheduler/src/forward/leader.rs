@@ -35,12 +35,41 @@ pub struct ForwardSetupError(String);
 /// HTTP client towards the leader, presenting the scheduler's certificate.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    pub(super) http: reqwest::Client,
+    /// Replaced when the scheduler's certificate is renewed ([`Forwarder::rotate`]).
+    http: std::sync::Arc<std::sync::RwLock<reqwest::Client>>,
 }
 
 impl Forwarder {
     /// A client trusting only `ca_pem` and presenting `(cert_pem, key_pem)`.
     pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, ForwardSetupError> {
+        Ok(Self {
+            http: std::sync::Arc::new(std::sync::RwLock::new(Self::build(
+                ca_pem, cert_pem, key_pem,
+            )?)),
+        })
+    }
+
+    /// Present `(cert_pem, key_pem)` from now on (a renewed certificate).
+    pub fn rotate(
+        &self,
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<(), ForwardSetupError> {
+        let next = Self::build(ca_pem, cert_pem, key_pem)?;
+        *self.http.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(())
+    }
+
+    pub(super) fn client(&self) -> reqwest::Client {
+        self.http.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn build(
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<reqwest::Client, ForwardSetupError> {
         let mut tls = persys_certs::client_config(
             ca_pem,
             Some((cert_pem, key_pem)),
@@ -48,13 +77,12 @@ impl Forwarder {
         )
         .map_err(|e| ForwardSetupError(e.to_string()))?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let http = reqwest::Client::builder()
+        reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| ForwardSetupError(e.to_string()))?;
-        Ok(Self { http })
+            .map_err(|e| ForwardSetupError(e.to_string()))
     }
 }
 
@@ -124,7 +152,7 @@ pub async fn send(
     }
     tracing::debug!(method = %parts.method, %url, leader = %leader.id, "forwarding to the leader");
     let sent = forwarder
-        .http
+        .client()
         .request(parts.method.clone(), &url)
         .headers(headers)
         .body(body)
