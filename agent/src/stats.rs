@@ -29,7 +29,12 @@ struct Read {
 }
 
 /// Millicores used between two reads of a CPU counter.
-pub fn millicores(before: ContainerStats, before_at: Instant, now: ContainerStats, at: Instant) -> Option<u64> {
+pub fn millicores(
+    before: ContainerStats,
+    before_at: Instant,
+    now: ContainerStats,
+    at: Instant,
+) -> Option<u64> {
     let elapsed = at.checked_duration_since(before_at)?.as_nanos();
     if elapsed == 0 {
         return None;
@@ -129,7 +134,11 @@ mod tests {
         // One core busy for 2 s is 1000 millicores; a quarter core is 250.
         assert_eq!(millicores(at(0), t0, at(2_000_000_000), t1), Some(1000));
         assert_eq!(millicores(at(1_000), t0, at(500_001_000), t1), Some(250));
-        assert_eq!(millicores(at(5), t0, at(1), t1), None, "a restarted counter");
+        assert_eq!(
+            millicores(at(5), t0, at(1), t1),
+            None,
+            "a restarted counter"
+        );
         assert_eq!(millicores(at(0), t0, at(1), t0), None, "no time passed");
     }
 
@@ -144,7 +153,11 @@ mod tests {
                 .collect(),
             running,
         };
-        let got = measured(vec![c("a", true, true), c("b", false, true), c("c", true, false)]);
+        let got = measured(vec![
+            c("a", true, true),
+            c("b", false, true),
+            c("c", true, false),
+        ]);
         assert_eq!(got, vec![("a".to_string(), "w-a".to_string())]);
     }
 }

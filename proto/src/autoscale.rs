@@ -78,7 +78,11 @@ impl Autoscale {
     }
 
     /// Check the settings against the template they scale.
-    pub fn validate(&self, template: &WorkloadSpec, max_replicas: u32) -> Result<(), ValidationError> {
+    pub fn validate(
+        &self,
+        template: &WorkloadSpec,
+        max_replicas: u32,
+    ) -> Result<(), ValidationError> {
         let err = |field: &str, message: String| ValidationError {
             field: format!("autoscale.{field}"),
             message,
@@ -90,7 +94,10 @@ impl Autoscale {
             return Err(err("max", format!("must be {}-{max_replicas}", self.min)));
         }
         if self.scale_down_stabilization_seconds > 3600 {
-            return Err(err("scaleDownStabilizationSeconds", "must be 0-3600".into()));
+            return Err(err(
+                "scaleDownStabilizationSeconds",
+                "must be 0-3600".into(),
+            ));
         }
         let (field, target, requested, what) =
             match (self.target_cpu_percent, self.target_memory_percent) {
@@ -101,7 +108,12 @@ impl Autoscale {
                     ))
                 }
                 (Some(t), None) => ("targetCpuPercent", t, template.resources.cpu, "cpu"),
-                (None, Some(t)) => ("targetMemoryPercent", t, template.resources.memory, "memory"),
+                (None, Some(t)) => (
+                    "targetMemoryPercent",
+                    t,
+                    template.resources.memory,
+                    "memory",
+                ),
             };
         if target == 0 || target > MAX_TARGET_PERCENT {
             return Err(err(field, format!("must be 1-{MAX_TARGET_PERCENT}")));
@@ -194,19 +206,28 @@ mod tests {
         let ok = scale(serde_json::json!({"min": 1, "max": 3, "targetCpuPercent": 50}));
         assert_eq!(ok.scale_down_stabilization_seconds, 300);
         assert!(ok.validate(&spec(200, 0), 1000).is_ok());
-        let field = |a: Autoscale, s: WorkloadSpec| a.validate(&s, 1000).expect_err("refused").field;
+        let field =
+            |a: Autoscale, s: WorkloadSpec| a.validate(&s, 1000).expect_err("refused").field;
         assert_eq!(field(ok.clone(), spec(0, 64)), "autoscale.targetCpuPercent");
         assert_eq!(
-            field(scale(serde_json::json!({"min": 0, "max": 3, "targetCpuPercent": 50})), spec(200, 0)),
+            field(
+                scale(serde_json::json!({"min": 0, "max": 3, "targetCpuPercent": 50})),
+                spec(200, 0)
+            ),
             "autoscale.min"
         );
         assert_eq!(
-            field(scale(serde_json::json!({"min": 4, "max": 3, "targetCpuPercent": 50})), spec(200, 0)),
+            field(
+                scale(serde_json::json!({"min": 4, "max": 3, "targetCpuPercent": 50})),
+                spec(200, 0)
+            ),
             "autoscale.max"
         );
         assert_eq!(
             field(
-                scale(serde_json::json!({"min": 1, "max": 3, "targetCpuPercent": 50, "targetMemoryPercent": 50})),
+                scale(
+                    serde_json::json!({"min": 1, "max": 3, "targetCpuPercent": 50, "targetMemoryPercent": 50})
+                ),
                 spec(200, 64)
             ),
             "autoscale.targetCpuPercent"
@@ -228,7 +249,10 @@ mod tests {
             memory_bytes: 32 * 1024 * 1024,
         };
         assert_eq!(s.percent_of(&spec(200, 64), ScaleMetric::Cpu), Some(75.0));
-        assert_eq!(s.percent_of(&spec(200, 64), ScaleMetric::Memory), Some(50.0));
+        assert_eq!(
+            s.percent_of(&spec(200, 64), ScaleMetric::Memory),
+            Some(50.0)
+        );
         assert_eq!(s.percent_of(&spec(0, 0), ScaleMetric::Cpu), None);
     }
 }

@@ -396,10 +396,8 @@ async fn a_replica_moved_off_a_draining_node_goes_where_none_of_its_service_runs
         .expect("valid");
         spec.name = format!("web-{i}");
         spec.resources.cpu = 250;
-        spec.labels.insert(
-            persys_proto::service::SERVICE_LABEL.into(),
-            "web".into(),
-        );
+        spec.labels
+            .insert(persys_proto::service::SERVICE_LABEL.into(), "web".into());
         let mut w = Workload::new(uuid::Uuid::new_v4().to_string(), spec, Utc::now());
         w.service_id = Some("web".into());
         w.service_revision = Some(1);
@@ -415,7 +413,11 @@ async fn a_replica_moved_off_a_draining_node_goes_where_none_of_its_service_runs
         v.sort();
         v
     };
-    assert_eq!(nodes(&app), ["node-1", "node-2", "node-3"], "spread at creation");
+    assert_eq!(
+        nodes(&app),
+        ["node-1", "node-2", "node-3"],
+        "spread at creation"
+    );
     let on_1 = ids
         .iter()
         .find(|id| record(&app, id).node_id.as_deref() == Some("node-1"))

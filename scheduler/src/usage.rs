@@ -103,7 +103,9 @@ mod tests {
         assert_eq!(u.get("a", t0).map(|s| s.cpu_millicores), Some(11));
         assert!(u.get("b", t0).is_none(), "no longer reported by its node");
         assert!(u.get("c", t0).is_some(), "another node's samples stay");
-        assert!(u.get("a", t0 + MAX_SAMPLE_AGE + Duration::from_secs(1)).is_none());
+        assert!(u
+            .get("a", t0 + MAX_SAMPLE_AGE + Duration::from_secs(1))
+            .is_none());
         u.forget_node("n2");
         assert_eq!(u.len(), 1);
     }

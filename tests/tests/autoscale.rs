@@ -63,10 +63,7 @@ fn events(s: &Value) -> Vec<Value> {
 async fn a_cpu_burning_service_scales_up_at_once_within_max_and_down_after_the_window() {
     let c = Cluster::start(cluster()).await.expect("cluster starts");
     let api = c.api().expect("api");
-    let (status, body) = api
-        .put("/services/burner", &burner())
-        .await
-        .expect("apply");
+    let (status, body) = api.put("/services/burner", &burner()).await.expect("apply");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["service"]["replicas"], 1, "starts at min: {body}");
 

@@ -154,7 +154,9 @@ pub fn describe(s: &Value) -> String {
             Some(t) => ("cpu", t),
             None => (
                 "memory",
-                a.get("targetMemoryPercent").and_then(Value::as_u64).unwrap_or(0),
+                a.get("targetMemoryPercent")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
             ),
         };
         line(

@@ -85,7 +85,10 @@ pub async fn restore(ctx: &Ctx, file: &Path) -> anyhow::Result<()> {
     let mut size = 0;
     for line in lines {
         if !part.is_empty() && size + line.len() > PART_BYTES {
-            add(&mut total, send(ctx, header_line, &part, Part::Middle).await?);
+            add(
+                &mut total,
+                send(ctx, header_line, &part, Part::Middle).await?,
+            );
             part.clear();
             size = 0;
         }

@@ -284,7 +284,11 @@ mod tests {
         assert_eq!(recommend(1, &m(&[100.0], 0), 50.0), Some(2));
         assert_eq!(recommend(2, &m(&[150.0, 150.0], 0), 50.0), Some(6));
         assert_eq!(recommend(4, &m(&[10.0; 4], 0), 50.0), Some(1));
-        assert_eq!(recommend(3, &m(&[52.0; 3], 0), 50.0), Some(3), "within tolerance");
+        assert_eq!(
+            recommend(3, &m(&[52.0; 3], 0), 50.0),
+            Some(3),
+            "within tolerance"
+        );
         assert_eq!(recommend(3, &m(&[], 3), 50.0), None, "nothing measured");
     }
 
@@ -307,11 +311,19 @@ mod tests {
         assert_eq!(w.decide(t0, 1, 30, &a), 5, "at most +4 from 1");
         assert_eq!(w.decide(t0, 8, 40, &a), 10, "never above max");
         let s = |x: u64| t0 + Duration::from_secs(x);
-        assert_eq!(w.decide(s(2), 3, 1, &a), 3, "a young window does not scale down");
+        assert_eq!(
+            w.decide(s(2), 3, 1, &a),
+            3,
+            "a young window does not scale down"
+        );
         let mut w = Window::new(t0);
         w.decide(s(1), 3, 3, &a);
         w.decide(s(5), 3, 1, &a);
-        assert_eq!(w.decide(s(10), 3, 1, &a), 3, "3 was recommended within the window");
+        assert_eq!(
+            w.decide(s(10), 3, 1, &a),
+            3,
+            "3 was recommended within the window"
+        );
         assert_eq!(w.decide(s(12), 3, 1, &a), 1, "the window agrees now");
         assert_eq!(w.decide(s(30), 1, 0, &a), 1, "never below min");
         let mut w = Window::new(t0);
