@@ -1,181 +1,15 @@
 //! `persys dev` for real: Debian's etcd, the built `persys-scheduler`, `persys-dns`,
 //! `persys-gateway` and `persys-agent` (next to `persys`; `cargo build --workspace
-//! --bins` first), the local Docker engine, and `dig` (dnsutils).
+//! --bins` first), the local Docker engine, and `dig` (dnsutils). What happens when a
+//! child dies is in `dev_supervise.rs`.
 
+mod dev_harness;
+
+use dev_harness::{alive, children_of, persys, Dev};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn bin(name: &str) -> PathBuf {
-    let persys = PathBuf::from(env!("CARGO_BIN_EXE_persys"));
-    let p = persys.with_file_name(name);
-    assert!(
-        p.exists(),
-        "{} not found: run `cargo build --workspace --bins` first",
-        p.display()
-    );
-    p
-}
-
-use persys_testports::free_port;
-
-/// A running `persys dev` in a temporary home and data dir.
-struct Dev {
-    child: Child,
-    home: tempfile::TempDir,
-    data: PathBuf,
-    scheduler_port: u16,
-    gateway_port: u16,
-    /// What it printed once the cluster was up.
-    summary: String,
-}
-
-impl Dev {
-    /// Start it with one agent and wait until it says the cluster is up.
-    fn start() -> Dev {
-        Dev::start_with(&["--agents", "1"])
-    }
-
-    /// Start it with `nodes` (e.g. `--sim-nodes 5`) and wait until it says the cluster
-    /// is up.
-    fn start_with(nodes: &[&str]) -> Dev {
-        bin("persys-scheduler");
-        bin("persys-dns");
-        bin("persys-gateway");
-        bin("persys-agent");
-        let home = tempfile::tempdir().expect("tempdir");
-        let data = home.path().join("cluster");
-        let scheduler_port = free_port();
-        let gateway_port = free_port();
-        let stderr = std::fs::File::create(home.path().join("dev.err")).expect("stderr file");
-        let mut child = Command::new(bin("persys"))
-            .arg("dev")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(nodes)
-            .args(["--scheduler-port", &scheduler_port.to_string()])
-            .args(["--gateway-port", &gateway_port.to_string()])
-            .args(["--bootstrap-port", &free_port().to_string()])
-            .args(["--agent-port", &free_port().to_string()])
-            .env("HOME", home.path())
-            .env_remove("PERSYS_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("persys dev starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut summary = String::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("Press Ctrl-C to stop.") => break,
-                Ok(line) if line.contains("cluster is up") || !summary.is_empty() => {
-                    summary.push_str(&line);
-                    summary.push('\n');
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    let logs = std::fs::read_dir(data.join("logs"))
-                        .map(|d| {
-                            d.flatten()
-                                .map(|e| e.path().display().to_string())
-                                .collect::<Vec<_>>()
-                        })
-                        .unwrap_or_default();
-                    let err =
-                        std::fs::read_to_string(home.path().join("dev.err")).unwrap_or_default();
-                    panic!("persys dev did not come up; stderr:\n{err}\nlogs: {logs:?}");
-                }
-            }
-        }
-        Dev {
-            child,
-            home,
-            data,
-            scheduler_port,
-            gateway_port,
-            summary,
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"))
-    }
-
-    /// Wait for exit, at most `timeout`.
-    fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Pids whose parent is `parent`, from /proc.
-fn children_of(parent: u32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // Fields after the ")" that closes the command name: state, ppid, ...
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let ppid = after
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still answers kill(0); its stat state is 'Z'.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, r)| r.split_whitespace().next());
-    !stat.is_empty() && state != Some("Z")
-}
-
-fn persys(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(bin("persys"))
-        .env_remove("PERSYS_TOKEN")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("persys runs")
-}
 
 #[test]
 fn dev_runs_a_usable_cluster_and_stops_it_cleanly_on_sigterm() {
@@ -256,6 +90,13 @@ fn dev_runs_a_usable_cluster_and_stops_it_cleanly_on_sigterm() {
         5,
         "etcd, scheduler, persys-dns, gateway, one agent: {children:?}"
     );
+    let names = ["etcd", "scheduler", "dns", "gateway", "agent-1"];
+    for name in names {
+        let pid = dev
+            .child_pid(name)
+            .unwrap_or_else(|| panic!("no pids/{name}.pid"));
+        assert!(children.contains(&pid), "{name}: {pid} not in {children:?}");
+    }
     kill(dev.pid(), Signal::SIGTERM).expect("sigterm");
     let status = dev
         .wait(Duration::from_secs(30))
@@ -271,6 +112,14 @@ fn dev_runs_a_usable_cluster_and_stops_it_cleanly_on_sigterm() {
         "gateway port released"
     );
     assert!(!addr_file.exists(), "persys-dns removed its address file");
+    for name in names {
+        assert_eq!(dev.child_pid(name), None, "pids/{name}.pid removed");
+    }
+    assert!(
+        dev.stderr().lines().all(|l| !l.contains("restart")),
+        "nothing was restarted while stopping: {}",
+        dev.stderr()
+    );
 }
 
 #[test]
@@ -286,30 +135,6 @@ fn killing_dev_with_sigkill_leaves_no_child_behind() {
     }
     let left: Vec<i32> = children.into_iter().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "children left behind: {left:?}");
-}
-
-#[test]
-fn dead_child_stops_dev_with_its_name_and_a_non_zero_exit() {
-    let mut dev = Dev::start();
-    // The agent is the child started last; killing it is a crash from dev's point of view.
-    let children = children_of(dev.child.id());
-    let agent = children
-        .iter()
-        .copied()
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| c.contains("persys-agent"))
-        })
-        .expect("agent child");
-    kill(Pid::from_raw(agent), Signal::SIGKILL).expect("kill agent");
-    let status = dev.wait(Duration::from_secs(30)).expect("dev exits");
-    assert_eq!(status.code(), Some(1));
-    let err = std::fs::read_to_string(dev.home.path().join("dev.err")).expect("stderr");
-    assert!(err.contains("error: agent-1 exited unexpectedly"), "{err}");
-    assert!(
-        children.iter().all(|p| !alive(*p)),
-        "the others were stopped"
-    );
 }
 
 #[test]

@@ -36,6 +36,36 @@ pub enum NodeCommand {
         /// Node id.
         id: String,
     },
+    /// Print the command a new node runs to join the cluster (as `kubeadm token create
+    /// --print-join-command` does): `persys-agent` with the scheduler's URLs and the
+    /// join token, which carries the CA hash the agent pins.
+    ///
+    /// Read from local files, on the scheduler's host or next to `persys dev`: the
+    /// join token the scheduler wrote to its data dir and its CA certificate (no API
+    /// hands out join tokens). Only the command goes to stdout; `-o json` gives its
+    /// parts. Anyone holding the token can join a node: keep the output private.
+    JoinCommand(JoinCommandArgs),
+}
+
+/// `persys node join-command`.
+#[derive(Debug, Args, Clone)]
+pub struct JoinCommandArgs {
+    /// A `persys dev` data dir, or a scheduler's `--data-dir` (holding `join-token`
+    /// and `ca.crt`).
+    #[arg(long, value_name = "DIR", default_value = ".persys-dev")]
+    pub data_dir: std::path::PathBuf,
+    /// Scheduler API URL(s) the node will use (repeatable or comma separated); default:
+    /// the ones `persys dev` wrote to `DIR/endpoints.json`.
+    #[arg(long = "scheduler-url", value_name = "URL", value_delimiter = ',')]
+    pub scheduler_urls: Vec<String>,
+    /// Bootstrap URL(s) (registration); default: `persys dev`'s, else each scheduler
+    /// URL's host on the bootstrap port 8084.
+    #[arg(long = "bootstrap-url", value_name = "URL", value_delimiter = ',')]
+    pub bootstrap_urls: Vec<String>,
+    /// The new node's id (default: its host name; for a `persys dev` cluster `joined-1`,
+    /// with a data dir of its own under DIR).
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
 }
 
 /// `persys events`.

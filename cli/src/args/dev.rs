@@ -14,6 +14,10 @@ pub struct DevArgs {
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(0..=100))]
     pub agents: Option<u16>,
+    /// Node ids of the agents are `<PREFIX><i>`; another prefix lets two dev clusters
+    /// share one Docker engine (agents only touch containers of their own node id).
+    #[arg(long, value_name = "PREFIX", default_value = "node-", value_parser = parse_node_prefix)]
+    pub node_prefix: String,
     /// Also run N simulated nodes `sim-0`..`sim-<N-1>`: one more child,
     /// `persys-agent sim`, whose nodes join and serve like agents but run containers in
     /// memory (`--runtime fake`: nothing runs, no Docker needed). Real agents then
@@ -42,7 +46,26 @@ pub struct DevArgs {
     pub cluster_domain: String,
 }
 
+/// A node id prefix: lower-case letters, digits and `-`, starting with a letter, at
+/// most 40 characters (node ids are DNS names too).
+fn parse_node_prefix(s: &str) -> Result<String, String> {
+    let ok = s.len() <= 40
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("lower-case letters, digits and '-', starting with a letter, at most 40".into())
+    }
+}
+
 impl DevArgs {
+    /// The node id of real agent `i` (1-based).
+    pub fn node_id(&self, i: u16) -> String {
+        format!("{}{i}", self.node_prefix)
+    }
+
     /// How many real agents to start: `--agents`, else 1 without simulated nodes and 0
     /// with them (a simulated fleet needs no Docker; mixing is asked for explicitly).
     pub fn real_agents(&self) -> u16 {

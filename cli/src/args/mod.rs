@@ -11,7 +11,8 @@ pub mod service;
 pub mod workload;
 
 pub use cluster::{
-    CompletionArgs, EventsArgs, NodeCommand, PolicyCommand, SnapshotCommand, TokenCommand,
+    CompletionArgs, EventsArgs, JoinCommandArgs, NodeCommand, PolicyCommand, SnapshotCommand,
+    TokenCommand,
 };
 pub use dev::DevArgs;
 pub use service::{RolloutCommand, ServiceCommand};
@@ -67,6 +68,11 @@ pub enum Command {
     /// `persys-agent sim` child, in-memory containers, no Docker needed) and, unless
     /// `--agents` says otherwise, no real agent: `persys dev --sim-nodes 1000` is a
     /// thousand-node cluster on a laptop.
+    ///
+    /// Once the cluster is up, a child that dies is reported and started again with
+    /// exponential backoff (an agent after 3 s or more, past the node timeout: its node
+    /// is lost and its workloads move before it rejoins as the same node); each
+    /// child's pid is in `DIR/pids/<child>.pid` while it runs.
     Dev(DevArgs),
     /// Run a container on the cluster and print its workload id.
     ///

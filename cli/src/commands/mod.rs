@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod completion;
 pub mod events;
+pub mod join;
 pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
@@ -49,6 +50,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     // Verbs that need no cluster: no config is read for them.
     match command {
         Command::Dev(args) => return crate::dev::run(args).await,
+        // Local files only: the join token is not handed out by the API.
+        Command::Node(NodeCommand::JoinCommand(args)) => return join::join_command(&args, output),
         Command::Completion(args) => return completion::completion(&args),
         Command::Version => return version::version(output),
         _ => {}
@@ -95,6 +98,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             NodeCommand::Uncordon { id } => nodes::control(&ctx, NodeAction::Uncordon, &id).await,
             NodeCommand::Drain { id } => nodes::control(&ctx, NodeAction::Drain, &id).await,
             NodeCommand::Rm { id } => nodes::remove(&ctx, &id).await,
+            // Handled above, before any config is needed.
+            NodeCommand::JoinCommand(_) => Ok(()),
         },
         Command::Events(args) => events::events(&ctx, &args).await,
         Command::Metrics => metrics::metrics(&ctx).await,

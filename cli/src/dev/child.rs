@@ -1,9 +1,10 @@
-//! Child processes of `persys dev`: spawned with their output in a log file, tied to
-//! our lifetime, watched for unexpected exits, and stopped in reverse start order.
+//! Child processes of `persys dev`: spawned with their output in a log file and their
+//! pid in a pid file, tied to our lifetime, watched for exits, started again on request
+//! (with the same program, flags and environment), and stopped in reverse start order.
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,17 @@ pub struct ChildDied {
     pub log: String,
 }
 
+/// A child's exit seen by [`Supervisor::wait_any_exit`].
+#[derive(Debug)]
+pub struct Exit {
+    /// Which child, for [`Supervisor::restart`].
+    pub index: usize,
+    /// Its name, how it ended, its last log line.
+    pub died: ChildDied,
+    /// How long it had been running.
+    pub uptime: Duration,
+}
+
 /// Why a child could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -63,24 +75,39 @@ pub enum SpawnError {
     },
 }
 
+/// How to start a child (again).
+#[derive(Debug, Clone)]
+struct Spec {
+    program: PathBuf,
+    args: Vec<OsString>,
+    envs: Vec<(String, String)>,
+    not_found_hint: String,
+}
+
 struct Proc {
     name: String,
     stage: Stage,
     log: PathBuf,
-    child: Child,
+    pid_file: PathBuf,
+    spec: Spec,
+    /// `None` once it exited (until it is restarted).
+    child: Option<Child>,
+    started: Instant,
 }
 
 /// The children of one `persys dev`.
 pub struct Supervisor {
     logs_dir: PathBuf,
+    pids_dir: PathBuf,
     procs: Vec<Proc>,
 }
 
 impl Supervisor {
-    /// A supervisor writing `<logs_dir>/<name>.log`.
-    pub fn new(logs_dir: PathBuf) -> Self {
+    /// A supervisor writing `<logs_dir>/<name>.log` and `<pids_dir>/<name>.pid`.
+    pub fn new(logs_dir: PathBuf, pids_dir: PathBuf) -> Self {
         Self {
             logs_dir,
+            pids_dir,
             procs: Vec::new(),
         }
     }
@@ -100,6 +127,30 @@ impl Supervisor {
         self.logs_dir.join(format!("{name}.log"))
     }
 
+    /// The pid file of a child name: its pid and a newline while it runs.
+    pub fn pid_path(&self, name: &str) -> PathBuf {
+        self.pids_dir.join(format!("{name}.pid"))
+    }
+
+    /// The name of child `index`.
+    pub fn name(&self, index: usize) -> &str {
+        self.procs.get(index).map_or("a child", |p| p.name.as_str())
+    }
+
+    /// The stage of child `index`.
+    pub fn stage(&self, index: usize) -> Option<Stage> {
+        self.procs.get(index).map(|p| p.stage)
+    }
+
+    /// The pid of the running child `name`.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.child.as_ref())
+            .and_then(Child::id)
+    }
+
     /// Start `program args...` as child `name`, stdout and stderr appended to its log,
     /// in its own process group (so a terminal's Ctrl-C reaches only us and we stop the
     /// children in order), killed by the kernel if we die.
@@ -112,92 +163,121 @@ impl Supervisor {
         envs: &[(&str, &str)],
         not_found_hint: &str,
     ) -> Result<(), SpawnError> {
-        let io_err = |reason| SpawnError::Io {
-            name: name.to_string(),
-            reason,
+        let spec = Spec {
+            program: program.to_path_buf(),
+            args: args.iter().map(|a| a.as_ref().to_os_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            not_found_hint: not_found_hint.to_string(),
         };
         let log = self.log_path(name);
-        let mut out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(io_err)?;
-        writeln!(
-            out,
-            "--- persys dev: starting {name} at {} ---",
-            chrono::Utc::now().to_rfc3339()
-        )
-        .map_err(io_err)?;
-        let err = out.try_clone().map_err(io_err)?;
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            // Log files are read by people with `less`; no colour codes in them.
-            .env("NO_COLOR", "1")
-            .process_group(0);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        die_with_parent(&mut cmd);
-        let child = cmd.spawn().map_err(|reason| {
-            if reason.kind() == std::io::ErrorKind::NotFound {
-                SpawnError::NotFound {
-                    program: program.display().to_string(),
-                    hint: not_found_hint.to_string(),
-                }
-            } else {
-                io_err(reason)
-            }
-        })?;
-        tracing::debug!(name, pid = child.id(), "started");
+        let pid_file = self.pid_path(name);
+        let child = start(name, &spec, &log, &pid_file)?;
         self.procs.push(Proc {
             name: name.to_string(),
             stage,
             log,
-            child,
+            pid_file,
+            spec,
+            child: Some(child),
+            started: Instant::now(),
         });
         Ok(())
     }
 
-    /// Fail if any child has exited.
+    /// Replace the flags child `name` gets when it is started again (e.g. the port it
+    /// chose at its first start). Unknown names are ignored.
+    pub fn set_args<S: AsRef<OsStr>>(&mut self, name: &str, args: &[S]) {
+        if let Some(p) = self.procs.iter_mut().find(|p| p.name == name) {
+            p.spec.args = args.iter().map(|a| a.as_ref().to_os_string()).collect();
+        }
+    }
+
+    /// Start child `index` again, as it was first started; its new pid. A child that is
+    /// still running is left alone.
+    pub fn restart(&mut self, index: usize) -> Result<u32, SpawnError> {
+        let Some(p) = self.procs.get_mut(index) else {
+            return Err(SpawnError::Io {
+                name: format!("child {index}"),
+                reason: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        };
+        if let Some(pid) = p.child.as_ref().and_then(Child::id) {
+            return Ok(pid);
+        }
+        let child = start(&p.name, &p.spec, &p.log, &p.pid_file)?;
+        let pid = child.id().unwrap_or_default();
+        p.child = Some(child);
+        p.started = Instant::now();
+        Ok(pid)
+    }
+
+    /// Fail if any running child has exited.
     pub fn check_alive(&mut self) -> Result<(), ChildDied> {
         for p in &mut self.procs {
-            if let Ok(Some(status)) = p.child.try_wait() {
+            let Some(child) = p.child.as_mut() else {
+                continue;
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                p.child = None;
+                remove_pid_file(&p.pid_file);
                 return Err(died(p, status.to_string()));
             }
         }
         Ok(())
     }
 
-    /// Wait until some child exits (forever if there are none).
-    pub async fn wait_any_exit(&mut self) -> ChildDied {
-        if self.procs.is_empty() {
-            return std::future::pending().await;
-        }
+    /// Wait until some running child exits (forever if none runs); it stays stopped
+    /// until [`Supervisor::restart`].
+    pub async fn wait_any_exit(&mut self) -> Exit {
         let (result, index) = {
-            let waits = self.procs.iter_mut().map(|p| Box::pin(p.child.wait()));
-            let (result, index, _rest) = futures::future::select_all(waits).await;
+            let waits: Vec<_> = self
+                .procs
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    p.child
+                        .as_mut()
+                        .map(|c| Box::pin(async move { (i, c.wait().await) }))
+                })
+                .collect();
+            if waits.is_empty() {
+                return std::future::pending().await;
+            }
+            let ((index, result), _, _rest) = futures::future::select_all(waits).await;
             (result, index)
         };
         let status = match result {
             Ok(s) => s.to_string(),
             Err(e) => e.to_string(),
         };
-        match self.procs.get(index) {
-            Some(p) => died(p, status),
-            None => ChildDied {
-                name: "a child".into(),
-                status,
-                last_line: String::new(),
-                log: self.logs_dir.display().to_string(),
+        match self.procs.get_mut(index) {
+            Some(p) => {
+                p.child = None;
+                remove_pid_file(&p.pid_file);
+                Exit {
+                    index,
+                    died: died(p, status),
+                    uptime: p.started.elapsed(),
+                }
+            }
+            None => Exit {
+                index,
+                died: ChildDied {
+                    name: "a child".into(),
+                    status,
+                    last_line: String::new(),
+                    log: self.logs_dir.display().to_string(),
+                },
+                uptime: Duration::ZERO,
             },
         }
     }
 
-    /// Stop every child, latest stage first: SIGTERM, then SIGKILL after `grace` (or at
-    /// once when `hurry` changes, i.e. a second Ctrl-C).
+    /// Stop every running child, latest stage first: SIGTERM, then SIGKILL after
+    /// `grace` (or at once when `hurry` changes, i.e. a second Ctrl-C).
     pub async fn shutdown(&mut self, grace: Duration, hurry: &mut watch::Receiver<u32>) {
         let mut stages: Vec<Stage> = self.procs.iter().map(|p| p.stage).collect();
         stages.sort();
@@ -205,24 +285,99 @@ impl Supervisor {
         for stage in stages.into_iter().rev() {
             let deadline = Instant::now() + grace;
             for p in self.procs.iter().filter(|p| p.stage == stage) {
-                if let Some(pid) = p.child.id().and_then(|id| i32::try_from(id).ok()) {
+                let pid = p.child.as_ref().and_then(Child::id);
+                if let Some(pid) = pid.and_then(|id| i32::try_from(id).ok()) {
                     // ESRCH (already gone) is fine: wait() below reaps it.
                     let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
                 }
             }
             for p in self.procs.iter_mut().filter(|p| p.stage == stage) {
+                let Some(child) = p.child.as_mut() else {
+                    continue;
+                };
                 let graceful = tokio::select! {
-                    r = tokio::time::timeout_at(deadline, p.child.wait()) => r.is_ok(),
+                    r = tokio::time::timeout_at(deadline, child.wait()) => r.is_ok(),
                     _ = hurry.changed() => false,
                 };
                 if !graceful {
                     tracing::warn!(name = %p.name, "did not stop in time; killing it");
-                    let _ = p.child.kill().await;
+                    let _ = child.kill().await;
                 }
+                p.child = None;
+                remove_pid_file(&p.pid_file);
             }
         }
         self.procs.clear();
     }
+}
+
+/// Start one child from its spec, writing a start line to its log and its pid file.
+fn start(name: &str, spec: &Spec, log: &Path, pid_file: &Path) -> Result<Child, SpawnError> {
+    let io_err = |reason| SpawnError::Io {
+        name: name.to_string(),
+        reason,
+    };
+    let mut out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io_err)?;
+    writeln!(
+        out,
+        "{START_LINE}{name} at {} ---",
+        chrono::Utc::now().to_rfc3339()
+    )
+    .map_err(io_err)?;
+    let err = out.try_clone().map_err(io_err)?;
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        // Log files are read by people with `less`; no colour codes in them.
+        .env("NO_COLOR", "1")
+        .process_group(0);
+    for (k, v) in &spec.envs {
+        cmd.env(k, v);
+    }
+    die_with_parent(&mut cmd);
+    let child = cmd.spawn().map_err(|reason| {
+        if reason.kind() == std::io::ErrorKind::NotFound {
+            SpawnError::NotFound {
+                program: spec.program.display().to_string(),
+                hint: spec.not_found_hint.clone(),
+            }
+        } else {
+            io_err(reason)
+        }
+    })?;
+    let pid = child.id().unwrap_or_default();
+    tracing::debug!(name, pid, "started");
+    if let Err(e) = write_pid_file(pid_file, pid) {
+        // Only a convenience for people and scripts: the child runs without it.
+        tracing::warn!(file = %pid_file.display(), error = %e, "cannot write the pid file");
+    }
+    Ok(child)
+}
+
+/// Write `<pid>\n` aside and rename it into place, so a reader never sees half a pid.
+fn write_pid_file(path: &Path, pid: u32) -> std::io::Result<()> {
+    let tmp = path.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{pid}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
+fn remove_pid_file(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::debug!(file = %path.display(), error = %e, "cannot remove the pid file"),
+    }
+}
+
+/// The pid in a pid file, if it holds one.
+pub fn read_pid_file(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 fn died(p: &Proc, status: String) -> ChildDied {
@@ -238,13 +393,22 @@ fn died(p: &Proc, status: String) -> ChildDied {
 }
 
 /// The last non-empty line of a log file, without colour codes, at most 300 characters.
+/// Only lines of the latest run count: none after our start line means the child said
+/// nothing this time.
 fn last_log_line(path: &Path) -> Option<String> {
     let text = std::fs::read(path).ok()?;
     let tail = &text[text.len().saturating_sub(64 * 1024)..];
     let text = String::from_utf8_lossy(tail);
-    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    let line = text
+        .lines()
+        .rev()
+        .take_while(|l| !l.starts_with(START_LINE))
+        .find(|l| !l.trim().is_empty())?;
     Some(strip_ansi(line).trim().chars().take(300).collect())
 }
+
+/// How the line `persys dev` writes to a log before each start begins.
+const START_LINE: &str = "--- persys dev: starting ";
 
 /// Remove `ESC [ ... letter` sequences.
 pub fn strip_ansi(s: &str) -> String {
@@ -308,12 +472,18 @@ mod tests {
         let p = dir.path().join("x.log");
         std::fs::write(&p, "first\nlast words\n\n").expect("write");
         assert_eq!(last_log_line(&p).as_deref(), Some("last words"));
+        std::fs::write(
+            &p,
+            "--- persys dev: starting x at 1 ---\nold words\n--- persys dev: starting x at 2 ---\n",
+        )
+        .expect("write");
+        assert_eq!(last_log_line(&p), None, "nothing said by the latest run");
     }
 
     #[tokio::test]
     async fn child_exit_is_reported_with_its_name_and_log() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut sup = Supervisor::new(dir.path().to_path_buf());
+        let mut sup = Supervisor::new(dir.path().to_path_buf(), dir.path().to_path_buf());
         sup.spawn(
             "quitter",
             Stage::Agents,
@@ -323,7 +493,8 @@ mod tests {
             "",
         )
         .expect("spawns");
-        let died = sup.wait_any_exit().await;
+        let exit = sup.wait_any_exit().await;
+        let died = exit.died;
         assert_eq!(died.name, "quitter");
         assert!(died.status.contains('3'), "{}", died.status);
         assert!(
@@ -335,7 +506,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_stops_children_with_sigterm() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut sup = Supervisor::new(dir.path().to_path_buf());
+        let mut sup = Supervisor::new(dir.path().to_path_buf(), dir.path().to_path_buf());
         sup.spawn(
             "sleeper",
             Stage::Store,
@@ -353,10 +524,71 @@ mod tests {
         assert!(sup.is_empty());
     }
 
+    #[tokio::test]
+    async fn an_exited_child_is_started_again_with_its_flags_and_a_new_pid_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sup = Supervisor::new(dir.path().join("logs"), dir.path().join("pids"));
+        std::fs::create_dir_all(dir.path().join("logs")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("pids")).expect("mkdir");
+        let marker = dir.path().join("runs");
+        let script = format!("echo run >> {}; exec sleep 30", marker.display());
+        sup.spawn(
+            "worker",
+            Stage::Agents,
+            Path::new("/bin/sh"),
+            &["-c", &script],
+            &[],
+            "",
+        )
+        .expect("spawns");
+        let pid_file = sup.pid_path("worker");
+        let first = sup.pid("worker").expect("running");
+        let runs = |n: usize| {
+            std::fs::read_to_string(&marker)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                >= n
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !runs(1) {
+            assert!(Instant::now() < deadline, "the command runs");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(read_pid_file(&pid_file), Some(first));
+        kill(
+            Pid::from_raw(i32::try_from(first).expect("pid")),
+            Signal::SIGKILL,
+        )
+        .expect("kill");
+        let exit = sup.wait_any_exit().await;
+        assert_eq!(exit.died.name, "worker");
+        assert!(exit.died.status.contains("SIGKILL"), "{}", exit.died.status);
+        assert_eq!(sup.pid("worker"), None, "stays down until restarted");
+        assert_eq!(read_pid_file(&pid_file), None, "no pid file while down");
+        let second = sup.restart(exit.index).expect("restarts");
+        assert_ne!(first, second);
+        assert_eq!(read_pid_file(&pid_file), Some(second));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !runs(2) {
+            assert!(Instant::now() < deadline, "the same command runs again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let log = std::fs::read_to_string(sup.log_path("worker")).expect("log");
+        assert_eq!(
+            log.matches("--- persys dev: starting worker").count(),
+            2,
+            "{log}"
+        );
+        let (_tx, mut hurry) = watch::channel(0);
+        sup.shutdown(Duration::from_secs(5), &mut hurry).await;
+        assert_eq!(read_pid_file(&pid_file), None, "removed at shutdown");
+    }
+
     #[test]
     fn missing_program_is_not_found_with_hint() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut sup = Supervisor::new(dir.path().to_path_buf());
+        let mut sup = Supervisor::new(dir.path().to_path_buf(), dir.path().to_path_buf());
         let e = sup
             .spawn::<&str>(
                 "x",

@@ -1,6 +1,7 @@
 //! The DNS responder of `persys dev`: `persys-dns` against the cluster's etcd (with
 //! the etcd client certificate `persys dev` made, when it started etcd itself), for
-//! the cluster domain, on a free 127.0.0.1 port it writes to `DIR/dns-addr`. Skipped
+//! the cluster domain, on a free 127.0.0.1 port it writes to `DIR/dns-addr`, and on that
+//! same port when it is started again (the summary's `dig` line stays true). Skipped
 //! with a warning when it is not built.
 
 use super::child::Stage;
@@ -17,11 +18,14 @@ pub enum Dns {
     At(SocketAddr),
 }
 
-/// The flags of `persys-dns` for a dev cluster.
+/// The flags of `persys-dns` for a dev cluster, listening on `listen` (`127.0.0.1:0`
+/// at the first start: a free port, chosen by the responder itself and written to the
+/// file, with no race with another program between choosing and binding).
 pub fn dns_args(
     etcd_endpoints: &str,
     etcd_flags: Vec<String>,
     domain: &str,
+    listen: &str,
     addr_file: &Path,
 ) -> Vec<String> {
     let mut args = vec![
@@ -29,10 +33,8 @@ pub fn dns_args(
         etcd_endpoints.to_string(),
         "--domain".into(),
         domain.to_string(),
-        // A free port, chosen by the responder itself and written to the file: no
-        // race with another program between choosing and binding.
         "--listen".into(),
-        "127.0.0.1:0".into(),
+        listen.to_string(),
         "--addr-file".into(),
         addr_file.display().to_string(),
     ];
@@ -71,8 +73,9 @@ impl Cluster<'_> {
             .unwrap_or_default();
         let args = dns_args(
             etcd_endpoints,
-            etcd_flags,
+            etcd_flags.clone(),
             &self.args.cluster_domain,
+            "127.0.0.1:0",
             &addr_file,
         );
         crate::output::say(&format!(
@@ -92,6 +95,14 @@ impl Cluster<'_> {
         }
         let addr = read_addr(&addr_file)
             .ok_or_else(|| anyhow::anyhow!("cannot read {}", addr_file.display()))?;
+        let again = dns_args(
+            etcd_endpoints,
+            etcd_flags,
+            &self.args.cluster_domain,
+            &addr.to_string(),
+            &addr_file,
+        );
+        self.sup.set_args("dns", &again);
         Ok(Some(Dns::At(addr)))
     }
 }
@@ -106,6 +117,7 @@ mod tests {
             "https://127.0.0.1:2379",
             vec!["--etcd-cacert".into(), "/pki/ca.crt".into()],
             "cluster.local.dev",
+            "127.0.0.1:0",
             Path::new("/dev-dir/dns-addr"),
         );
         assert_eq!(

@@ -7,6 +7,38 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// The name of the endpoints file in a dev data dir.
+pub const ENDPOINTS_FILE: &str = "endpoints.json";
+
+/// Where a dev cluster's scheduler answers: what `persys dev` writes to
+/// `DIR/endpoints.json` and `persys node join-command` reads.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// The scheduler's mTLS API (agents' `--scheduler-url`).
+    pub scheduler_url: String,
+    /// Its bootstrap port (agents' `--bootstrap-url`).
+    pub bootstrap_url: String,
+    /// The address agents of this cluster listen and are reached on.
+    pub agent_host: String,
+}
+
+impl Endpoints {
+    /// Write them to `path` (replacing an earlier run's).
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(self).context("cannot encode the endpoints")?;
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Read them from `path`.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
+    }
+}
+
 /// Paths under the data dir.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -20,6 +52,8 @@ pub struct Layout {
     pub gateway: PathBuf,
     /// `logs/`: one log file per child.
     pub logs: PathBuf,
+    /// `pids/`: `<child>.pid` while each child runs.
+    pub pids: PathBuf,
     /// `config.yaml`: the client config.
     pub config: PathBuf,
 }
@@ -37,13 +71,37 @@ impl Layout {
             scheduler: root.join("scheduler"),
             gateway: root.join("gateway"),
             logs: root.join("logs"),
+            pids: root.join("pids"),
             config: root.join("config.yaml"),
             root,
         };
-        for d in [&layout.scheduler, &layout.gateway, &layout.logs] {
+        for d in [
+            &layout.scheduler,
+            &layout.gateway,
+            &layout.logs,
+            &layout.pids,
+        ] {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
+        layout.clear_pid_files()?;
         Ok(layout)
+    }
+
+    /// Remove the pid files an earlier run left (it was killed): their pids are not
+    /// this run's children.
+    fn clear_pid_files(&self) -> anyhow::Result<()> {
+        let entries = std::fs::read_dir(&self.pids)
+            .with_context(|| format!("cannot read {}", self.pids.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".pid") || name.ends_with(".pid.tmp") {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Data dir of agent `i` (1-based).
@@ -64,6 +122,11 @@ impl Layout {
     /// The cluster CA certificate.
     pub fn ca_cert(&self) -> PathBuf {
         self.scheduler.join("ca.crt")
+    }
+
+    /// Where the scheduler is, for `persys node join-command`.
+    pub fn endpoints(&self) -> PathBuf {
+        self.root.join(ENDPOINTS_FILE)
     }
 
     /// The file `persys-dns` writes its address to.
@@ -175,6 +238,29 @@ mod tests {
         assert_eq!(f.api_endpoint, "https://127.0.0.1:9085");
         assert_eq!(f.key_path, Some(layout.root.join("scheduler/admin.key")));
         assert!(layout.root.is_absolute());
+    }
+
+    #[test]
+    fn stale_pid_files_are_removed_and_endpoints_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::create(&dir.path().join("d")).expect("layout");
+        std::fs::write(layout.pids.join("agent-1.pid"), "123\n").expect("write");
+        std::fs::write(layout.pids.join("keep.txt"), "x").expect("write");
+        let layout = Layout::create(&dir.path().join("d")).expect("layout");
+        assert!(!layout.pids.join("agent-1.pid").exists());
+        assert!(layout.pids.join("keep.txt").exists());
+        let e = Endpoints {
+            scheduler_url: "https://127.0.0.1:8085".into(),
+            bootstrap_url: "https://127.0.0.1:8084".into(),
+            agent_host: "127.0.0.1".into(),
+        };
+        e.write(&layout.endpoints()).expect("write");
+        assert_eq!(Endpoints::read(&layout.endpoints()).expect("read"), e);
+        let text = std::fs::read_to_string(layout.endpoints()).expect("read");
+        assert!(
+            text.contains("\"schedulerUrl\": \"https://127.0.0.1:8085\""),
+            "{text}"
+        );
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! `DIR/gateway/admin-token`; skipped with a warning when it is not built) →
 //! `DIR/config.yaml` (pointing at the gateway) → N `persys-agent`s and, with
 //! `--sim-nodes`, one `persys-agent sim` → wait until every node is Active → run until
-//! Ctrl-C/SIGTERM, then stop the children in reverse order. A child that dies
-//! meanwhile stops the cluster with an error.
+//! Ctrl-C/SIGTERM, then stop the children in reverse order. Each child's pid is in
+//! `DIR/pids/<name>.pid` while it runs. A child that dies during startup stops
+//! `persys dev` with its error; once the cluster is up, a child that dies is reported
+//! and started again with backoff ([`supervise`]) while the others keep running.
 
 pub mod child;
 pub mod dns;
@@ -17,6 +19,7 @@ pub mod layout;
 pub mod net;
 pub mod programs;
 pub mod summary;
+pub mod supervise;
 
 use crate::args::DevArgs;
 use crate::client::ApiClient;
@@ -72,7 +75,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let layout = Layout::create(&args.data_dir)?;
     let mut signals = listen_for_signals().context("cannot install signal handlers")?;
-    let mut sup = Supervisor::new(layout.logs.clone());
+    let mut sup = Supervisor::new(layout.logs.clone(), layout.pids.clone());
     let mut cluster = Cluster {
         args: &args,
         layout: &layout,
@@ -139,6 +142,12 @@ impl Cluster<'_> {
             return Ok(());
         };
         let scheduler_url = format!("https://127.0.0.1:{}", args.scheduler_port);
+        layout::Endpoints {
+            scheduler_url: scheduler_url.clone(),
+            bootstrap_url: format!("https://127.0.0.1:{}", args.bootstrap_port),
+            agent_host: "127.0.0.1".into(),
+        }
+        .write(&layout.endpoints())?;
         let client_file = match gateway {
             Some(bin) => match self.start_gateway(bin, &etcd_endpoints).await? {
                 Some(file) => file,
@@ -154,9 +163,7 @@ impl Cluster<'_> {
 
         self.start_agents()?;
         self.start_sim()?;
-        let mut expected: Vec<String> = (1..=args.real_agents())
-            .map(|i| format!("node-{i}"))
-            .collect();
+        let mut expected: Vec<String> = (1..=args.real_agents()).map(|i| args.node_id(i)).collect();
         expected.extend((0..args.sim_nodes).map(|i| format!("{SIM_PREFIX}{i}")));
         let timeout = STARTUP_TIMEOUT + STARTUP_PER_SIM_NODE * args.sim_nodes;
         let flow = wait_for(self.sup, self.signals, "the nodes", timeout, || async {
@@ -179,10 +186,8 @@ impl Cluster<'_> {
             "{}\n",
             summary::summary(layout, &at, args.real_agents(), args.sim_nodes, &home)
         ));
-        tokio::select! {
-            _ = self.signals.changed() => Ok(()),
-            died = self.sup.wait_any_exit() => Err(died.into()),
-        }
+        supervise::keep_up(self.sup, self.signals).await;
+        Ok(())
     }
 
     /// Start etcd on two free loopback ports and wait until it is healthy.
@@ -255,6 +260,9 @@ impl Cluster<'_> {
             format!("127.0.0.1:{}", args.bootstrap_port),
             "--cluster-domain".into(),
             args.cluster_domain.clone(),
+            // Explicit: the agents' restart delay is chosen past it (see supervise).
+            "--node-timeout-ms".into(),
+            supervise::NODE_TIMEOUT.as_millis().to_string(),
         ];
         if let Some(pki) = &self.etcd_pki {
             scheduler_args.extend(pki.client_flags(persys_certs::Role::Scheduler));
@@ -293,12 +301,13 @@ impl Cluster<'_> {
         let (agent_bin, agent_hint) = programs::locate("persys-agent");
         for i in 1..=args.real_agents() {
             let port = args.agent_port + (i - 1);
+            let node_id = args.node_id(i);
             crate::output::say(&format!(
-                "starting persys-agent node-{i} on 127.0.0.1:{port}"
+                "starting persys-agent {node_id} on 127.0.0.1:{port}"
             ));
             let agent_args = [
                 "--node-id".to_string(),
-                format!("node-{i}"),
+                node_id,
                 "--data-dir".into(),
                 layout.agent(i).display().to_string(),
                 "--listen".into(),

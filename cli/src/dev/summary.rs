@@ -2,6 +2,7 @@
 
 use super::dns::Dns;
 use super::layout::{HomeConfig, Layout};
+use super::supervise;
 
 /// Where the parts of a running dev cluster are.
 pub struct Endpoints<'a> {
@@ -72,16 +73,24 @@ pub fn summary(
          \x20 client config:  {}{home_line}\n\
          \x20 etcd:           {}{dns_line}\n\
          \x20 logs:           {}\n\
+         \x20 pids:           {}/<child>.pid\n\
          \n\
          \x20 export PERSYS_CONFIG={}\n\
          \x20 persys run --name hello --wait busybox:local -- sh -c 'echo hello; sleep 3600'\n\
          \x20 persys ps{dig_line}\n\
+         \x20 persys node join-command --data-dir {}   # how one more node joins\n\
          \n\
+         A child that dies is started again; an agent after {}s or more, past the node\n\
+         timeout, so its node is lost and its workloads move (--restart always, on-failure,\n\
+         unless-stopped) before it rejoins.\n\
          Press Ctrl-C to stop.",
         layout.config.display(),
         at.etcd,
         layout.logs.display(),
+        layout.pids.display(),
         layout.config.display(),
+        layout.root.display(),
+        supervise::AGENT_RESTART_MIN.as_secs(),
     )
 }
 
@@ -122,6 +131,21 @@ mod tests {
             text.contains("dig @127.0.0.1 -p 40123 hello.cluster.local.dev"),
             "{text}"
         );
+        assert!(
+            text.contains(&format!(
+                "pids:           {}/<child>.pid",
+                layout.pids.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "persys node join-command --data-dir {}",
+                layout.root.display()
+            )),
+            "{text}"
+        );
+        assert!(text.ends_with("Press Ctrl-C to stop."), "{text}");
         let direct = Endpoints {
             api: "https://127.0.0.1:8085",
             gateway: false,
