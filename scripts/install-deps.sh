@@ -21,6 +21,9 @@ command -v git >/dev/null || need+=(git)
 command -v dig >/dev/null || need+=(dnsutils)
 # Prometheus and promtool: the observability tests run their own server on a free port.
 command -v promtool >/dev/null || need+=(prometheus)
+# docker-compose.yml (tests/tests/compose_stack.rs): Compose v2 where the plugin is
+# installed, else Debian's docker-compose (v1).
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || need+=(docker-compose)
 # Fault tests: netem through tc, or an NFQUEUE emulation where the kernel lacks netem.
 command -v iptables >/dev/null || need+=(iptables)
 command -v tc >/dev/null || need+=(iproute2)

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod dev;
+pub mod pki;
 pub mod service;
 pub mod workload;
 
@@ -15,6 +16,7 @@ pub use cluster::{
     TokenCommand,
 };
 pub use dev::DevArgs;
+pub use pki::PkiCommand;
 pub use service::{RolloutCommand, ServiceCommand};
 pub use workload::{ApplyArgs, IdArg, ListArgs, LogsArgs, RunArgs, WorkloadCommand};
 
@@ -134,6 +136,11 @@ pub enum Command {
     /// Manage API tokens (create, list, revoke; admin role).
     #[command(subcommand, visible_alias = "tokens")]
     Token(TokenCommand),
+    /// Create a cluster's certificates from local files, before any component runs
+    /// (etcd's PKI, the cluster CA with the admin certificate and join token, client
+    /// certificates).
+    #[command(subcommand)]
+    Pki(PkiCommand),
     /// Print a shell completion script (`source <(persys completion bash)`).
     Completion(CompletionArgs),
     /// Print the version of this CLI (and its git revision when built from git).

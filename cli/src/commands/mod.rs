@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod nodes;
+pub mod pki;
 pub mod policy;
 pub mod resolve;
 pub mod run;
@@ -53,6 +54,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         // Local files only: the join token is not handed out by the API.
         Command::Node(NodeCommand::JoinCommand(args)) => return join::join_command(&args, output),
         Command::Completion(args) => return completion::completion(&args),
+        Command::Pki(p) => return pki::run(&p),
         Command::Version => return version::version(output),
         _ => {}
     }
@@ -67,7 +69,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     };
     match command {
         // Handled above, before any config is needed.
-        Command::Dev(_) | Command::Completion(_) | Command::Version => Ok(()),
+        Command::Dev(_) | Command::Completion(_) | Command::Pki(_) | Command::Version => Ok(()),
         Command::Run(args) => run::run(&ctx, &args).await,
         Command::Apply(args) => apply::apply(&ctx, &args.file).await,
         Command::Ps(args) => workloads::list(&ctx, &args).await,
