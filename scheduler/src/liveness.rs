@@ -211,6 +211,7 @@ pub async fn heartbeat(
     let Some(status) = ctx.cache().node_status(node_id) else {
         return Ok(false);
     };
+    ctx.node_queue().beat(node_id);
     if let Some(gap) = ctx.liveness().beat(node_id, hb, Instant::now()) {
         ctx.metrics().heartbeat_interval.observe(gap.as_secs_f64());
     }

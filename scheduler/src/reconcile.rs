@@ -15,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 pub struct NodeQueue {
     tx: mpsc::UnboundedSender<String>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Nodes to reconcile at their next heartbeat (they registered again).
+    at_next_beat: Mutex<std::collections::HashSet<String>>,
+    /// Whether `at_next_beat` may hold any (a heartbeat skips the lock otherwise).
+    any_at_next_beat: std::sync::atomic::AtomicBool,
 }
 
 impl Default for NodeQueue {
@@ -23,6 +27,8 @@ impl Default for NodeQueue {
         Self {
             tx,
             rx: Mutex::new(Some(rx)),
+            at_next_beat: Mutex::default(),
+            any_at_next_beat: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -31,6 +37,36 @@ impl NodeQueue {
     /// Reconcile `node_id` soon.
     pub fn request(&self, node_id: &str) {
         let _ = self.tx.send(node_id.to_string());
+    }
+
+    /// Reconcile `node_id` once it next heartbeats: it registered again (a restart), and
+    /// may still run copies of workloads that moved while it was away; its API answers
+    /// by the time it beats.
+    pub fn request_at_next_beat(&self, node_id: &str) {
+        self.at_next_beat
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node_id.to_string());
+        self.any_at_next_beat
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// `node_id` heartbeat: the reconcile asked for its next beat is due.
+    pub fn beat(&self, node_id: &str) {
+        if !self
+            .any_at_next_beat
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let mut waiting = self.at_next_beat.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.remove(node_id) {
+            self.request(node_id);
+        }
+        if waiting.is_empty() {
+            self.any_at_next_beat
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
     }
 }
 

@@ -181,3 +181,66 @@ async fn agent_that_stops_heartbeating_is_inactive_within_timeout_plus_one_secon
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_node_back_from_a_crash_loses_the_old_copy_of_a_moved_workload_at_its_first_heartbeat() {
+    // The backstop's interval is the default 30 s: the old copy must go sooner.
+    let mut c = Cluster::start(ClusterOptions {
+        agents: vec![AgentOptions::default(), AgentOptions::default()],
+        node_timeout_ms: Some(2000),
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
+    let w = c
+        .submit(json!({"image": TEST_IMAGE, "command": "sleep 3600", "restartPolicy": "always"}))
+        .await
+        .expect("submitted");
+    let id = w["id"].as_str().expect("id").to_string();
+    let first = c
+        .wait_status(&id, "Running", Duration::from_secs(20))
+        .await
+        .expect("Running");
+    let first_node = first["nodeId"].as_str().expect("node").to_string();
+    let idx = c
+        .node_ids()
+        .iter()
+        .position(|n| *n == first_node)
+        .expect("one of ours");
+    c.kill_agent(idx);
+    // It moves to the other node while this one is lost.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, w) = c
+            .api()
+            .expect("api")
+            .get(&format!("/workloads/{id}"))
+            .await
+            .expect("get");
+        if w["status"] == "Running" && w["nodeId"] != first_node.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not move: {w}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        docker::running_workload_containers(&id).len(),
+        2,
+        "the old copy still runs on the lost node"
+    );
+    c.start_agent(idx).await.expect("agent restarts");
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(10);
+    while docker::workload_containers(&id).len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the old copy outlived the node's return by 10 s: {:?}",
+            docker::workload_containers(&id)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "old copy removed {:.1} s after the node came back",
+        back.elapsed().as_secs_f64()
+    );
+}

@@ -257,6 +257,9 @@ pub async fn register(
         )
         .await?;
     ctx.kick_pending();
+    // Back from a restart, it may still run old copies of workloads that moved while
+    // it was away: removed at its first heartbeat, not at the backstop's next interval.
+    ctx.node_queue().request_at_next_beat(&node_id);
     tracing::info!(node = %node_id, ip = %ip, "node registered");
     Ok(Json(RegisterResponse {
         node_id: node_id.clone(),
