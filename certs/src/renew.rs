@@ -27,7 +27,11 @@ fn due_in(not_before: i64, not_after: i64, now: SystemTime) -> Duration {
     let backdate = crate::ca::BACKDATE.whole_seconds();
     let span = not_after - not_before;
     // Certificates of other issuers may not be backdated.
-    let lifetime = if span > backdate { span - backdate } else { span } as f64;
+    let lifetime = if span > backdate {
+        span - backdate
+    } else {
+        span
+    } as f64;
     let due = not_after as f64 - lifetime / 3.0;
     let now = now
         .duration_since(UNIX_EPOCH)
@@ -51,11 +55,18 @@ mod tests {
         let (nb, na) = (10_000 - backdate, 10_009);
         assert_eq!(due_in(nb, na, at(10_000)), Duration::from_secs(6));
         assert_eq!(due_in(nb, na, at(10_006)), Duration::ZERO);
-        assert_eq!(due_in(nb, na, at(20_000)), Duration::ZERO, "expired: at once");
+        assert_eq!(
+            due_in(nb, na, at(20_000)),
+            Duration::ZERO,
+            "expired: at once"
+        );
         // A week: about 2.33 days before expiry.
         let week = 7 * 24 * 3600;
         let d = due_in(-backdate, week, at(0));
-        assert!((d.as_secs_f64() - week as f64 * 2.0 / 3.0).abs() < 1.0, "{d:?}");
+        assert!(
+            (d.as_secs_f64() - week as f64 * 2.0 / 3.0).abs() < 1.0,
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -63,9 +74,17 @@ mod tests {
         let ca = crate::CertificateAuthority::generate("test").expect("ca");
         let (csr, _key) = crate::generate_csr("n1", &[]).expect("csr");
         let pem = ca
-            .sign_csr_valid_for(&csr, &crate::Identity::node("n1"), &[], Duration::from_secs(90))
+            .sign_csr_valid_for(
+                &csr,
+                &crate::Identity::node("n1"),
+                &[],
+                Duration::from_secs(90),
+            )
             .expect("signed");
         let d = renew_in(&pem, SystemTime::now()).expect("parses");
-        assert!(d > Duration::from_secs(55) && d <= Duration::from_secs(60), "{d:?}");
+        assert!(
+            d > Duration::from_secs(55) && d <= Duration::from_secs(60),
+            "{d:?}"
+        );
     }
 }

@@ -41,7 +41,10 @@ pub async fn request_context(State(app): State<Arc<App>>, req: Request, next: Ne
     let method = method_label(req.method());
     let span = persys_http::request_span!(id);
     let mut resp = REQUEST_ID
-        .scope(id.clone(), tracing::Instrument::instrument(next.run(req), span))
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(next.run(req), span),
+        )
         .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut()

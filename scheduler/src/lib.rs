@@ -40,11 +40,11 @@ pub mod placer;
 pub mod policy_cache;
 pub mod reconcile;
 pub mod records;
+pub mod renew;
 pub mod services;
 pub mod snapshot;
 pub mod status;
 pub mod store;
-pub mod renew;
 pub mod trust;
 pub mod usage;
 

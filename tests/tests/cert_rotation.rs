@@ -174,7 +174,10 @@ async fn the_gateway_renews_its_certificates_without_a_restart_or_a_dropped_stre
             ticks_after_expiry += 1;
         }
     }
-    assert!(ticks_after_expiry > 0, "the stream opened before the renewal went on");
+    assert!(
+        ticks_after_expiry > 0,
+        "the stream opened before the renewal went on"
+    );
     // A new client (a new handshake) after the first certificates expired: the gateway
     // serves a renewed certificate, and reaches the scheduler with a renewed one.
     let fresh = c.gateway_admin().expect("admin");

@@ -97,10 +97,7 @@ async fn every_service_logs_json_lines_with_the_request_id_of_the_request_they_h
             .filter_map(|(_, v)| v.as_ref())
             .filter(|v| request_id(v) == Some(logs_id.as_str()))
             .collect();
-        assert!(
-            !of_logs.is_empty(),
-            "{file}: no line of request {logs_id}"
-        );
+        assert!(!of_logs.is_empty(), "{file}: no line of request {logs_id}");
     }
     // The create's lines in the scheduler carry its id (placement happens in it).
     let sched = lines(&c, "scheduler.log");
