@@ -151,30 +151,34 @@ impl Store {
         &self,
         prefix: &str,
     ) -> Result<(Vec<(String, Versioned<T>)>, i64)> {
-        let resp = Ride::new()
-            .run(|| async {
-                let mut kv = self.client.kv_client();
-                self.metrics
-                    .timed(
-                        Op::Range,
-                        kv.get(prefix, Some(GetOptions::new().with_prefix())),
-                    )
-                    .await
-            })
-            .await?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let mut out = Vec::with_capacity(resp.kvs().len());
-        for kv in resp.kvs() {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            match decode::<T>(&key, kv.value()) {
-                Ok(value) => out.push((
-                    key[prefix.len().min(key.len())..].to_string(),
-                    Versioned {
-                        value,
-                        mod_revision: kv.mod_revision(),
-                    },
-                )),
-                Err(e) => tracing::warn!(%key, error = %e, "skipping undecodable record"),
+        // Page by page at one revision: one answer of a large prefix (50,000 workloads
+        // are ~60 MB) is over gRPC's 4 MiB message limit.
+        let revision = self.ping().await?;
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .range_raw_versioned(prefix, after.as_deref(), revision, raw::PAGE)
+                .await?;
+            let full = page.len() as i64 == raw::PAGE;
+            if let Some((last, _, _)) = page.last() {
+                after = Some(last.clone());
+            }
+            for (k, v, mod_revision) in page {
+                let key = String::from_utf8_lossy(&k).into_owned();
+                match decode::<T>(&key, &v) {
+                    Ok(value) => out.push((
+                        key[prefix.len().min(key.len())..].to_string(),
+                        Versioned {
+                            value,
+                            mod_revision,
+                        },
+                    )),
+                    Err(e) => tracing::warn!(%key, error = %e, "skipping undecodable record"),
+                }
+            }
+            if !full {
+                break;
             }
         }
         Ok((out, revision))

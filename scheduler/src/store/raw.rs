@@ -19,6 +19,22 @@ impl Store {
         revision: i64,
         limit: i64,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .range_raw_versioned(prefix, after, revision, limit)
+            .await?
+            .into_iter()
+            .map(|(k, v, _)| (k, v))
+            .collect())
+    }
+
+    /// [`Store::range_raw`] with each key's mod revision.
+    pub async fn range_raw_versioned(
+        &self,
+        prefix: &str,
+        after: Option<&[u8]>,
+        revision: i64,
+        limit: i64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>, i64)>> {
         let start: Vec<u8> = match after {
             // The smallest key greater than `after`.
             Some(a) => {
@@ -45,7 +61,7 @@ impl Store {
         Ok(resp
             .kvs()
             .iter()
-            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
+            .map(|kv| (kv.key().to_vec(), kv.value().to_vec(), kv.mod_revision()))
             .collect())
     }
 

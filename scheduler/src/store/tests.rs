@@ -379,3 +379,38 @@ async fn a_batch_fenced_to_a_lost_term_writes_nothing() {
         assert!(s.get::<Rec>(key).await.expect("get").is_none(), "{key}");
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Big {
+    n: u32,
+    pad: String,
+}
+
+#[tokio::test]
+async fn a_list_larger_than_one_grpc_message_is_read_whole_at_one_revision() {
+    let etcd = Etcd::start().await;
+    let s = etcd.store().await;
+    // 1,300 records of 4 KiB: 5.2 MB, over gRPC's 4 MiB answer limit.
+    let pad = "x".repeat(4096);
+    for chunk in (0..1300u32).collect::<Vec<_>>().chunks(100) {
+        let items: Vec<(String, Big)> = chunk
+            .iter()
+            .map(|n| {
+                (
+                    format!("/big/{n:05}"),
+                    Big {
+                        n: *n,
+                        pad: pad.clone(),
+                    },
+                )
+            })
+            .collect();
+        let refs: Vec<(String, &Big)> = items.iter().map(|(k, v)| (k.clone(), v)).collect();
+        s.create_all(&refs).await.expect("batch");
+    }
+    let (all, revision) = s.list::<Big>("/big/").await.expect("list");
+    assert_eq!(all.len(), 1300);
+    assert_eq!(all[0].0, "00000");
+    assert_eq!(all[1299].1.value.n, 1299);
+    assert!(all.iter().all(|(_, v)| v.mod_revision <= revision));
+}
