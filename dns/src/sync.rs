@@ -127,7 +127,7 @@ async fn sync_once(
 /// revision (watch from the next one).
 async fn list(client: &Client, prefix: &str) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, i64), DnsError> {
     let mut kv = client.kv_client();
-    let end = prefix_end(prefix.as_bytes());
+    let end = persys_proto::keys::prefix_end(prefix.as_bytes());
     let mut from = prefix.as_bytes().to_vec();
     let mut revision = 0;
     let mut out = Vec::new();
@@ -154,30 +154,9 @@ async fn list(client: &Client, prefix: &str) -> Result<(Vec<(Vec<u8>, Vec<u8>)>,
     }
 }
 
-/// The end of the key range of `prefix` (etcd's `--prefix`: the last byte that can
-/// be incremented, incremented, and what follows cut).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    // All 0xff (or empty): to the end of the key space.
-    vec![0]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_range_of_a_prefix_ends_after_its_last_key() {
-        assert_eq!(prefix_end(b"/skydns/dev/"), b"/skydns/dev0".to_vec());
-        assert_eq!(prefix_end(&[b'a', 0xff]), b"b".to_vec());
-        assert_eq!(prefix_end(&[0xff]), vec![0]);
-    }
 
     #[test]
     fn pauses_grow_and_stay_bounded() {

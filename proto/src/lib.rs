@@ -90,6 +90,28 @@ pub mod keys {
     /// Prefix of service records ([`crate::Service`]).
     pub const SERVICES: &str = "/persys/services/";
 
+    /// The first key after every key that starts with `prefix` (the end of etcd's
+    /// prefix range: the last byte that can be incremented, incremented, and what
+    /// follows cut; all `0xff` or empty: to the end of the key space).
+    pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+        let mut end = prefix.to_vec();
+        while let Some(last) = end.pop() {
+            if last < 0xff {
+                end.push(last + 1);
+                return end;
+            }
+        }
+        vec![0]
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn the_range_of_a_prefix_ends_after_its_last_key() {
+        assert_eq!(prefix_end(b"/skydns/dev/"), b"/skydns/dev0".to_vec());
+        assert_eq!(prefix_end(&[b'a', 0xff]), b"b".to_vec());
+        assert_eq!(prefix_end(&[0xff]), vec![0]);
+    }
+
     /// Key of one service record.
     pub fn service(name: &str) -> String {
         format!("{SERVICES}{name}")

@@ -44,7 +44,7 @@ impl Store {
             }
             None => prefix.as_bytes().to_vec(),
         };
-        let end = prefix_end(prefix.as_bytes());
+        let end = persys_proto::keys::prefix_end(prefix.as_bytes());
         let resp = Ride::new()
             .run(|| async {
                 let options = GetOptions::new()
@@ -105,28 +105,5 @@ impl Store {
             created += usize::from(one.succeeded());
         }
         Ok(created)
-    }
-}
-
-/// The first key after every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prefix_end;
-
-    #[test]
-    fn the_end_of_a_prefix_is_its_last_byte_plus_one() {
-        assert_eq!(prefix_end(b"/workloads/"), b"/workloads0".to_vec());
-        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
     }
 }
