@@ -240,7 +240,7 @@ pub async fn save_snapshot() {}
         ("first" = Option<bool>, Query, description = "the first part: refused unless the cluster holds no workload and no service"),
         ("last" = Option<bool>, Query, description = "the last part: the restore is whole and takes effect"),
     ),
-    request_body(content = String, content_type = "application/x-persys-snapshot", description = "the snapshot's header line, then some of its sealed lines (at most 4 MiB)"),
+    request_body(content = String, content_type = "text/plain", description = "the snapshot's header line, then some of its sealed lines (at most 4 MiB)"),
     responses(
         (status = 200, description = "entries created where absent", body = RestoreSummary),
         (status = 400, description = "not a snapshot of this cluster, or changed", body = ApiError),

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use persys_proto::snapshot::{RestoreSummary, MEDIA_TYPE};
-use serde::Deserialize;
+use std::collections::HashMap;
 
 impl From<SnapshotError> for AppError {
     fn from(e: SnapshotError) -> Self {
@@ -56,24 +56,28 @@ pub async fn save(State(ctx): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Query of `POST /cluster/restore`.
-#[derive(Debug, Deserialize)]
-pub struct RestoreQuery {
-    /// The first part: the cluster must be empty.
-    #[serde(default)]
-    pub first: bool,
-    /// The last part: the restore is whole.
-    #[serde(default)]
-    pub last: bool,
+/// A `true`/`false` query parameter (absent: false).
+fn flag(q: &HashMap<String, String>, name: &str) -> Result<bool, AppError> {
+    match q.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(AppError::invalid_field(
+            name,
+            format!("{other:?} is not true or false"),
+        )),
+    }
 }
 
-/// `POST /cluster/restore`: the body is the header line and sealed lines of one part.
+/// `POST /cluster/restore?first=true|last=true`: the body is the header line and
+/// sealed lines of one part; `first` checks the cluster is empty, `last` makes the
+/// restore take effect.
 pub async fn restore(
     State(ctx): State<AppState>,
-    Query(q): Query<RestoreQuery>,
+    Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Json<RestoreSummary>, AppError> {
-    let summary = crate::snapshot::restore_part(&ctx, &body, q.first, q.last).await?;
+    let (first, last) = (flag(&q, "first")?, flag(&q, "last")?);
+    let summary = crate::snapshot::restore_part(&ctx, &body, first, last).await?;
     tracing::info!(
         restored = summary.restored,
         skipped = summary.skipped,
