@@ -10,9 +10,40 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Two distinct free ports on 127.0.0.1, none of them in `avoid` (the ports the
 /// cluster's own flags name, which are free now but taken later).
 pub fn two_free_ports(avoid: &[u16]) -> std::io::Result<(u16, u16)> {
+    // Above the kernel's ephemeral range when there is room (below it otherwise): a
+    // port from `bind(0)` is from that range, where every outbound connection's local
+    // port comes from too, and one of those can take it between the release here and
+    // etcd's own bind. (Below the range is where the test suite reserves its ports.)
+    let (low, high) = ephemeral_range();
+    let (from, to) = if high < 64_000 {
+        (high + 1, u16::MAX)
+    } else {
+        (1_025u16.max(low.saturating_sub(4_000)), low)
+    };
+    let span = u32::from(to.saturating_sub(from)).max(1);
+    // A start that differs per process, so two dev clusters starting together do not
+    // probe in step.
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
     // Every listener stays open until the end, so each bind gets a new port.
     let mut held = Vec::new();
     let mut found = Vec::new();
+    for i in 0..512u32 {
+        if found.len() == 2 {
+            break;
+        }
+        let port = from + ((seed.wrapping_add(i.wrapping_mul(7919))) % span) as u16;
+        if avoid.contains(&port) || found.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            found.push(port);
+            held.push(l);
+        }
+    }
     while found.len() < 2 {
         if held.len() > 64 {
             return Err(std::io::Error::other(
@@ -21,12 +52,23 @@ pub fn two_free_ports(avoid: &[u16]) -> std::io::Result<(u16, u16)> {
         }
         let l = TcpListener::bind("127.0.0.1:0")?;
         let port = l.local_addr()?.port();
-        if !avoid.contains(&port) {
+        if !avoid.contains(&port) && !found.contains(&port) {
             found.push(port);
         }
         held.push(l);
     }
     Ok((found[0], found[1]))
+}
+
+/// The kernel's ephemeral port range, or Linux's default when it cannot be read.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// The ports the cluster will listen on, named by the flag that sets them; refuses
